@@ -1,0 +1,3 @@
+from deepprob.cli import main
+
+raise SystemExit(main())

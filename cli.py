@@ -1,0 +1,72 @@
+"""``deepprob <example> [options]``: one subcommand per example (see :mod:`deepprob.examples`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from deepprob.errors import FitDivergedError, InputError
+from deepprob.examples import EXAMPLES
+from deepprob.examples.options import add_run_arguments
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepprob",
+        description="Deep probabilistic methods with Pyro and PyTorch. "
+        "Run `deepprob <example> --help` for an example's options.",
+        epilog="examples:\n" + "\n".join(f"  {name:<9} {text}" for name, (_, text) in EXAMPLES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="example", metavar="<example>", required=True)
+    for name, (module_name, text) in EXAMPLES.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        add_run_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def run_example(args: argparse.Namespace) -> dict:
+    """Seed, pick the device and the output folder, run the example and time it.
+
+    Returns the example's metrics with ``example``, ``seconds`` and ``device`` added.
+    """
+    from deepprob.runtime import prepare_out, resolve_device, seed_everything
+
+    args.device = resolve_device(args.device)
+    args.out = prepare_out(args.out, args.example)
+    seed_everything(args.seed)
+    start = time.perf_counter()
+    metrics = args._main(args)
+    seconds = time.perf_counter() - start
+    return {"example": args.example, **metrics, "seconds": round(seconds, 3), "device": str(args.device)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        metrics = run_example(args)
+    except (InputError, FitDivergedError, FileNotFoundError) as err:
+        print(f"deepprob {args.example}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deepprob {args.example}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        from deepprob.runtime import dumps_metrics
+
+        print(dumps_metrics(metrics), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,13 @@
+"""The ``deepprob <example>`` subcommands: one module each, registered here.
+
+Each module defines ``add_arguments(parser)`` (its own options; the shared ones come from
+:mod:`deepprob.examples.options`) and ``main(args) -> dict`` (runs the example, saves figures under
+``args.out`` and returns the run's metrics, which ``--json`` prints).
+"""
+
+# name -> (module, one-line description). Adding an example = one module + one line here.
+EXAMPLES = {
+    "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide"),
+    "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides"),
+    "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression"),
+}

@@ -1,0 +1,93 @@
+"""Run-time plumbing shared by every example: devices, seeds, output folders, JSON metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepprob.errors import InputError
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``None``/``"auto"`` for cuda when available."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, torch and Pyro so that a run is reproducible on CPU."""
+    import pyro
+
+    random.seed(seed)
+    np.random.seed(seed)
+    pyro.set_rng_seed(seed)  # seeds torch as well
+
+
+def prepare_out(out: str | os.PathLike | None, example: str) -> Path:
+    """The folder for figures and artefacts: ``out`` or ``runs/<example>``, created if needed."""
+    path = Path(out) if out else Path("runs") / example
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through :func:`atomic_write_bytes` (checkpoints are never left corrupt)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def jsonable(value: Any) -> Any:
+    """Turn tensors, arrays, numpy scalars and paths into plain JSON values (NaN/inf become None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps_metrics(metrics: dict) -> str:
+    """One line of JSON, keys in the order the example produced them."""
+    return json.dumps(jsonable(metrics))
