@@ -41,3 +41,15 @@ def sine_regression(n: int = 100, noise_sd: float = 0.1, seed: int = 0) -> Table
     x = np.concatenate([rng.uniform(-3, -1, n // 2), rng.uniform(1, 3, n - n // 2)])
     y = np.sin(x) + noise_sd * rng.standard_normal(n)
     return Table(torch.as_tensor(x[:, None], dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32), ["x"], "y")
+
+
+def onehot(n: int = 2000, k: int = 4, seed: int = 0) -> Table:
+    """``n`` one-hot vectors of length ``k``, classes balanced and shuffled: the seed's VAE toy.
+
+    ``X`` (n, k) holds the vectors and ``y`` (n,) the class (the position of the one). A VAE with a
+    2-D latent should map the ``k`` classes to ``k`` separate clusters of latent means.
+    """
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n)[torch.randperm(n, generator=g)] % k
+    X = torch.nn.functional.one_hot(labels, k).float()
+    return Table(X, labels.float(), [f"x{i}" for i in range(k)], "class")

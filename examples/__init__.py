@@ -10,4 +10,8 @@ EXAMPLES = {
     "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide"),
     "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides"),
     "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression"),
+    "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST"),
+    "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture"),
+    "ratio": ("deepprob.examples.ratio", "A classifier against a uniform reference recovers a density ratio"),
+    "gan": ("deepprob.examples.gan", "GANs: mode dropping on 2-D rings and its remedies; DCGAN on digits"),
 }

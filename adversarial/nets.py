@@ -1,0 +1,62 @@
+"""Small building blocks: multilayer perceptrons and a fixed affine map for standardised coordinates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from deepprob.errors import InputError
+
+ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),  # in place: one tensor less per layer (the backward uses the output)
+    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+    """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim``: Linear layers with ``activation`` between
+    them and none after the last (outputs are logits, critic values or unconstrained points).
+
+    >>> mlp(2, [300, 300, 150], 1)  # the seed's discriminator: 2-300-300-150-1
+    """
+    if activation not in ACTIVATIONS:
+        raise InputError(f"activation {activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+    sizes = [in_dim, *hidden, out_dim]
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class Affine(nn.Module):
+    """``y = x * scale + shift`` with fixed (buffer) ``scale`` and ``shift`` of shape (D,) or ().
+
+    Put in front of a discriminator (``Affine.standardize``) and behind a generator
+    (``Affine.unstandardize``), it lets both networks work in coordinates of unit scale while the
+    trainer, the metrics and the checkpoints see data coordinates.
+    """
+
+    def __init__(self, scale: torch.Tensor | float, shift: torch.Tensor | float):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, x, self.scale)
+
+    @classmethod
+    def standardize(cls, mean: torch.Tensor, scale: torch.Tensor | float) -> Affine:
+        """x -> (x - mean) / scale."""
+        scale = torch.as_tensor(scale, dtype=torch.float32)
+        return cls(1.0 / scale, -torch.as_tensor(mean, dtype=torch.float32) / scale)
+
+    @classmethod
+    def unstandardize(cls, mean: torch.Tensor, scale: torch.Tensor | float) -> Affine:
+        """u -> u * scale + mean."""
+        return cls(scale, mean)

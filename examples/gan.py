@@ -1,0 +1,419 @@
+"""Implicit distributions and mode dropping: GANs on 2-D point clouds and a DCGAN on digit images.
+
+2-D data (--dataset gaussian | ring | ring-metz, or --data FILE.csv [--modes CENTRES.csv --mode-sigma S]):
+MLP generator and discriminator (2 hidden layers of 128, ReLU). Metrics on 2,500 generated points:
+modes covered (a mode counts when at least --min-count samples lie within 3 sigma of it), the fraction of
+high-quality samples (within 3 sigma of some mode), and the errors of the generated mean and covariance.
+Remedies for mode dropping, each a flag, trained side by side with the standard GAN (same seed, same
+settings, same iterations; --no-baseline skips it): --unrolled K (Metz et al. 2017), --pack M (PacGAN,
+Lin et al. 2018), --loss wgan-gp (Gulrajani et al. 2017). Defaults follow each method's paper:
+  standard, --pack, --loss wgan-gp: 5 discriminator steps per generator step, batch 64, Adam lr 1e-3,
+      betas (0.5, 0.999) ((0.5, 0.9) for WGAN-GP), 8,000 iterations;
+  --unrolled: 1 discriminator step, batch 256, Adam lr 1e-3 (generator) and 1e-4 (discriminator),
+      betas (0.5, 0.999), 3,000 iterations, as in the unrolled-GAN paper.
+Figure: snapshots.png (the generated cloud during training, one row per run).
+
+Images (--dataset digits | mnist): a DCGAN, checkpointed every epoch to checkpoint.pt; figures
+samples.png (a grid from --seed), interpolation.png (slerp between latent points) and arithmetic.png
+(mean z of group A - group B + group C; by default "thick x - thin x + thin y").
+
+  deepprob gan --dataset ring                      # the standard GAN drops modes
+  deepprob gan --dataset ring --pack 4             # PacGAN, beside the standard GAN
+  deepprob gan --dataset ring --unrolled 5
+  deepprob gan --dataset digits --epochs 30
+  deepprob gan sample --checkpoint runs/gan/checkpoint.pt --seed 0   # the same grid again
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+
+import torch
+
+from deepprob.errors import InputError
+from deepprob.examples.options import non_negative_int, positive_float, positive_int
+
+POINT_DATASETS = ("gaussian", "ring", "ring-metz")
+IMAGE_DATASETS = ("digits", "mnist")
+
+# Per-method defaults: each remedy as its paper ran it (the standard GAN beside it gets the same ones).
+PRESETS = {
+    "gan": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "iterations": 8000},
+    "wgan-gp": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.9), "iterations": 8000},
+    "unrolled": {"d_steps": 1, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-4, "betas": (0.5, 0.999), "iterations": 3000},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "mode", nargs="?", choices=["train", "sample"], default="train",
+        help="train a GAN (default), or sample images from a DCGAN --checkpoint",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=POINT_DATASETS + IMAGE_DATASETS, default=None, help="default: ring")
+    data.add_argument("--data", default=None, help="a CSV of 2-D points (two numeric columns, optional header)")
+    data.add_argument("--modes", default=None, help="with --data: a CSV of mode centres (x, y), one row a mode")
+    data.add_argument(
+        "--mode-sigma", type=positive_float, default=None,
+        help="with --modes: the modes' standard deviation for the 3-sigma rule (default: estimated)",
+    )
+    data.add_argument("--data-dir", default=None, help="--dataset mnist: folder with the MNIST IDX files")
+    remedies = parser.add_argument_group("remedies for mode dropping (2-D data)")
+    remedies.add_argument("--loss", choices=["gan", "wgan-gp"], default="gan", help="standard GAN or WGAN-GP")
+    remedies.add_argument("--unrolled", type=non_negative_int, default=0, help="look-ahead discriminator steps K")
+    remedies.add_argument("--pack", type=positive_int, default=1, help="samples per discriminator input M (PacGAN)")
+    remedies.add_argument("--no-baseline", action="store_true", help="do not train the standard GAN alongside")
+    train = parser.add_argument_group("training (default: per method, see above)")
+    train.add_argument("--iterations", type=positive_int, default=None, help="generator iterations (2-D)")
+    train.add_argument("--epochs", type=positive_int, default=None, help="epochs (images; default 100 digits, 5 mnist)")
+    train.add_argument("--batch-size", type=positive_int, default=None, help="discriminator inputs per step")
+    train.add_argument("--d-steps", type=positive_int, default=None, help="discriminator steps per generator step")
+    train.add_argument("--lr-g", type=positive_float, default=None, help="generator Adam learning rate")
+    train.add_argument("--lr-d", type=positive_float, default=None, help="discriminator Adam learning rate")
+    train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
+    train.add_argument("--hidden", default="128,128", help="2-D: hidden layer sizes of both MLPs")
+    train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
+    train.add_argument(
+        "--threads", type=positive_int, default=None,
+        help="CPU threads for torch during training (default: 1, except mnist: torch's default). These networks "
+        "are small: a second thread gains little and its OpenMP barriers stall when other jobs share the cores",
+    )
+    evaluate = parser.add_argument_group("evaluation and figures")
+    evaluate.add_argument("--eval-samples", type=positive_int, default=2500, help="2-D: generated points for the metrics")
+    evaluate.add_argument("--min-count", type=positive_int, default=20, help="2-D: samples within 3 sigma for a mode to count")
+    evaluate.add_argument("--snapshots", type=positive_int, default=6, help="2-D: snapshots of the cloud during training")
+    evaluate.add_argument("--grid", type=positive_int, default=8, help="images: the sample grid is GRID x GRID")
+    evaluate.add_argument(
+        "--arithmetic", default=None,
+        help="images: three ';'-separated groups of sample-grid indices A;B;C (default: picked by class and ink)",
+    )
+    evaluate.add_argument("--checkpoint", default=None, help="sample mode: a checkpoint.pt written by the images training")
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.mode == "sample":
+        return sample_images(args)
+    if args.checkpoint is not None:
+        raise InputError("--checkpoint: only used by `deepprob gan sample`")
+    dataset = resolve_dataset(args)
+    threads = args.threads or (None if dataset == "mnist" else 1)
+    with cpu_threads(threads if args.device.type == "cpu" else None):
+        if dataset in IMAGE_DATASETS:
+            return train_images(args, dataset)
+        return train_points(args, load_cloud(args, dataset))
+
+
+@contextmanager
+def cpu_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore the setting."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_dataset(args: argparse.Namespace) -> str | None:
+    """The dataset name, or None for a --data CSV; cross-checks the data options."""
+    if args.data is not None:
+        if args.dataset is not None:
+            raise InputError(f"--data {args.data}: give either --data or --dataset {args.dataset}, not both")
+        return None
+    if args.modes is not None or args.mode_sigma is not None:
+        raise InputError("--modes/--mode-sigma: only meaningful with --data FILE.csv")
+    dataset = args.dataset or "ring"
+    if args.data_dir is not None and dataset != "mnist":
+        raise InputError(f"--data-dir {args.data_dir}: only used with --dataset mnist, not {dataset}")
+    if dataset in IMAGE_DATASETS and (args.unrolled or args.pack > 1 or args.loss != "gan"):
+        raise InputError(f"--dataset {dataset}: the remedies (--unrolled, --pack, --loss wgan-gp) are for 2-D data")
+    return dataset
+
+
+def load_cloud(args: argparse.Namespace, dataset: str | None):
+    from deepprob.datasets.points import POINT_SETS, load_points_csv
+
+    if dataset is None:
+        return load_points_csv(args.data, args.modes, args.mode_sigma)
+    return POINT_SETS[dataset](seed=args.seed)
+
+
+# --- 2-D point clouds ---------------------------------------------------------------------------------
+
+
+def variant_name(loss: str, unrolled: int, pack: int) -> str:
+    parts = [f"unrolled {unrolled}"] if unrolled else []
+    parts += [f"pack {pack}"] if pack > 1 else []
+    parts += ["wgan-gp"] if loss == "wgan-gp" else []
+    return ", ".join(parts) or "standard"
+
+
+def resolve_config(args: argparse.Namespace):
+    """The GANConfig and iteration count: the method's preset, overridden by any option given."""
+    from deepprob.adversarial.trainer import GANConfig
+
+    preset = dict(PRESETS["unrolled" if args.unrolled else args.loss])
+    iterations = preset.pop("iterations")
+    overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d") if getattr(args, k) is not None}
+    config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**preset, **overrides})
+    config.validate()
+    return config, args.iterations or iterations
+
+
+def build_point_gan(cloud, latent_dim: int, hidden: list[int], pack: int):
+    """MLP generator and discriminator that work in standardised coordinates: the data's mean and RMS
+    spread are folded into fixed affine layers, so the same networks and learning rates suit a ring of
+    radius 8 and one of radius 2."""
+    from torch import nn
+
+    from deepprob.adversarial.nets import Affine, mlp
+
+    mean = cloud.points.mean(0)
+    scale = float((cloud.points - mean).pow(2).mean().sqrt().clamp_min(1e-6))
+    generator = nn.Sequential(mlp(latent_dim, hidden, 2), Affine.unstandardize(mean, scale))
+    discriminator = nn.Sequential(Affine.standardize(mean.repeat(pack), scale), mlp(2 * pack, hidden, 1))
+    return generator, discriminator
+
+
+def evaluate_points(cloud, samples: torch.Tensor, min_count: int) -> dict:
+    from deepprob.adversarial.metrics import mode_metrics, moment_errors
+
+    if cloud.centres is not None:
+        metrics = mode_metrics(samples, cloud.centres, cloud.mode_sigma, cloud.mode_cov, min_count)
+    else:
+        metrics = {"modes_covered": None, "num_modes": None, "high_quality_fraction": None, "mode_counts": None}
+    return {**metrics, **moment_errors(samples, cloud.mean, cloud.covariance)}
+
+
+def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict, list]:
+    """Train one GAN from ``args.seed``; returns its metrics and its snapshots [(iteration, points)]."""
+    from deepprob.adversarial.trainer import GANTrainer
+
+    torch.manual_seed(args.seed)
+    latent_dim = args.latent_dim or 8
+    generator, discriminator = build_point_gan(cloud, latent_dim, parse_hidden(args.hidden), config.pack)
+    device = args.device
+
+    def sample_real(n: int) -> torch.Tensor:
+        return cloud.sample(n, device=device)
+
+    trainer = GANTrainer(generator, discriminator, sample_real, latent_dim, config, device)
+    snapshots = []
+    every = max(1, -(-iterations // args.snapshots))  # ceil: the last snapshot is the final state
+
+    def snapshot(t: GANTrainer) -> None:
+        snapshots.append((t.iteration, t.generate(1000).cpu()))
+
+    start = time.perf_counter()
+    history = trainer.train(iterations, callback=snapshot, callback_every=every, progress=not args.quiet, desc=name)
+    seconds = time.perf_counter() - start
+    if not snapshots or snapshots[-1][0] != trainer.iteration:
+        snapshot(trainer)
+    metrics = evaluate_points(cloud, trainer.generate(args.eval_samples).cpu(), args.min_count)
+    metrics.update(variant=name, iterations=iterations, train_seconds=round(seconds, 3),
+                   final_d_loss=history["d_loss"][-1], final_g_loss=history["g_loss"][-1])
+    return metrics, snapshots
+
+
+def parse_hidden(text: str) -> list[int]:
+    from deepprob.examples.ratio import parse_sizes
+
+    return parse_sizes(text, "--hidden")
+
+
+def train_points(args: argparse.Namespace, cloud) -> dict:
+    from deepprob.adversarial.plots import plot_snapshots
+
+    if args.epochs is not None or args.width is not None or args.arithmetic is not None:
+        raise InputError("--epochs/--width/--arithmetic: only used with --dataset digits or mnist")
+    config, iterations = resolve_config(args)
+    name = variant_name(args.loss, args.unrolled, args.pack)
+    runs, snapshots = {}, {}
+    if name != "standard" and not args.no_baseline:
+        baseline = replace(config, loss="gan", unrolled=0, pack=1)
+        runs["standard"], snapshots["standard"] = run_point_gan(args, cloud, baseline, iterations, "standard")
+    runs[name], snapshots[name] = run_point_gan(args, cloud, config, iterations, name)
+    figure = plot_snapshots(snapshots, cloud.points, cloud.centres, args.out / "snapshots.png", runs)
+    metrics = {
+        "dataset": cloud.name,
+        **runs[name],
+        "config": {**config.to_dict(), "latent_dim": args.latent_dim or 8, "hidden": parse_hidden(args.hidden)},
+        "figure": str(figure),
+    }
+    if "standard" in runs and name != "standard":
+        metrics["baseline"] = runs["standard"]
+    if not (args.json or args.quiet):
+        print(f"{cloud.name}: {len(cloud.points)} data points; {iterations} iterations, "
+              f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}")
+        for run, m in runs.items():
+            modes = (f"{m['modes_covered']}/{m['num_modes']} modes covered, "
+                     f"{100 * m['high_quality_fraction']:.1f}% high quality, " if m["num_modes"] else "")
+            print(f"  {run:<18} {modes}mean error {m['mean_error']:.3f}, covariance error {m['cov_error']:.3f}"
+                  f"  ({m['train_seconds']:.1f} s)")
+        print(f"  figure: {figure}")
+    return metrics
+
+
+# --- images: DCGAN -------------------------------------------------------------------------------------
+
+
+def load_images(args: argparse.Namespace, dataset: str):
+    """The training images of ``dataset`` (ImageSet) and a note on where they came from."""
+    try:
+        from deepprob.datasets.images import load_image_splits
+    except ImportError:  # an older data layer: digits only
+        from deepprob.datasets.images import load_digits
+
+        if dataset != "digits":
+            raise InputError("--dataset mnist: this version of deepprob.datasets.images has no MNIST loader") from None
+        return load_digits(), "scikit-learn digits"
+    train, _, note = load_image_splits(dataset, data_dir=args.data_dir)
+    return train, note
+
+
+def train_images(args: argparse.Namespace, dataset: str) -> dict:
+    from tqdm.auto import tqdm
+
+    from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator
+    from deepprob.runtime import atomic_torch_save
+
+    if args.iterations is not None or args.d_steps is not None or args.lr_g is not None or args.lr_d is not None:
+        raise InputError("--iterations/--d-steps/--lr-g/--lr-d: for 2-D data; the DCGAN uses --epochs (Adam lr 2e-4)")
+    data, note = load_images(args, dataset)
+    latent_dim = args.latent_dim or 32
+    width = args.width or (32 if dataset == "digits" else 64)
+    epochs = args.epochs or (100 if dataset == "digits" else 5)
+    generator = DCGenerator(latent_dim, data.shape, width)
+    discriminator = DCDiscriminator(data.shape, width)
+    trainer = DCGANTrainer(generator, discriminator, data.images, batch_size=args.batch_size or 64, device=args.device)
+    checkpoint_path = args.out / "checkpoint.pt"
+    bar = tqdm(total=epochs * trainer.batches_per_epoch(), desc=f"DCGAN {dataset}", disable=args.quiet, leave=False)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        stats = trainer.train_epoch(bar)
+        bar.set_postfix(epoch=trainer.epoch, d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}")
+        # every epoch, atomically: an interrupted run keeps its last complete epoch
+        atomic_torch_save(trainer.checkpoint(dataset=dataset, seed=args.seed), checkpoint_path)
+    bar.close()
+    seconds = time.perf_counter() - start
+    generator.eval()
+    figures = image_figures(generator, args, labelled=data)
+    metrics = {
+        "dataset": dataset, "data_note": note, "num_images": len(data), "epochs": epochs, "train_seconds": round(seconds, 3),
+        **{k: round(v, 4) for k, v in stats.items()}, "checkpoint": str(checkpoint_path), **figures,
+    }
+    if not (args.json or args.quiet):
+        print(f"DCGAN on {note}: {epochs} epochs in {seconds:.1f} s; last epoch: D loss {stats['d_loss']:.3f}, "
+              f"G loss {stats['g_loss']:.3f}, D(real) {stats['d_real']:.2f}, D(fake) {stats['d_fake']:.2f}")
+        report_figures(figures, checkpoint_path)
+    return metrics
+
+
+def sample_images(args: argparse.Namespace) -> dict:
+    """``deepprob gan sample --checkpoint FILE``: the grid (and interpolation) of a trained DCGAN from --seed."""
+    from pathlib import Path
+
+    from deepprob.adversarial.dcgan import generator_from_checkpoint
+
+    if args.checkpoint is None:
+        raise InputError("sample: --checkpoint FILE is required (a checkpoint.pt written by `deepprob gan --dataset digits`)")
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise InputError(f"--checkpoint {path}: no such file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say so in one line
+        raise InputError(f"--checkpoint {path}: not a readable torch checkpoint ({type(err).__name__})") from None
+    if not isinstance(checkpoint, dict):
+        raise InputError(f"--checkpoint {path}: not a DCGAN checkpoint of `deepprob gan`")
+    generator = generator_from_checkpoint(checkpoint, args.device)
+    figures = image_figures(generator, args, labelled=None)
+    metrics = {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "dataset": checkpoint.get("dataset"), **figures}
+    if not (args.json or args.quiet):
+        print(f"DCGAN from {path} (epoch {checkpoint.get('epoch')}, {checkpoint.get('dataset')}), seed {args.seed}")
+        report_figures(figures, None)
+    return metrics
+
+
+def image_figures(generator, args: argparse.Namespace, labelled=None) -> dict:
+    """samples.png and interpolation.png from --seed; with ``labelled`` (the training ImageSet, to
+    classify generated digits) also arithmetic.png. The grid is the first GRID² latent points of a pool
+    of noise drawn from the seed alone, so `gan sample` with the same seed redraws it exactly."""
+    from deepprob.adversarial.dcgan import to_unit_range
+    from deepprob.adversarial.latent import fixed_noise, slerp
+    from deepprob.adversarial.plots import save_image_grid
+
+    n = args.grid**2
+    pool = fixed_noise(max(512, n), generator.latent_dim, args.seed, args.device)
+    with torch.no_grad():
+        grid = to_unit_range(generator(pool[:n]))
+        pairs = [(pool[2 * i], pool[2 * i + 1]) for i in range(4)]
+        strip = torch.cat([slerp(a, b, 10) for a, b in pairs])
+        interpolation = to_unit_range(generator(strip))
+    scale = max(1, 64 // grid.shape[-1])  # 8x8 digits are drawn 8x larger, 28x28 MNIST 2x
+    out = {
+        "samples": str(save_image_grid(grid, args.out / "samples.png", nrow=args.grid, scale=scale)),
+        "interpolation": str(save_image_grid(interpolation, args.out / "interpolation.png", nrow=10, scale=scale)),
+        "grid_mean": float(grid.mean()),
+    }
+    if labelled is not None:
+        out.update(latent_arithmetic(generator, pool, n, labelled, args))
+    return out
+
+
+def latent_arithmetic(generator, pool: torch.Tensor, n_grid: int, labelled, args: argparse.Namespace) -> dict:
+    """mean z_A - mean z_B + mean z_C on samples of the pool: the groups given by --arithmetic (indices
+    into the sample grid), or picked as thick x / thin x / thin y by a classifier fitted to the real images."""
+    from sklearn.linear_model import LogisticRegression
+
+    from deepprob.adversarial.dcgan import to_unit_range
+    from deepprob.adversarial.latent import arithmetic, parse_groups, pick_by_attribute
+    from deepprob.adversarial.plots import plot_arithmetic
+
+    with torch.no_grad():
+        images = to_unit_range(generator(pool)).cpu()
+    keep = torch.randperm(len(labelled), generator=torch.Generator().manual_seed(0))[:3000]
+    classifier = LogisticRegression(max_iter=300)
+    classifier.fit(labelled.images[keep].flatten(1).numpy(), labelled.labels[keep].numpy())
+    probs = torch.as_tensor(classifier.predict_proba(images.flatten(1).numpy()))
+    confidence, index = probs.max(1)
+    labels = torch.as_tensor(classifier.classes_)[index]
+    ink = images.mean((1, 2, 3))
+    if args.arithmetic is not None:
+        groups, names = parse_groups(args.arithmetic, n_grid), None
+        titles = [f"A: {groups[0]}", f"B: {groups[1]}", f"C: {groups[2]}", "A - B + C"]
+    else:
+        groups, names = pick_by_attribute(labels, ink, confidence)
+        x, y = names["x"], names["y"]
+        titles = [f"A: thick {x}", f"B: thin {x}", f"C: thin {y}", f"thick {x} - thin {x} + thin {y}"]
+    z = arithmetic(pool, groups)
+    # the result and neighbours of it (small perturbations), as in the DCGAN paper's figures
+    noise = 0.25 * (2 * torch.rand(7, pool.shape[1], generator=torch.Generator().manual_seed(args.seed)) - 1)
+    with torch.no_grad():
+        result = to_unit_range(generator(torch.cat([z[None], z[None] + noise.to(z.device)]))).cpu()
+        means = to_unit_range(generator(torch.stack([pool[g].mean(0) for g in groups]))).cpu()
+    figure = plot_arithmetic([images[g] for g in groups], list(means), result, titles, args.out / "arithmetic.png")
+    out = {
+        "arithmetic": str(figure),
+        "arithmetic_groups": groups,
+        "arithmetic_result_class": int(classifier.predict(result[:1].flatten(1).numpy())[0]),
+        "arithmetic_ink": {"mean_C": float(means[2].mean()), "result": float(result[0].mean())},
+    }
+    if names is not None:
+        out["arithmetic_classes"] = names
+    return out
+
+
+def report_figures(figures: dict, checkpoint) -> None:
+    print(f"  samples: {figures['samples']}")
+    print(f"  interpolation: {figures['interpolation']}")
+    if "arithmetic" in figures:
+        ink = figures["arithmetic_ink"]
+        print(f"  latent arithmetic: {figures['arithmetic']} (result classified as {figures['arithmetic_result_class']}; "
+              f"ink {ink['result']:.3f} against {ink['mean_C']:.3f} for mean C)")
+    if checkpoint is not None:
+        print(f"  checkpoint: {checkpoint}  (deepprob gan sample --checkpoint {checkpoint})")

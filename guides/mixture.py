@@ -1,0 +1,219 @@
+"""``mixture``: a mixture of K full-covariance Gaussians over the whole latent vector (ours: Pyro has none).
+
+    q(z) = sum_k pi_k N(z; mu_k, L_k L_k^T),    pi = softmax(logits)
+
+A draw picks a component k ~ Categorical(pi) and sets z = mu_k + L_k eps, eps ~ N(0, I). ``log q(z)``
+is the *marginal* density of the mixture, so ``E_q[log p(x, z) - log q(z)]`` is the ELBO itself (not
+the looser bound over (k, z)) and ``Trace_ELBO`` estimates it without bias. Its gradient has two parts:
+pathwise through z for the locations and Cholesky factors, and a score-function term
+``(log p - log q) * grad log pi_k`` for the discrete choice of k, which the distribution hands to
+``Trace_ELBO`` through its ``score_parts`` (with a leave-one-out baseline across vectorised
+particles). Pyro's ``MixtureOfDiagNormals`` has pathwise gradients for the weights too, but only
+for diagonal components and not in one dimension.
+
+Initialisation decides whether a mixture finds several modes, so the components start on distinct
+modes of the posterior: gradient ascent on log p(x, z) from the ``init_loc_fn`` point and from draws
+of the prior (all starts at once, as vectorised particles), then the K best-separated optima.
+"""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions import TorchDistribution, constraints
+from pyro.distributions.score_parts import ScoreParts
+from pyro.distributions.util import eye_like
+from pyro.infer.autoguide import AutoContinuous, init_to_median
+from pyro.nn import PyroParam
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import biject_to
+
+
+class MixtureOfGaussians(TorchDistribution):
+    """sum_k pi_k N(z; locs_k, scale_trils_k scale_trils_k^T) over vectors of size D.
+
+    Args:
+        logits: (K,) unnormalised log weights.  locs: (K, D).  scale_trils: (K, D, D) lower triangular.
+
+    ``rsample`` is pathwise given the drawn component; ``score_parts`` adds the score function of
+    that draw, so that Pyro's ELBOs give unbiased gradients for the weights too.
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, logits, locs, scale_trils, batch_shape=(), validate_args=None):
+        self.logits, self.locs, self.scale_trils = logits, locs, scale_trils
+        self._drawn = None  # (value, component) of the last rsample
+        super().__init__(torch.Size(batch_shape), locs.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        return MixtureOfGaussians(self.logits, self.locs, self.scale_trils, batch_shape)
+
+    @property
+    def log_weights(self) -> torch.Tensor:
+        return torch.log_softmax(self.logits, -1)
+
+    def rsample(self, sample_shape=()):
+        shape = torch.Size(sample_shape) + self.batch_shape
+        k = torch.distributions.Categorical(logits=self.logits).sample(shape)
+        eps = torch.randn(shape + self.event_shape, dtype=self.locs.dtype, device=self.locs.device)
+        z = self.locs[k] + (self.scale_trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
+        self._drawn = (z, k)
+        return z
+
+    def log_prob(self, value):
+        return self._log_prob(value, self.log_weights)
+
+    def _log_prob(self, value, log_weights):
+        components = torch.distributions.MultivariateNormal(self.locs, scale_tril=self.scale_trils)
+        return torch.logsumexp(components.log_prob(value.unsqueeze(-2)) + log_weights, -1)
+
+    def score_parts(self, value):
+        """Pathwise parts plus the score function of the drawn components, with a leave-one-out baseline.
+
+        With P > 1 draws in the batch (vectorised particles), ``s_p - mean_{q != p} s_q`` replaces the score
+        ``s_p = log pi_{k_p}``: multiplied by the ELBO's per-particle ``log p - log q`` this is the REINFORCE
+        leave-one-out estimator (Kool et al. 2019), still unbiased, and far less noisy when ``log p`` is
+        large (its constant part cancels). The explicit derivative of log q(z) in the weights has mean
+        zero under q (the score identity) and is pure noise, so the entropy term sees detached weights.
+        """
+        log_prob = self.log_prob(value)
+        if self._drawn is None or self._drawn[0] is not value:
+            raise ValueError("MixtureOfGaussians.score_parts: value was not drawn by this distribution's rsample")
+        score = self.log_weights[self._drawn[1]]
+        n = score.numel()
+        if n > 1:
+            score = score - (score.sum() - score) / (n - 1)
+        # Trace_ELBO's per-particle log p - log q counts the model's sites only, so it misses this
+        # auxiliary site's log q(z); the entropy term adds its share of the score-function product.
+        entropy_term = self._log_prob(value, self.log_weights.detach()) + log_prob.detach() * score
+        return ScoreParts(log_prob=log_prob, score_function=score, entropy_term=entropy_term)
+
+    @property
+    def mean(self):
+        return (self.log_weights.exp().unsqueeze(-1) * self.locs).sum(-2).expand(self.batch_shape + self.event_shape)
+
+
+class AutoGaussianMixture(AutoContinuous):
+    """Mixture of ``components`` full-covariance Gaussians over the unconstrained latent vector (size D).
+
+    Args:
+        model: the Pyro model.
+        components: K >= 1 (K = 1 is a full-rank Gaussian).
+        init_loc_fn: Pyro per-site initialisation of the first start of the mode search.
+        init_scale: initial sd of each component along each axis.
+        num_starts: gradient-ascent starts for the mode search (default ``max(8, 4 K)``).
+        start_steps: Adam steps of the mode search.
+
+    Parameters after the first call: ``locs`` (K, D), ``scales`` (K, D), ``scale_trils`` (K, D, D) with
+    unit diagonal, ``logits`` (K,); component k has Cholesky factor ``scales[k, :, None] * scale_trils[k]``.
+    """
+
+    def __init__(self, model, components=2, init_loc_fn=init_to_median, init_scale=0.1,
+                 num_starts=None, start_steps=200):
+        if components < 1:
+            raise ValueError(f"components: expected >= 1, got {components}")
+        self.components = components
+        self._init_scale = init_scale
+        self.num_starts = num_starts or max(8, 4 * components)
+        self.start_steps = start_steps
+        super().__init__(model, init_loc_fn=init_loc_fn)
+
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        centres = self._find_modes(*args, **kwargs)
+        K, D = centres.shape
+        self.locs = torch.nn.Parameter(centres)
+        self.scales = PyroParam(torch.full_like(centres, self._init_scale), constraints.softplus_positive)
+        self.scale_trils = PyroParam(eye_like(centres, D).expand(K, D, D).clone(), constraints.unit_lower_cholesky)
+        self.logits = torch.nn.Parameter(centres.new_zeros(K))
+
+    def get_posterior(self, *args, **kwargs):
+        return MixtureOfGaussians(self.logits, self.locs, self.scales.unsqueeze(-1) * self.scale_trils)
+
+    # --- initialisation -------------------------------------------------------------------------
+
+    def log_joint(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """log p(x, z) + log |det dz/du| at S unconstrained latent vectors at once: (S, D) -> (S,).
+
+        The S points go through the model as vectorised particles (a plate left of the model's own).
+        """
+        nesting = self._plate_nesting(*args, **kwargs)
+        batched = latents.reshape(latents.shape[:1] + (1,) * nesting + latents.shape[1:])
+        values, log_det = {}, 0.0
+        for site, unconstrained in self._unpack_latent(batched):
+            transform = biject_to(site["fn"].support)
+            values[site["name"]] = value = transform(unconstrained)
+            log_det = log_det + transform.log_abs_det_jacobian(unconstrained, value).reshape(len(latents), -1).sum(-1)
+        with pyro.plate("starts", len(latents), dim=-nesting - 1):
+            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*args, **kwargs)
+        trace.compute_log_prob()
+        total = sum(site["log_prob"].reshape(len(latents), -1).sum(-1)
+                    for site in trace.nodes.values() if site["type"] == "sample" and not site_is_subsample(site))
+        return total + log_det
+
+    def _plate_nesting(self, *args, **kwargs) -> int:
+        """How many plates the model nests (the starts' plate goes left of them)."""
+        if getattr(self, "_nesting", None) is None:
+            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+            self._nesting = max([-f.dim for site in trace.nodes.values()
+                                 for f in site.get("cond_indep_stack", ()) if f.vectorized] + [0])
+        return self._nesting
+
+    def _prior_latent(self, *args, **kwargs) -> torch.Tensor:
+        trace = poutine.trace(poutine.block(self.model, hide_types=["param"])).get_trace(*args, **kwargs)
+        parts = [
+            biject_to(trace.nodes[name]["fn"].support).inv(trace.nodes[name]["value"]).reshape(-1)
+            for name in self._unconstrained_shapes
+        ]
+        return torch.cat(parts).detach()
+
+    def _find_modes(self, *args, **kwargs) -> torch.Tensor:
+        with torch.no_grad():
+            starts = [self._init_loc()]
+            starts += [self._prior_latent(*args, **kwargs) for _ in range(self.num_starts - 1)]
+        points = torch.nn.Parameter(torch.stack(starts))
+        optimizer = torch.optim.Adam([points], lr=0.05)
+        # the guide's first call may come under no_grad (fit_svi creates parameters that way)
+        with poutine.block(), torch.enable_grad():
+            for _ in range(self.start_steps):
+                optimizer.zero_grad()
+                (-self.log_joint(points, *args, **kwargs).sum()).backward()
+                optimizer.step()
+            with torch.no_grad():
+                heights = self.log_joint(points, *args, **kwargs)
+        points = points.detach()
+        heights = torch.where(torch.isfinite(heights), heights, torch.full_like(heights, -torch.inf))
+        return select_separated(points, heights, self.components)
+
+
+def select_separated(points: torch.Tensor, heights: torch.Tensor, k: int, drop: float = 20.0) -> torch.Tensor:
+    """K rows of ``points`` (S, D): the highest, then repeatedly the one farthest from those chosen.
+
+    Only points whose ``heights`` (log densities) are within ``drop`` nats of the best compete (modes far
+    below carry no posterior mass); distances are in units of the points' spread along each axis.
+    """
+    spread = points.std(0).clamp_min(1e-3) if len(points) > 1 else torch.ones_like(points[0])
+    order = torch.argsort(heights, descending=True)
+    candidates = [int(i) for i in order if heights[i] >= heights[order[0]] - drop]
+    chosen = [candidates[0]]
+    while len(chosen) < k:
+        pool = [i for i in candidates if i not in chosen] or [int(i) for i in order if int(i) not in chosen]
+        if not pool:  # fewer starts than components: repeat the best, nudged apart
+            chosen.append(chosen[len(chosen) % len(chosen)])
+            continue
+        gaps = [min(float(((points[i] - points[j]) / spread).norm()) for j in chosen) for i in pool]
+        chosen.append(pool[max(range(len(pool)), key=gaps.__getitem__)])
+    centres = points[chosen].clone()
+    # identical starts would give identical components with identical gradients: break the tie
+    centres[1:] += 1e-2 * spread * torch.randn_like(centres[1:])
+    return centres
+
+
+def build(model, options):
+    return AutoGaussianMixture(
+        model, components=options.components, init_scale=options.init_scale, **options.loc_kwargs()
+    )

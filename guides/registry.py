@@ -1,0 +1,50 @@
+"""The guide registry: every variational family by name, built the same way for every model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deepprob.errors import InputError
+
+
+@dataclass
+class GuideOptions:
+    """Options a guide may use; each guide ignores the ones that do not concern it.
+
+    Attributes:
+        init_loc_fn: Pyro per-site initialisation (``None``: the guide's default, ``init_to_median``).
+        init_scale: initial posterior standard deviation in unconstrained space.
+        components: number of Gaussians of the ``mixture`` guide.
+        rank: rank of the ``lowrank`` guide (``None``: about sqrt of the latent dimension).
+    """
+
+    init_loc_fn: Callable | None = None
+    init_scale: float = 0.1
+    components: int = 2
+    rank: int | None = None
+
+    def loc_kwargs(self) -> dict:
+        return {} if self.init_loc_fn is None else {"init_loc_fn": self.init_loc_fn}
+
+
+# name -> "module:function" that builds the guide from (model, GuideOptions).
+# Adding a guide = one file + one line here.
+GUIDES: dict[str, str] = {
+    "laplace": "deepprob.guides.laplace:build",
+    "meanfield": "deepprob.guides.meanfield:build",
+    "fullrank": "deepprob.guides.fullrank:build",
+    "lowrank": "deepprob.guides.lowrank:build",
+    "mixture": "deepprob.guides.mixture:build",
+}
+
+
+def build_guide(name: str, model: Callable, options: GuideOptions | None = None):
+    """A fresh guide of family ``name`` for ``model``; its parameters are created on the first call."""
+    import importlib
+
+    if name not in GUIDES:
+        raise InputError(f"--guide {name!r}: unknown guide; expected one of {', '.join(GUIDES)}")
+    module_name, function = GUIDES[name].split(":")
+    build = getattr(importlib.import_module(module_name), function)
+    return build(model, options or GuideOptions())

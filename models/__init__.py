@@ -1,0 +1,1 @@
+"""Pyro models: the generative stories of the tutorial, one module each."""

@@ -1,0 +1,64 @@
+"""Bayesian neural network: two layers with tanh, every weight a sample site.
+
+    W1 ~ N(0, alpha^{-1}) (D, H),  b1 ~ N(0, alpha^{-1}) (H,),  W2 ~ N(0, alpha^{-1}) (H,),  b2 ~ N(0, alpha^{-1}) (1,)
+    f(x) = tanh(x W1 + b1) W2 + b2
+    classification: y_n ~ Bernoulli(sigmoid(f(x_n)))
+    regression:     y_n ~ N(f(x_n), sigma^2), sigma fixed, or sigma ~ HalfNormal(1) when learned
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from deepprob.errors import InputError
+
+
+class BayesianNeuralNetwork:
+    """The model ``model(X, y)``; ``X`` (N, D), ``y`` (N,) or None.
+
+    Args:
+        num_features: D.  hidden: H (width of the tanh layer).  alpha: prior precision of every weight.
+        task: ``"classification"`` or ``"regression"``.
+        noise: regression only: a fixed noise sd, or ``None`` to learn it (site ``sigma``).
+    """
+
+    def __init__(self, num_features: int, hidden: int = 5, alpha: float = 1.0, task: str = "classification",
+                 noise: float | None = None):
+        if hidden < 1:
+            raise InputError(f"--hidden {hidden}: expected a width >= 1")
+        if not alpha > 0:
+            raise InputError(f"--alpha {alpha}: expected a prior precision > 0")
+        if task not in ("classification", "regression"):
+            raise InputError(f"--task {task!r}: expected 'classification' or 'regression'")
+        if noise is not None and not noise > 0:
+            raise InputError(f"--noise {noise}: expected a noise sd > 0, or 'learned'")
+        self.num_features, self.hidden, self.alpha, self.task, self.noise = num_features, hidden, alpha, task, noise
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """f(X) with weights drawn from the current trace: shape (..., N), ``...`` the particle dims."""
+        D, H, scale = self.num_features, self.hidden, self.alpha**-0.5
+        normal = lambda *shape: dist.Normal(X.new_zeros(shape), scale).to_event(len(shape))  # noqa: E731
+        W1 = pyro.sample("W1", normal(D, H))
+        b1 = pyro.sample("b1", normal(H))
+        W2 = pyro.sample("W2", normal(H))
+        b2 = pyro.sample("b2", normal(1))  # shape (..., 1) rather than a scalar, to broadcast like W2
+        hidden = torch.tanh(X @ W1 + b1.unsqueeze(-2))           # (..., N, H)
+        f = (hidden * W2.unsqueeze(-2)).sum(-1) + b2  # (..., N)
+        # Vectorised particles give the weights batch dims (P, 1), the 1 standing for the data plate;
+        # f then has shape (P, 1, N) and must be (P, N) to line up with that plate.
+        return f.squeeze(-2) if f.dim() > 1 else f
+
+    def model(self, X: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.forward(X)
+        if self.task == "regression":
+            # a learned sigma has batch dims (..., 1) under particles, which line up with f's (..., N)
+            sigma = self.noise if self.noise is not None else pyro.sample("sigma", dist.HalfNormal(X.new_ones(())))
+            likelihood = dist.Normal(f, sigma)
+        else:
+            likelihood = dist.Bernoulli(logits=f)
+        with pyro.plate("data", X.shape[0]):
+            return pyro.sample("y", likelihood, obs=y)
+
+    __call__ = model
