@@ -55,6 +55,9 @@ def run_example(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("pyro").setLevel(logging.WARNING)  # not "Guessed max_plate_nesting" on every fit
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=chosen if chosen in EXAMPLES else None)

@@ -102,8 +102,15 @@ class DCGANTrainer:
     """
 
     def __init__(
-        self, generator: DCGenerator, discriminator: DCDiscriminator, images: torch.Tensor, *,
-        batch_size: int = 64, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), device="cpu",
+        self,
+        generator: DCGenerator,
+        discriminator: DCDiscriminator,
+        images: torch.Tensor,
+        *,
+        batch_size: int = 64,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        device="cpu",
     ):
         if len(images) < 2:
             raise InputError(f"images: expected at least 2 training images, got {len(images)}")
@@ -143,8 +150,14 @@ class DCGANTrainer:
             for p, g in zip(g_params, torch.autograd.grad(g_loss, g_params)):
                 p.grad = g
             self.opt_g.step()
-            sums += torch.stack([d_loss.detach(), g_loss.detach(), torch.sigmoid(out_real).mean().detach(),
-                                 torch.sigmoid(out_fake).mean().detach()])
+            sums += torch.stack(
+                [
+                    d_loss.detach(),
+                    g_loss.detach(),
+                    torch.sigmoid(out_real).mean().detach(),
+                    torch.sigmoid(out_fake).mean().detach(),
+                ]
+            )
             if progress is not None:
                 progress.update(1)
         self.epoch += 1

@@ -43,7 +43,9 @@ def parse_groups(text: str, n: int) -> list[list[int]]:
             groups = []
             break
     if len(groups) != 3 or any(not g for g in groups):
-        raise InputError(f"--arithmetic {text!r}: expected three ';'-separated groups of sample indices, e.g. 0,1,2;3,4;5")
+        raise InputError(
+            f"--arithmetic {text!r}: expected three ';'-separated groups of sample indices, e.g. 0,1,2;3,4;5"
+        )
     bad = [i for g in groups for i in g if not 0 <= i < n]
     if bad:
         raise InputError(f"--arithmetic {text!r}: index {bad[0]} is outside the sample grid (0..{n - 1})")
@@ -51,33 +53,39 @@ def parse_groups(text: str, n: int) -> list[list[int]]:
 
 
 def pick_by_attribute(
-    labels: torch.Tensor, ink: torch.Tensor, confidence: torch.Tensor | None = None, per_group: int = 3,
+    labels: torch.Tensor,
+    ink: torch.Tensor,
+    confidence: torch.Tensor | None = None,
+    per_group: int = 3,
     min_confidence: float = 0.9,
-) -> tuple[list[list[int]], dict]:
+) -> tuple[list[list[int]], dict] | None:
     """Automatic groups for "thick x − thin x + thin y = thick y" on generated digits.
 
     ``labels`` (N,) are the classes a classifier gives the samples, ``confidence`` (N,) its probability
-    for them and ``ink`` (N,) their mean pixel value (stroke thickness). Only samples classified with at
-    least ``min_confidence`` are candidates (when enough are), so that the groups hold clear digits.
-    Class x is the most frequent class, y the next one with enough samples; A = the ``per_group``
-    inkiest samples of x, B = the faintest of x, C = the faintest of y.
+    for them and ``ink`` (N,) their mean pixel value (stroke thickness). Samples classified with at
+    least ``min_confidence`` are preferred, so that the groups hold clear digits. Class x is the most
+    frequent class, y the next one with enough samples; A = the ``per_group`` inkiest samples of x,
+    B = the faintest of x, C = the faintest of y.
 
     Returns:
-        ([A, B, C] index lists, {"x": class x, "y": class y}).
+        ([A, B, C] index lists, {"x": class x, "y": class y}), or None when fewer than two classes have
+        enough samples (a generator early in training).
     """
+    candidates = [labels]
     if confidence is not None:
-        sure = confidence >= min_confidence
-        if int(sure.sum()) >= 4 * per_group:
-            labels = torch.where(sure, labels, torch.full_like(labels, -1))
-    counts = torch.bincount(labels[labels >= 0], minlength=int(labels.max()) + 1)
-    order = torch.argsort(counts, descending=True).tolist()
-    x = next((c for c in order if counts[c] >= 2 * per_group), None)
-    y = next((c for c in order if c != x and counts[c] >= per_group), None)
-    if x is None or y is None:
-        raise InputError("--arithmetic: the generated samples have too few classes to pick groups; give them by index")
+        candidates.insert(0, torch.where(confidence >= min_confidence, labels, torch.full_like(labels, -1)))
+    for labelled in candidates:
+        counts = torch.bincount(labelled[labelled >= 0], minlength=int(labels.max()) + 1)
+        order = torch.argsort(counts, descending=True).tolist()
+        x = next((c for c in order if counts[c] >= 2 * per_group), None)
+        y = next((c for c in order if c != x and counts[c] >= per_group), None)
+        if x is not None and y is not None:
+            break
+    else:
+        return None
 
     def ranked(c: int, descending: bool) -> list[int]:
-        members = (labels == c).nonzero().squeeze(1)
+        members = (labelled == c).nonzero().squeeze(1)
         return members[torch.argsort(ink[members], descending=descending)].tolist()
 
     return [ranked(x, True)[:per_group], ranked(x, False)[:per_group], ranked(y, False)[:per_group]], {"x": x, "y": y}

@@ -44,7 +44,9 @@ def generator_loss(fake: torch.Tensor, kind: str = "gan") -> torch.Tensor:
     return -fake.mean()
 
 
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
     r""":math:`E[(\|∇_x f(\hat x)\|_2 - 1)^2]` at :math:`\hat x = ε x_{real} + (1 - ε) x_{fake}`, ε ~ U(0, 1)
     per row; differentiable (``create_graph``) so that the critic's update sees it.
 

@@ -26,7 +26,9 @@ def tile(images: torch.Tensor, nrow: int, pad: int = 1, scale: int = 1) -> np.nd
     canvas = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = images[i, 0].numpy()
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = images[
+            i, 0
+        ].numpy()
     if scale > 1:
         canvas = canvas.repeat(scale, 0).repeat(scale, 1)
     return canvas
@@ -40,13 +42,17 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int, scale: in
     return path
 
 
-def plot_snapshots(runs: dict[str, list[tuple[int, torch.Tensor]]], data: torch.Tensor, centres, path, metrics=None) -> Path:
+def plot_snapshots(
+    runs: dict[str, list[tuple[int, torch.Tensor]]], data: torch.Tensor, centres, path, metrics=None
+) -> Path:
     """One row per run (e.g. the standard GAN and a remedy), one column per snapshot of the generated
     cloud during training; the data in grey and the mode centres as crosses behind every panel."""
     plt = _pyplot()
     names = list(runs)
     ncols = max(len(v) for v in runs.values())
-    fig, axes = plt.subplots(len(names), ncols, figsize=(2.4 * ncols, 2.5 * len(names)), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        len(names), ncols, figsize=(2.4 * ncols, 2.5 * len(names)), squeeze=False, sharex=True, sharey=True
+    )
     shown = data[torch.randperm(len(data))[:1500]].cpu()
     lo, hi = data.min(0).values.cpu(), data.max(0).values.cpu()
     pad = 0.15 * (hi - lo)
@@ -68,7 +74,8 @@ def plot_snapshots(runs: dict[str, list[tuple[int, torch.Tensor]]], data: torch.
         if metrics is not None and name in metrics and metrics[name].get("num_modes"):
             m = metrics[name]
             axes[r, 0].set_ylabel(
-                f"{name}\n{m['modes_covered']}/{m['num_modes']} modes, {100 * m['high_quality_fraction']:.0f}% HQ", fontsize=8
+                f"{name}\n{m['modes_covered']}/{m['num_modes']} modes, {100 * m['high_quality_fraction']:.0f}% HQ",
+                fontsize=8,
             )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -76,7 +83,9 @@ def plot_snapshots(runs: dict[str, list[tuple[int, torch.Tensor]]], data: torch.
     return Path(path)
 
 
-def plot_arithmetic(groups: list[torch.Tensor], group_means: list[torch.Tensor], result: torch.Tensor, labels, path) -> Path:
+def plot_arithmetic(
+    groups: list[torch.Tensor], group_means: list[torch.Tensor], result: torch.Tensor, labels, path
+) -> Path:
     """Rows A, B, C: the chosen samples and, at the right, the decoded mean of their latent vectors;
     last row: the result of mean A − mean B + mean C (and a few neighbours of it)."""
     plt = _pyplot()

@@ -28,7 +28,9 @@ class UniformBox:
     def __init__(self, low: torch.Tensor, high: torch.Tensor):
         self.low, self.high = torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
         if not bool((self.high > self.low).all()):
-            raise InputError(f"box: expected high > low in every dimension, got low {self.low.tolist()}, high {self.high.tolist()}")
+            raise InputError(
+                f"box: expected high > low in every dimension, got low {self.low.tolist()}, high {self.high.tolist()}"
+            )
         self.log_volume = float((self.high - self.low).log().sum())
 
     @classmethod
@@ -104,7 +106,9 @@ def fit_ratio(
     losses = []
     bar = tqdm(range(steps), desc="ratio", disable=not progress, leave=False, dynamic_ncols=True)
     for step in bar:
-        x = torch.cat([data[torch.randint(len(data), (batch_size,), device=device)], model.reference.sample(batch_size, device)])
+        x = torch.cat(
+            [data[torch.randint(len(data), (batch_size,), device=device)], model.reference.sample(batch_size, device)]
+        )
         loss = F.binary_cross_entropy_with_logits(model.logit(x), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,9 +123,7 @@ def fit_ratio(
     return losses
 
 
-def evaluate_on_grid(
-    model: RatioDensity, resolution: int = 200, true_log_prob=None, device=None
-) -> dict:
+def evaluate_on_grid(model: RatioDensity, resolution: int = 200, true_log_prob=None, device=None) -> dict:
     """The recovered density on a ``resolution`` x ``resolution`` grid of cell midpoints over the box.
 
     Returns a dict with ``x``, ``y`` (R,), ``density`` (R, R) (indexed [y, x]), ``integral`` (the

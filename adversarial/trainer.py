@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn import functional as F
 
 from deepprob.adversarial.losses import check_loss_kind, discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.unrolled import adam_lookahead
@@ -121,6 +122,7 @@ class GANTrainer:
         self.params_g = [p for p in generator.parameters() if p.requires_grad]
         self.params_d = [p for p in discriminator.parameters() if p.requires_grad]
         self.iteration = 0
+        self._label_cache: dict[int, torch.Tensor] = {}
 
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -146,12 +148,12 @@ class GANTrainer:
         with torch.no_grad():
             fake_all = self.generator(noise_all[: k * n])
         for i in range(k):
-            real = pack(real_all[i * n:(i + 1) * n], m)
-            fake = pack(fake_all[i * n:(i + 1) * n], m)
+            real = pack(real_all[i * n : (i + 1) * n], m)
+            fake = pack(fake_all[i * n : (i + 1) * n], m)
             d_loss = self._discriminator_loss(real, fake)
             self._apply(self.opt_d, self.params_d, torch.autograd.grad(d_loss, self.params_d))
 
-        fake = self.generator(noise_all[k * n:])
+        fake = self.generator(noise_all[k * n :])
         if cfg.unrolled:
             g_loss = self._unrolled_generator_loss(fake)
         else:
@@ -165,10 +167,20 @@ class GANTrainer:
         cfg = self.config
         # one pass over real and generated inputs together: half the launches of two passes
         out = self.discriminator(torch.cat([real, fake]))
-        loss = discriminator_loss(out[: real.shape[0]], out[real.shape[0]:], cfg.loss)
+        if cfg.loss == "gan" and real.shape[0] == fake.shape[0]:
+            # the same loss in one fused op: mean BCE over both halves = (mean_real + mean_fake) / 2
+            return 2 * F.binary_cross_entropy_with_logits(out, self._labels(real.shape[0], out))
+        loss = discriminator_loss(out[: real.shape[0]], out[real.shape[0] :], cfg.loss)
         if cfg.loss == "wgan-gp":
             loss = loss + cfg.gp_weight * gradient_penalty(self.discriminator, real, fake)
         return loss
+
+    def _labels(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """(2n, 1): n ones then n zeros, made once per size."""
+        labels = self._label_cache.get(n)
+        if labels is None:
+            labels = self._label_cache[n] = torch.cat([torch.ones(n, 1), torch.zeros(n, 1)]).to(like)
+        return labels
 
     def _unrolled_generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
         """L_G against the discriminator K Adam steps ahead; the look-ahead steps use this batch of
@@ -181,7 +193,7 @@ class GANTrainer:
 
         def d_loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
             out = functional_call(self.discriminator, params, (both,))
-            return discriminator_loss(out[: real.shape[0]], out[real.shape[0]:], cfg.loss)
+            return discriminator_loss(out[: real.shape[0]], out[real.shape[0] :], cfg.loss)
 
         ahead = adam_lookahead(self.discriminator, self.opt_d, d_loss, cfg.unrolled)
         return generator_loss(functional_call(self.discriminator, ahead, (fake_packed,)), cfg.loss)

@@ -73,7 +73,7 @@ def adam_lookahead(
         moments.append((m, v, t))
 
     theta = params
-    for k in range(steps):
+    for _ in range(steps):
         loss = loss_fn(dict(zip(names, theta)))
         grads = torch.autograd.grad(loss, theta, create_graph=True)
         new_theta, new_moments = [], []

@@ -90,7 +90,9 @@ def _covariance(dist: Distribution) -> torch.Tensor:
         means = dist.component_distribution.mean
         variances = dist.component_distribution.variance
         centred = means - (w[:, None] * means).sum(0)
-        return torch.diag((w[:, None] * variances).sum(0)) + (w[:, None, None] * centred[:, :, None] * centred[:, None, :]).sum(0)
+        return torch.diag((w[:, None] * variances).sum(0)) + (
+            w[:, None, None] * centred[:, :, None] * centred[:, None, :]
+        ).sum(0)
     raise TypeError(f"no covariance for {type(dist).__name__}")
 
 
@@ -105,7 +107,9 @@ def gaussian_mixture_2d(centres: torch.Tensor, sigma: float, weights: torch.Tens
     centres = torch.as_tensor(centres, dtype=torch.float32)
     k = centres.shape[0]
     weights = torch.full((k,), 1.0 / k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-    return MixtureSameFamily(Categorical(probs=weights), Independent(Normal(centres, torch.full_like(centres, sigma)), 1))
+    return MixtureSameFamily(
+        Categorical(probs=weights), Independent(Normal(centres, torch.full_like(centres, sigma)), 1)
+    )
 
 
 GAUSSIAN_MEAN = (1.0, 2.0)
@@ -116,7 +120,9 @@ def correlated_gaussian(n: int = 5000, seed: int = 0) -> PointCloud:
     """N(μ, Σ) with μ = (1, 2), Σ = [[2, 1.2], [1.2, 1]] (correlation 0.85); ``n`` fixed points."""
     dist = MultivariateNormal(torch.tensor(GAUSSIAN_MEAN), covariance_matrix=torch.tensor(GAUSSIAN_COV))
     points = _fixed_sample(dist, n, seed)
-    return PointCloud("gaussian", points, dist, centres=dist.mean[None], mode_sigma=1.0, mode_cov=dist.covariance_matrix)
+    return PointCloud(
+        "gaussian", points, dist, centres=dist.mean[None], mode_sigma=1.0, mode_cov=dist.covariance_matrix
+    )
 
 
 RING_CENTRES = ((0.0, 8.0), (0.0, -8.0), (8.0, 0.0), (-8.0, 0.0), (4.0, 4.0), (4.0, -4.0), (-4.0, 4.0), (-4.0, -4.0))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -43,13 +42,23 @@ IMAGE_DATASETS = ("digits", "mnist")
 PRESETS = {
     "gan": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "iterations": 8000},
     "wgan-gp": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.9), "iterations": 8000},
-    "unrolled": {"d_steps": 1, "batch_size": 256, "lr_g": 1e-3, "lr_d": 1e-4, "betas": (0.5, 0.999), "iterations": 3000},
+    "unrolled": {
+        "d_steps": 1,
+        "batch_size": 256,
+        "lr_g": 1e-3,
+        "lr_d": 1e-4,
+        "betas": (0.5, 0.999),
+        "iterations": 3000,
+    },
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "mode", nargs="?", choices=["train", "sample"], default="train",
+        "mode",
+        nargs="?",
+        choices=["train", "sample"],
+        default="train",
         help="train a GAN (default), or sample images from a DCGAN --checkpoint",
     )
     data = parser.add_argument_group("data")
@@ -57,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", default=None, help="a CSV of 2-D points (two numeric columns, optional header)")
     data.add_argument("--modes", default=None, help="with --data: a CSV of mode centres (x, y), one row a mode")
     data.add_argument(
-        "--mode-sigma", type=positive_float, default=None,
+        "--mode-sigma",
+        type=positive_float,
+        default=None,
         help="with --modes: the modes' standard deviation for the 3-sigma rule (default: estimated)",
     )
     data.add_argument("--data-dir", default=None, help="--dataset mnist: folder with the MNIST IDX files")
@@ -77,20 +88,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--hidden", default="128,128", help="2-D: hidden layer sizes of both MLPs")
     train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
     train.add_argument(
-        "--threads", type=positive_int, default=None,
+        "--threads",
+        type=positive_int,
+        default=None,
         help="CPU threads for torch during training (default: 1, except mnist: torch's default). These networks "
         "are small: a second thread gains little and its OpenMP barriers stall when other jobs share the cores",
     )
     evaluate = parser.add_argument_group("evaluation and figures")
-    evaluate.add_argument("--eval-samples", type=positive_int, default=2500, help="2-D: generated points for the metrics")
-    evaluate.add_argument("--min-count", type=positive_int, default=20, help="2-D: samples within 3 sigma for a mode to count")
-    evaluate.add_argument("--snapshots", type=positive_int, default=6, help="2-D: snapshots of the cloud during training")
+    evaluate.add_argument(
+        "--eval-samples", type=positive_int, default=2500, help="2-D: generated points for the metrics"
+    )
+    evaluate.add_argument(
+        "--min-count", type=positive_int, default=20, help="2-D: samples within 3 sigma for a mode to count"
+    )
+    evaluate.add_argument(
+        "--snapshots", type=positive_int, default=6, help="2-D: snapshots of the cloud during training"
+    )
     evaluate.add_argument("--grid", type=positive_int, default=8, help="images: the sample grid is GRID x GRID")
     evaluate.add_argument(
-        "--arithmetic", default=None,
+        "--arithmetic",
+        default=None,
         help="images: three ';'-separated groups of sample-grid indices A;B;C (default: picked by class and ink)",
     )
-    evaluate.add_argument("--checkpoint", default=None, help="sample mode: a checkpoint.pt written by the images training")
+    evaluate.add_argument(
+        "--checkpoint", default=None, help="sample mode: a checkpoint.pt written by the images training"
+    )
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -99,23 +121,13 @@ def main(args: argparse.Namespace) -> dict:
     if args.checkpoint is not None:
         raise InputError("--checkpoint: only used by `deepprob gan sample`")
     dataset = resolve_dataset(args)
+    from deepprob.adversarial.threads import cpu_threads
+
     threads = args.threads or (None if dataset == "mnist" else 1)
     with cpu_threads(threads if args.device.type == "cpu" else None):
         if dataset in IMAGE_DATASETS:
             return train_images(args, dataset)
         return train_points(args, load_cloud(args, dataset))
-
-
-@contextmanager
-def cpu_threads(n: int | None):
-    """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def resolve_dataset(args: argparse.Namespace) -> str | None:
@@ -214,8 +226,13 @@ def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict
     if not snapshots or snapshots[-1][0] != trainer.iteration:
         snapshot(trainer)
     metrics = evaluate_points(cloud, trainer.generate(args.eval_samples).cpu(), args.min_count)
-    metrics.update(variant=name, iterations=iterations, train_seconds=round(seconds, 3),
-                   final_d_loss=history["d_loss"][-1], final_g_loss=history["g_loss"][-1])
+    metrics.update(
+        variant=name,
+        iterations=iterations,
+        train_seconds=round(seconds, 3),
+        final_d_loss=history["d_loss"][-1],
+        final_g_loss=history["g_loss"][-1],
+    )
     return metrics, snapshots
 
 
@@ -247,13 +264,21 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
     if "standard" in runs and name != "standard":
         metrics["baseline"] = runs["standard"]
     if not (args.json or args.quiet):
-        print(f"{cloud.name}: {len(cloud.points)} data points; {iterations} iterations, "
-              f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}")
+        print(
+            f"{cloud.name}: {len(cloud.points)} data points; {iterations} iterations, "
+            f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}"
+        )
         for run, m in runs.items():
-            modes = (f"{m['modes_covered']}/{m['num_modes']} modes covered, "
-                     f"{100 * m['high_quality_fraction']:.1f}% high quality, " if m["num_modes"] else "")
-            print(f"  {run:<18} {modes}mean error {m['mean_error']:.3f}, covariance error {m['cov_error']:.3f}"
-                  f"  ({m['train_seconds']:.1f} s)")
+            modes = (
+                f"{m['modes_covered']}/{m['num_modes']} modes covered, "
+                f"{100 * m['high_quality_fraction']:.1f}% high quality, "
+                if m["num_modes"]
+                else ""
+            )
+            print(
+                f"  {run:<18} {modes}mean error {m['mean_error']:.3f}, covariance error {m['cov_error']:.3f}"
+                f"  ({m['train_seconds']:.1f} s)"
+            )
         print(f"  figure: {figure}")
     return metrics
 
@@ -303,12 +328,20 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     generator.eval()
     figures = image_figures(generator, args, labelled=data)
     metrics = {
-        "dataset": dataset, "data_note": note, "num_images": len(data), "epochs": epochs, "train_seconds": round(seconds, 3),
-        **{k: round(v, 4) for k, v in stats.items()}, "checkpoint": str(checkpoint_path), **figures,
+        "dataset": dataset,
+        "data_note": note,
+        "num_images": len(data),
+        "epochs": epochs,
+        "train_seconds": round(seconds, 3),
+        **{k: round(v, 4) for k, v in stats.items()},
+        "checkpoint": str(checkpoint_path),
+        **figures,
     }
     if not (args.json or args.quiet):
-        print(f"DCGAN on {note}: {epochs} epochs in {seconds:.1f} s; last epoch: D loss {stats['d_loss']:.3f}, "
-              f"G loss {stats['g_loss']:.3f}, D(real) {stats['d_real']:.2f}, D(fake) {stats['d_fake']:.2f}")
+        print(
+            f"DCGAN on {note}: {epochs} epochs in {seconds:.1f} s; last epoch: D loss {stats['d_loss']:.3f}, "
+            f"G loss {stats['g_loss']:.3f}, D(real) {stats['d_real']:.2f}, D(fake) {stats['d_fake']:.2f}"
+        )
         report_figures(figures, checkpoint_path)
     return metrics
 
@@ -320,7 +353,9 @@ def sample_images(args: argparse.Namespace) -> dict:
     from deepprob.adversarial.dcgan import generator_from_checkpoint
 
     if args.checkpoint is None:
-        raise InputError("sample: --checkpoint FILE is required (a checkpoint.pt written by `deepprob gan --dataset digits`)")
+        raise InputError(
+            "sample: --checkpoint FILE is required (a checkpoint.pt written by `deepprob gan --dataset digits`)"
+        )
     path = Path(args.checkpoint)
     if not path.is_file():
         raise InputError(f"--checkpoint {path}: no such file")
@@ -332,7 +367,12 @@ def sample_images(args: argparse.Namespace) -> dict:
         raise InputError(f"--checkpoint {path}: not a DCGAN checkpoint of `deepprob gan`")
     generator = generator_from_checkpoint(checkpoint, args.device)
     figures = image_figures(generator, args, labelled=None)
-    metrics = {"checkpoint": str(path), "epoch": checkpoint.get("epoch"), "dataset": checkpoint.get("dataset"), **figures}
+    metrics = {
+        "checkpoint": str(path),
+        "epoch": checkpoint.get("epoch"),
+        "dataset": checkpoint.get("dataset"),
+        **figures,
+    }
     if not (args.json or args.quiet):
         print(f"DCGAN from {path} (epoch {checkpoint.get('epoch')}, {checkpoint.get('dataset')}), seed {args.seed}")
         report_figures(figures, None)
@@ -383,13 +423,14 @@ def latent_arithmetic(generator, pool: torch.Tensor, n_grid: int, labelled, args
     confidence, index = probs.max(1)
     labels = torch.as_tensor(classifier.classes_)[index]
     ink = images.mean((1, 2, 3))
-    if args.arithmetic is not None:
-        groups, names = parse_groups(args.arithmetic, n_grid), None
-        titles = [f"A: {groups[0]}", f"B: {groups[1]}", f"C: {groups[2]}", "A - B + C"]
-    else:
-        groups, names = pick_by_attribute(labels, ink, confidence)
+    picked = None if args.arithmetic is not None else pick_by_attribute(labels, ink, confidence)
+    if picked is not None:
+        groups, names = picked
         x, y = names["x"], names["y"]
         titles = [f"A: thick {x}", f"B: thin {x}", f"C: thin {y}", f"thick {x} - thin {x} + thin {y}"]
+    else:  # given by index, or too few recognisable classes yet: the first nine samples of the grid
+        groups, names = parse_groups(args.arithmetic or "0,1,2;3,4,5;6,7,8", n_grid), None
+        titles = [f"A: {groups[0]}", f"B: {groups[1]}", f"C: {groups[2]}", "A - B + C"]
     z = arithmetic(pool, groups)
     # the result and neighbours of it (small perturbations), as in the DCGAN paper's figures
     noise = 0.25 * (2 * torch.rand(7, pool.shape[1], generator=torch.Generator().manual_seed(args.seed)) - 1)
@@ -413,7 +454,9 @@ def report_figures(figures: dict, checkpoint) -> None:
     print(f"  interpolation: {figures['interpolation']}")
     if "arithmetic" in figures:
         ink = figures["arithmetic_ink"]
-        print(f"  latent arithmetic: {figures['arithmetic']} (result classified as {figures['arithmetic_result_class']}; "
-              f"ink {ink['result']:.3f} against {ink['mean_C']:.3f} for mean C)")
+        print(
+            f"  latent arithmetic: {figures['arithmetic']} (result classified as {figures['arithmetic_result_class']}; "
+            f"ink {ink['result']:.3f} against {ink['mean_C']:.3f} for mean C)"
+        )
     if checkpoint is not None:
         print(f"  checkpoint: {checkpoint}  (deepprob gan sample --checkpoint {checkpoint})")

@@ -16,6 +16,7 @@ import argparse
 import math
 
 import torch
+
 from deepprob.examples.options import positive_float, positive_int
 from deepprob.inference.divergences import bimodal_mixture, default_grid, fit_gaussian, moment_matched_normal
 
@@ -25,12 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--steps", type=positive_int, default=2000, help="gradient steps per fit")
     group.add_argument("--lr", type=positive_float, default=0.05, help="initial Adam learning rate (decayed 10x)")
     group.add_argument(
-        "--estimator", choices=["quadrature", "mc"], default="quadrature",
+        "--estimator",
+        choices=["quadrature", "mc"],
+        default="quadrature",
         help="numerical integration on a grid, or Monte Carlo samples",
     )
     group.add_argument("--num-samples", type=positive_int, default=256, help="Monte Carlo samples per step")
     group.add_argument(
-        "--init-mu", type=float, default=None,
+        "--init-mu",
+        type=float,
+        default=None,
         help="initial mean (default: 4 -/+ U(1.5, 3.5), side and offset drawn with --seed)",
     )
     group.add_argument("--init-sigma", type=positive_float, default=1.0, help="initial standard deviation")
@@ -49,7 +54,12 @@ def main(args: argparse.Namespace) -> dict:
     init = (init_mu, args.init_sigma)
     fits = {
         direction: fit_gaussian(
-            p, direction, init=init, steps=args.steps, lr=args.lr, estimator=args.estimator,
+            p,
+            direction,
+            init=init,
+            steps=args.steps,
+            lr=args.lr,
+            estimator=args.estimator,
             num_samples=args.num_samples,
         )
         for direction in ("forward", "reverse")
@@ -67,10 +77,14 @@ def main(args: argparse.Namespace) -> dict:
     if not (args.json or args.quiet):
         f, r = fits["forward"], fits["reverse"]
         print(f"p = 0.5 N(0, 1) + 0.5 N(8, 1); q = N(mu, sigma^2), start mu = {init[0]:.3f}, sigma = {init[1]:.3f}")
-        print(f"  forward KL(p||q): mu = {f.mu:.4f}  sigma = {f.sigma:.4f}  KL = {f.kl:.4f}"
-              f"   (closed form: mu = {mu_star:.4f}, sigma = sqrt(17) = {sigma_star:.4f})")
-        print(f"  reverse KL(q||p): mu = {r.mu:.4f}  sigma = {r.sigma:.4f}  KL = {r.kl:.4f}"
-              f"   (one mode: KL -> log 2 = {math.log(2):.4f})")
+        print(
+            f"  forward KL(p||q): mu = {f.mu:.4f}  sigma = {f.sigma:.4f}  KL = {f.kl:.4f}"
+            f"   (closed form: mu = {mu_star:.4f}, sigma = sqrt(17) = {sigma_star:.4f})"
+        )
+        print(
+            f"  reverse KL(q||p): mu = {r.mu:.4f}  sigma = {r.sigma:.4f}  KL = {r.kl:.4f}"
+            f"   (one mode: KL -> log 2 = {math.log(2):.4f})"
+        )
         print(f"  figure: {figure}")
     return metrics
 

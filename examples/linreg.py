@@ -16,7 +16,6 @@ import math
 
 import numpy as np
 import torch
-from pyro.infer import Predictive
 from torch.distributions import MultivariateNormal
 
 from deepprob.datasets import cubic_regression
@@ -27,16 +26,26 @@ from deepprob.examples.options import (
     add_svi_arguments,
     positive_float,
 )
+from deepprob.inference.arviz_data import (
+    Problem,
+    draws_from_guide,
+    save_inference_data,
+    summary_text,
+    to_inference_data,
+)
+from deepprob.inference.diagnostics import loo, psis_khat
 from deepprob.inference.exact import conjugate_log_evidence, conjugate_posterior, conjugate_predictive
 from deepprob.inference.kl import kl_to_reference
 from deepprob.models.linreg import LinearRegression, expand_basis
 from deepprob.models.standardise import Standardisation
 from deepprob.plots import new_figure, save
 
+SVI_DEFAULTS = {"steps": 3000, "lr": 0.05, "num_particles": 8}
+NUM_DRAWS = 2000  # draws of the fitted guide for the report and the InferenceData
 
-def add_arguments(parser):
-    add_guide_arguments(parser, default="fullrank")
-    add_svi_arguments(parser, steps=3000, lr=0.05, num_particles=8)
+
+def add_problem_arguments(parser):
+    """The data and the model (shared with ``deepprob compare linreg``)."""
     add_data_arguments(parser)
     group = parser.add_argument_group("model")
     group.add_argument("--basis", default=None,
@@ -47,27 +56,57 @@ def add_arguments(parser):
     group.add_argument("--num-points", type=int, default=40, help="embedded data: number of points")
 
 
+def add_arguments(parser):
+    add_guide_arguments(parser, default="fullrank")
+    add_svi_arguments(parser, **SVI_DEFAULTS)
+    add_problem_arguments(parser)
+
+
 def affine(d: MultivariateNormal, A: torch.Tensor) -> MultivariateNormal:
     """The law of A w for w ~ d."""
     return MultivariateNormal(A @ d.mean, covariance_matrix=A @ d.covariance_matrix @ A.T)
 
 
-def main(args):
+def prepare(args) -> Problem:
+    """The data, basis and model of ``args``, with the exact posterior of the latent ``weight_std``.
+
+    ``extras``: ``table``, ``basis``, ``Phi`` (N, D), ``standard`` (the map w_s = T w) and ``exact``,
+    the conjugate posterior N(mu, Sigma) of ``weight`` in the original coordinates (float64).
+    """
     table = load_table(args, lambda: cubic_regression(n=args.num_points, seed=args.seed))
     basis = args.basis or ("poly:3" if args.data is None else "identity")
     Phi, names = expand_basis(table.X, basis)
     standard = Standardisation.of(Phi)
-    model = LinearRegression(standard, alpha=args.alpha, beta=args.beta)
-    Phi_s = standard.features(Phi)
-
-    fit = fit_guide(model, args, Phi_s, table.y)
     exact = conjugate_posterior(Phi, table.y, args.alpha, args.beta)
-    q_std = fit.guide.get_posterior()
-    kl = kl_to_reference(q_std, affine(exact, standard.T.double()))
+    return Problem(
+        name="linreg",
+        model=LinearRegression(standard, alpha=args.alpha, beta=args.beta),
+        x=standard.features(Phi),
+        y=table.y,
+        features=table.X,
+        to_inputs=lambda X: standard.features(expand_basis(X, basis)[0]),
+        var_names=["weight"],
+        dims={"weight": ["feature"]},
+        coords={"feature": names, "input": table.feature_names},
+        likelihood="normal",
+        # the guides' latent is weight_std = T w: its exact law is the image of N(mu, Sigma) under T
+        exact={"weight_std": affine(exact, standard.T.double())},
+        extras={"table": table, "basis": basis, "Phi": Phi, "standard": standard, "exact": exact},
+    )
 
-    with torch.no_grad():
-        draws = Predictive(model, guide=fit.guide, num_samples=2000, return_sites=["weight"])(Phi_s)["weight"]
-    draws = draws.reshape(-1, Phi.shape[1]).double()
+
+def main(args):
+    problem = prepare(args)
+    table, basis, Phi, exact = (problem.extras[k] for k in ("table", "basis", "Phi", "exact"))
+    names = problem.coords["feature"]
+
+    fit = fit_guide(problem.model, args, *problem.fit_args)
+    kl = kl_to_reference(fit.guide.get_posterior(), problem.exact["weight_std"])
+    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, NUM_DRAWS)
+    idata = to_inference_data(problem, draws, attrs={"guide": args.guide})
+    path = save_inference_data(idata, args.out / f"linreg_{args.guide}.nc")
+
+    weights = draws.deterministic["weight"].double()
     exact_sd = exact.covariance_matrix.diagonal().sqrt()
     metrics = {
         "guide": args.guide,
@@ -80,17 +119,22 @@ def main(args):
         "weights": names,
         "exact_mean": exact.mean,
         "exact_sd": exact_sd,
-        "guide_mean": draws.mean(0),
-        "guide_sd": draws.std(0),
+        "guide_mean": weights.mean(0),
+        "guide_sd": weights.std(0),
+        "khat": psis_khat(draws.log_weights),
+        "elpd_loo": loo(idata)["elpd_loo"],
+        "inference_data": path,
     }
     say(args, f"linreg: {len(table)} points, basis {basis}, guide {args.guide}",
         f"{'weight':>10} {'exact mean':>11} {'exact sd':>9} {'guide mean':>11} {'guide sd':>9}",
         *[f"{n:>10} {m:11.4f} {s:9.4f} {gm:11.4f} {gs:9.4f}" for n, m, s, gm, gs in
-          zip(names, exact.mean, exact_sd, draws.mean(0), draws.std(0))],
-        f"KL(q || exact) = {kl:.4g}   ELBO = {fit.elbo:.3f}   log evidence = {metrics['log_evidence']:.3f}")
+          zip(names, exact.mean, exact_sd, weights.mean(0), weights.std(0))],
+        f"KL(q || exact) = {kl:.4g}   ELBO = {fit.elbo:.3f}   log evidence = {metrics['log_evidence']:.3f}",
+        f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
+        f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
     if table.X.shape[1] == 1:
-        plot_fit(args, table, basis, standard, exact, draws)
-    plot_weights(args, names, exact, draws)
+        plot_fit(args, table, basis, problem.extras["standard"], exact, weights)
+    plot_weights(args, names, exact, weights)
     return metrics
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+
 from deepprob.examples.options import positive_float, positive_int
 
 
@@ -24,13 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--data", default=None, help="a CSV of 2-D points (default: draws from a correlated Normal)")
     data.add_argument("--n", type=positive_int, default=10000, help="number of Normal draws (default data)")
     data.add_argument(
-        "--margin", type=positive_float, default=0.1,
+        "--margin",
+        type=positive_float,
+        default=0.1,
         help="the reference box is the data's bounding box widened by this fraction on each side",
     )
     fit = parser.add_argument_group("classifier (MLP, SiLU, Adam)")
     fit.add_argument("--hidden", default="64,64", help="hidden layer sizes")
     fit.add_argument("--steps", type=positive_int, default=3000, help="training steps")
-    fit.add_argument("--batch-size", type=positive_int, default=512, help="data points (and as many reference points) a step")
+    fit.add_argument(
+        "--batch-size", type=positive_int, default=512, help="data points (and as many reference points) a step"
+    )
     fit.add_argument("--lr", type=positive_float, default=3e-3, help="initial Adam learning rate (decayed 10x)")
     fit.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis for the metrics")
 
@@ -50,6 +55,7 @@ def parse_sizes(text: str, option: str) -> list[int]:
 
 def main(args: argparse.Namespace) -> dict:
     from deepprob.adversarial.ratio import RatioDensity, UniformBox, evaluate_on_grid, fit_ratio
+    from deepprob.adversarial.threads import cpu_threads
     from deepprob.datasets.points import correlated_gaussian, read_numeric_csv
 
     hidden = parse_sizes(args.hidden, "--hidden")
@@ -60,9 +66,16 @@ def main(args: argparse.Namespace) -> dict:
         data, truth, name = read_numeric_csv(args.data, "--data"), None, args.data
     reference = UniformBox.around(data, args.margin)
     model = RatioDensity(reference, hidden).to(args.device)
-    losses = fit_ratio(
-        model, data.to(args.device), steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=not args.quiet
-    )
+    # a small MLP: one CPU thread is as fast, and does not stall when other jobs share the cores
+    with cpu_threads(1 if args.device.type == "cpu" else None):
+        losses = fit_ratio(
+            model,
+            data.to(args.device),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            progress=not args.quiet,
+        )
     grid = evaluate_on_grid(model, args.resolution, truth, device=args.device)
     figure = plot(grid, data, args.out / "ratio.png")
     metrics = {
@@ -76,12 +89,16 @@ def main(args: argparse.Namespace) -> dict:
         "figure": str(figure),
     }
     if not (args.json or args.quiet):
-        print(f"data: {name}, {len(data)} points; reference: uniform on the box "
-              f"{[round(v, 2) for v in reference.low.tolist()]} .. {[round(v, 2) for v in reference.high.tolist()]}")
+        print(
+            f"data: {name}, {len(data)} points; reference: uniform on the box "
+            f"{[round(v, 2) for v in reference.low.tolist()]} .. {[round(v, 2) for v in reference.high.tolist()]}"
+        )
         print(f"  integral of the recovered density over the box: {grid['integral']:.4f} (should be ~1)")
         if truth is not None:
-            print(f"  against the true density on a {args.resolution}x{args.resolution} grid: "
-                  f"MAE {grid['mae']:.5f} (peak density {metrics['max_true_density']:.3f}), TV {grid['tv']:.4f}")
+            print(
+                f"  against the true density on a {args.resolution}x{args.resolution} grid: "
+                f"MAE {grid['mae']:.5f} (peak density {metrics['max_true_density']:.3f}), TV {grid['tv']:.4f}"
+            )
         print(f"  figure: {figure}")
     return metrics
 
@@ -99,7 +116,9 @@ def plot(grid: dict, data: torch.Tensor, path):
     extent = [float(grid["x"][0]), float(grid["x"][-1]), float(grid["y"][0]), float(grid["y"][-1])]
     vmax = max(float(d.max()) for _, d in panels)
     for ax, (title, density) in zip(axes[0], panels):
-        image = ax.imshow(density.numpy(), origin="lower", extent=extent, aspect="auto", vmin=0, vmax=vmax, cmap="viridis")
+        image = ax.imshow(
+            density.numpy(), origin="lower", extent=extent, aspect="auto", vmin=0, vmax=vmax, cmap="viridis"
+        )
         ax.set_title(title)
         fig.colorbar(image, ax=ax, fraction=0.046)
     ax = axes[0, -1]

@@ -24,7 +24,9 @@ from deepprob.errors import InputError
 
 
 def bimodal_mixture(
-    locs: tuple[float, ...] = (0.0, 8.0), scales: tuple[float, ...] = (1.0, 1.0), weights: tuple[float, ...] | None = None
+    locs: tuple[float, ...] = (0.0, 8.0),
+    scales: tuple[float, ...] = (1.0, 1.0),
+    weights: tuple[float, ...] | None = None,
 ) -> MixtureSameFamily:
     """p(x) = Σ_k w_k N(x; locs[k], scales[k]²) over the real line; by default
     p = 0.5·N(0, 1) + 0.5·N(8, 1), the 1-D target of the KL example (also a handy Pyro test target:
@@ -54,9 +56,7 @@ def normal_kl(mu1: float, sigma1: float, mu2: float, sigma2: float) -> float:
     return math.log(sigma2 / sigma1) + (sigma1**2 + (mu1 - mu2) ** 2) / (2 * sigma2**2) - 0.5
 
 
-def kl_quadrature(
-    a: Distribution | torch.Tensor, b: Distribution | torch.Tensor, grid: torch.Tensor
-) -> torch.Tensor:
+def kl_quadrature(a: Distribution | torch.Tensor, b: Distribution | torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     r""":math:`KL(a \| b) = ∫ a(x) (\log a(x) - \log b(x)) dx` by the trapezoid rule on ``grid`` (G,);
     differentiable in the parameters of ``a`` and ``b``. Either may be given as its log density on the
     grid (a (G,) tensor) instead, e.g. a fixed target evaluated once. The grid must cover the mass of ``a``."""
@@ -145,7 +145,9 @@ def fit_gaussian(
     p_fit = _cast(p, dtype)
     mu = torch.tensor(float(init[0]), dtype=dtype, requires_grad=True)
     log_sigma = torch.tensor(math.log(init[1]), dtype=dtype, requires_grad=True)
-    optimizer = torch.optim.Adam([mu, log_sigma], lr=lr)
+    # β2 = 0.99, not 0.999: started far off (KL ~ 100), the first gradients are huge, and a long memory
+    # of them in Adam's second moment would shrink the steps for a thousand iterations
+    optimizer = torch.optim.Adam([mu, log_sigma], lr=lr, betas=(0.9, 0.99))
     # decay the step 10x over the run: Adam's steps are ~lr in size whatever the gradient, so without
     # a decay they would keep jittering the estimate by about lr at the optimum
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.1 ** (1.0 / steps))

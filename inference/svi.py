@@ -135,7 +135,13 @@ def fit_svi(
     averages = [torch.zeros_like(p) for p in params]
     for step in bar:
         optimizer.zero_grad(set_to_none=True)
-        value = loss.differentiable_loss(model, guide, *args, **kwargs)
+        try:
+            value = loss.differentiable_loss(model, guide, *args, **kwargs)
+        except ValueError as err:  # distribution validation meets NaN parameters before the loss does
+            if "invalid values" not in str(err):
+                raise
+            raise FitDivergedError(f"non-finite values at step {step} ({str(err).splitlines()[0][:160]}); "
+                                   f"{NAN_HINT}") from err
         value.backward()
         losses[step] = value.item()
         check_loss(losses[step], step)

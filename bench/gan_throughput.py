@@ -1,0 +1,144 @@
+"""Throughput of our GAN trainer against a straightforward re-implementation of the seed's loop.
+
+The configuration is the seed's mode-dropping one: generator and discriminator MLPs 2-300-300-150-out
+with ReLU (2-D noise in, 2-D points or one logit out), batch 50, five discriminator steps per
+generator step, Adam (lr 1e-3, default betas) for both, on the seed's ring of eight Gaussians.
+
+- seed loop: what the seed does, written plainly: each discriminator step draws a numpy batch of real
+  points and of noise, runs the generator with autograd on (the fakes are not detached, so the
+  backward pass goes through the generator as well), sigmoid outputs and ``nn.BCELoss`` on real and
+  fake batches in two passes, ``zero_grad``/``backward``/``step`` with the default (for-loop) Adam.
+- ours: :class:`deepprob.adversarial.trainer.GANTrainer` (torch-side sampling for all five steps at
+  once, one no-grad generator pass for the fakes, real and fake in one discriminator pass, logits with
+  a fused BCE, only the needed gradients, fused Adam).
+
+Both start from the same weights and run in one process, in alternating blocks (the order alternating
+too), so that load from other processes falls on both alike; each side's speed is the median over
+blocks. The last line printed is JSON: ``{"ratio": ours/seed, "ours_its": a, "seed_loop_its": b}``.
+
+    python bench/gan_throughput.py                  # 1 thread, 6 blocks of 150 iterations
+    python bench/gan_throughput.py --threads 2 --blocks 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepprob.adversarial.nets import mlp
+from deepprob.adversarial.trainer import GANConfig, GANTrainer
+from deepprob.datasets.points import RING_CENTRES, ring
+
+HIDDEN = [300, 300, 150]
+BATCH, D_STEPS, LR = 50, 5, 1e-3
+
+
+class SeedLoop:
+    """The seed's training loop, re-implemented as it stands (numpy batches, nothing detached)."""
+
+    def __init__(self, generator: nn.Module, discriminator_logits: nn.Module, rng: np.random.Generator):
+        self.G = generator
+        self.D = nn.Sequential(discriminator_logits, nn.Sigmoid())  # the seed's D outputs probabilities
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=LR)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=LR)
+        self.bce = nn.BCELoss()
+        self.rng = rng
+        self.centres = np.array(RING_CENTRES)
+
+    def real_batch(self, n: int) -> torch.Tensor:
+        x = self.centres[self.rng.integers(0, len(self.centres), n)] + 0.5 * self.rng.standard_normal((n, 2))
+        return torch.from_numpy(x).float()
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.rng.standard_normal((n, 2))).float()
+
+    def step(self) -> None:
+        ones, zeros = torch.ones(BATCH, 1), torch.zeros(BATCH, 1)
+        for _ in range(D_STEPS):
+            real, z = self.real_batch(BATCH), self.noise(BATCH)
+            self.opt_d.zero_grad()
+            loss_d = self.bce(self.D(real), ones) + self.bce(self.D(self.G(z)), zeros)
+            loss_d.backward()
+            self.opt_d.step()
+        z = self.noise(BATCH)
+        self.opt_g.zero_grad()
+        loss_g = self.bce(self.D(self.G(z)), ones)
+        loss_g.backward()
+        self.opt_g.step()
+
+
+def build(seed: int):
+    torch.manual_seed(seed)
+    generator = mlp(2, HIDDEN, 2, "relu")
+    discriminator = mlp(2, HIDDEN, 1, "relu")
+    return generator, discriminator
+
+
+def timed_block(step, iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return iterations / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (default: %(default)s)")
+    parser.add_argument("--blocks", type=int, default=6, help="timed blocks per side (default: %(default)s)")
+    parser.add_argument(
+        "--iterations", type=int, default=150, help="generator iterations per block (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="untimed iterations per side first (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    generator, discriminator = build(args.seed)
+    seed_loop = SeedLoop(copy.deepcopy(generator), copy.deepcopy(discriminator), np.random.default_rng(args.seed))
+    cloud = ring()
+    config = GANConfig(loss="gan", d_steps=D_STEPS, batch_size=BATCH, lr_g=LR, lr_d=LR, betas=(0.9, 0.999))
+    ours = GANTrainer(generator, discriminator, lambda n: cloud.sample(n), 2, config)
+
+    sides = {"ours": ours.step, "seed_loop": seed_loop.step}
+    for step in sides.values():
+        for _ in range(args.warmup):
+            step()
+    speeds: dict[str, list[float]] = {name: [] for name in sides}
+    for block in range(args.blocks):
+        order = list(sides) if block % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            speeds[name].append(timed_block(sides[name], args.iterations))
+        print(
+            f"block {block + 1}/{args.blocks}: " + ", ".join(f"{n} {speeds[n][-1]:.1f} it/s" for n in sides), flush=True
+        )
+    ours_its = statistics.median(speeds["ours"])
+    seed_its = statistics.median(speeds["seed_loop"])
+    # ~0.54 GFLOP an iteration: 2 x weights x rows for each forward, input and weight gradient pass of
+    # the five discriminator steps (100 rows), the fakes (250 rows) and the generator step (50 rows)
+    gflop = 0.54
+    print(f"threads {args.threads}; median over {args.blocks} blocks of {args.iterations} iterations:")
+    print(f"  ours      {ours_its:8.1f} it/s  ({ours_its * gflop:.0f} GFLOP/s at ~{gflop} GFLOP/iteration)")
+    print(f"  seed loop {seed_its:8.1f} it/s")
+    print(f"  ratio     {ours_its / seed_its:8.2f}x")
+    print(
+        json.dumps(
+            {
+                "ratio": round(ours_its / seed_its, 3),
+                "ours_its": round(ours_its, 2),
+                "seed_loop_its": round(seed_its, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+r"""How far an approximate posterior is from the truth, measured from draws.
+
+- :func:`psis_khat`: the Pareto shape :math:`\hat k` of the importance weights
+  :math:`w_s = p(y, z_s) / q(z_s)`, z_s ~ q (Yao, Vehtari, Simpson and Gelman 2018, "Yes, but did it
+  work?: evaluating variational inference"). The weights' upper tail is fitted by a generalised
+  Pareto distribution (PSIS, Vehtari et al. 2015-2022); its shape k says how heavy the tail is:
+  :math:`k < 0.5`: q is close to p, importance sampling with q is reliable;
+  :math:`0.5 \le k < 0.7`: usable after Pareto smoothing; :math:`k \ge 0.7`: q misses mass that p has
+  (typically q too narrow), and expectations under q cannot be trusted. For Gaussians
+  p = N(0, 1), q = N(0, s^2) with s < 1 the tail is Pareto with :math:`k = 1 - s^2`.
+- :func:`moment_errors`: errors of posterior means and sds in units of the reference sd.
+- :func:`wasserstein2`, :func:`mmd2`: distances between two samples, in reference-sd units.
+- :func:`classification_metrics`: accuracy and log-loss of predictive probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
+
+
+def psis_khat(log_weights: torch.Tensor | np.ndarray) -> float:
+    """The Pareto :math:`\\hat k` of PSIS for S log importance weights (S,), with ``arviz.psislw``.
+
+    The draws are independent (relative efficiency 1). Log-weights that are all equal (q = p exactly)
+    have no tail to fit; their weights are bounded, and 0.0 is returned rather than ArviZ's ``inf``.
+    NaN log-weights give NaN; +inf (p(y, z) > 0 where q(z) = 0, impossible for a proper q) gives inf.
+    """
+    lw = np.asarray(torch.as_tensor(log_weights).detach().cpu().double().numpy()).ravel()
+    if np.isnan(lw).any():
+        return math.nan
+    if np.isposinf(lw).any():
+        return math.inf
+    finite = lw[np.isfinite(lw)]
+    if len(finite) < 2 or np.ptp(finite) == 0:
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ's own "k > 0.7" warning: the caller reports k
+        _, khat = az.psislw(lw, reff=1.0)
+    return float(khat)
+
+
+def khat_verdict(khat: float) -> str:
+    """The reading of :math:`\\hat k` in Yao et al. (2018): ``good`` < 0.5 <= ``ok`` < 0.7 <= ``bad``."""
+    if not khat < 0.7:
+        return "bad"
+    return "good" if khat < 0.5 else "ok"
+
+
+def moment_errors(draws: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Errors of the means and sds of ``draws`` (S, P) against ``reference`` (R, P), in reference sds.
+
+    Returns (|m_q - m_ref| / sd_ref, |sd_q - sd_ref| / sd_ref), each (P,). The second is the relative
+    error of the sd: -0.5 means the approximation's sd is half the reference's (reported as 0.5).
+    """
+    draws, reference = draws.double(), reference.double()
+    sd_ref = reference.std(0).clamp_min(1e-12)
+    mean_err = (draws.mean(0) - reference.mean(0)).abs() / sd_ref
+    sd_err = (draws.std(0) - sd_ref).abs() / sd_ref
+    return mean_err, sd_err
+
+
+def _standardised(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    return (x.double() - reference.double().mean(0)) / reference.double().std(0).clamp_min(1e-12)
+
+
+def wasserstein2(x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor | None = None) -> float:
+    """The 2-Wasserstein distance between the empirical laws of ``x`` and ``y`` (n, P) each, equal n.
+
+    W2^2 = min over one-to-one matchings of the mean squared distance of matched points (an assignment
+    problem, solved exactly). Coordinates are first scaled by ``reference`` (its mean and sd per
+    coordinate; default ``y``), so the distance is in reference sds. Two samples of the same law are
+    not at distance 0: the noise floor falls like n^{-1/P} (compare with two halves of one sample).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if x.shape != y.shape:
+        raise ValueError(f"wasserstein2: expected samples of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    reference = y if reference is None else reference
+    xs, ys = _standardised(x, reference), _standardised(y, reference)
+    cost = torch.cdist(xs, ys).pow(2).cpu().numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return float(math.sqrt(cost[rows, cols].mean()))
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor | None = None) -> float:
+    """Unbiased squared maximum mean discrepancy with a Gaussian kernel (Gretton et al. 2012).
+
+    MMD^2 = E k(x, x') + E k(y, y') - 2 E k(x, y), k(a, b) = exp(-|a - b|^2 / (2 h^2)), h the median
+    distance of the pooled points, after scaling by ``reference`` as in :func:`wasserstein2`. It is 0 in
+    expectation for two samples of one law (and can then be slightly negative).
+    """
+    reference = y if reference is None else reference
+    xs, ys = _standardised(x, reference), _standardised(y, reference)
+    pooled = torch.cat([xs, ys])
+    d2 = torch.cdist(pooled, pooled).pow(2)
+    h2 = d2[d2 > 0].median().clamp_min(1e-12)
+    k = torch.exp(-d2 / (2 * h2))
+    n, m = len(xs), len(ys)
+    kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
+    off = lambda a, size: (a.sum() - a.diagonal().sum()) / (size * (size - 1))  # noqa: E731
+    return float(off(kxx, n) + off(kyy, m) - 2 * kxy.mean())
+
+
+def classification_metrics(prob: torch.Tensor, y: torch.Tensor, eps: float = 1e-7) -> dict[str, float]:
+    """Accuracy of ``prob`` > 0.5 and the log-loss -mean[y log p + (1 - y) log(1 - p)] for labels ``y`` in {0, 1}."""
+    prob, y = prob.double(), y.double()
+    return {
+        "accuracy": float(((prob > 0.5).double() == y).double().mean()),
+        "log_loss": float(-(y * (prob + eps).log() + (1 - y) * (1 - prob + eps).log()).mean()),
+    }
+
+
+def loo(idata) -> dict[str, float]:
+    """PSIS-LOO (Vehtari, Gelman and Gabry 2017) of an InferenceData with a pointwise ``log_likelihood``.
+
+    Returns ``elpd_loo`` (the expected log predictive density of a left-out point, summed over points),
+    its standard error ``elpd_loo_se``, the effective number of parameters ``p_loo`` and the largest
+    pointwise Pareto k, ``loo_khat_max`` (above 0.7 the estimate of that point is unreliable). With
+    draws from a guide this is LOO under the approximate posterior q.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ's "k > 0.7" warning: loo_khat_max reports it
+        result = az.loo(idata, pointwise=True)
+    return {"elpd_loo": float(result.elpd_loo), "elpd_loo_se": float(result.se), "p_loo": float(result.p_loo),
+            "loo_khat_max": float(np.max(result.pareto_k.values))}

@@ -1,0 +1,302 @@
+"""GAN pieces (unrolled look-ahead, packing, gradient penalty, trainer, DCGAN) and the `gan` command."""
+
+import copy
+import json
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
+from deepprob.adversarial.losses import discriminator_loss, gradient_penalty, pack
+from deepprob.adversarial.nets import mlp
+from deepprob.adversarial.threads import cpu_threads
+from deepprob.adversarial.trainer import GANConfig, GANTrainer
+from deepprob.adversarial.unrolled import adam_lookahead
+from deepprob.cli import main as cli_main
+from deepprob.datasets.points import ring
+from deepprob.errors import InputError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # small networks: one thread is as fast and does not stall when other jobs share the cores
+    with cpu_threads(1):
+        yield
+
+
+def _regression_problem(dtype=torch.float32):
+    torch.manual_seed(0)
+    net = mlp(2, [16, 16], 1).to(dtype)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    x, y = torch.randn(32, 2, dtype=dtype), torch.randn(32, 1, dtype=dtype)
+    for _ in range(3):  # a few real steps, so that Adam's moments and step count are not trivial
+        opt.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+    return net, opt, x, y
+
+
+def test_lookahead_reproduces_the_real_adam_steps():
+    net, opt, x, y = _regression_problem()
+    ahead = adam_lookahead(net, opt, lambda p: ((functional_call(net, p, (x,)) - y) ** 2).mean(), 4)
+    twin = copy.deepcopy(net)
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    twin_opt.load_state_dict(opt.state_dict())
+    for _ in range(4):
+        twin_opt.zero_grad()
+        ((twin(x) - y) ** 2).mean().backward()
+        twin_opt.step()
+    for name, p in twin.named_parameters():
+        assert torch.allclose(ahead[name], p, atol=1e-6), name
+    # the real parameters are untouched
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), _regression_problem()[0].parameters()))
+
+
+def test_lookahead_is_differentiable_through_the_steps():
+    # theta_K depends on whatever the loss depends on (the generator's samples): a surrogate that
+    # detached the steps would give no gradient here. Float64, for the finite-difference check.
+    net, opt, x, y = _regression_problem(torch.float64)
+
+    def outcome(shift):
+        ahead = adam_lookahead(net, opt, lambda p: ((functional_call(net, p, (x,)) - y - shift) ** 2).mean(), 3)
+        return functional_call(net, ahead, (x,)).sum()
+
+    shift = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(outcome(shift), shift)
+    assert torch.isfinite(grad).all() and grad.abs().item() > 1e-3
+    eps = 1e-6
+    plus, minus = (outcome(torch.tensor([s * eps], dtype=torch.float64)).item() for s in (1, -1))
+    assert grad.item() == pytest.approx((plus - minus) / (2 * eps), rel=1e-4)
+
+
+def test_pack_concatenates_consecutive_samples():
+    x = torch.arange(12.0).reshape(6, 2)
+    assert pack(x, 1) is x
+    assert pack(x, 3).tolist() == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
+
+
+def test_gradient_penalty_of_linear_critics():
+    real, fake = torch.randn(64, 2), torch.randn(64, 2)
+    for norm, expected in [(1.0, 0.0), (2.0, 1.0), (0.5, 0.25)]:
+        w = torch.tensor([0.6, 0.8]) * norm
+        assert gradient_penalty(lambda x, w=w: x @ w[:, None], real, fake).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_fused_discriminator_loss_equals_the_textbook_one():
+    torch.manual_seed(0)
+    trainer = GANTrainer(mlp(2, [8], 2), mlp(2, [8], 1), lambda n: torch.randn(n, 2), 2, GANConfig(batch_size=16))
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    out = trainer.discriminator(torch.cat([real, fake]))
+    expected = discriminator_loss(out[:16], out[16:], "gan")
+    assert trainer._discriminator_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [GANConfig(), GANConfig(pack=3), GANConfig(unrolled=2, d_steps=1), GANConfig(loss="wgan-gp", d_steps=2)],
+    ids=["standard", "pack", "unrolled", "wgan-gp"],
+)
+def test_trainer_runs_every_variant(config):
+    torch.manual_seed(0)
+    cloud = ring()
+    config.batch_size = 32
+    trainer = GANTrainer(mlp(4, [32], 2), mlp(2 * config.pack, [32], 1), cloud.sample, 4, config)
+    before = [p.clone() for p in trainer.generator.parameters()]
+    history = trainer.train(15, progress=False, check_every=5)
+    assert len(history["d_loss"]) == 3 and all(map(lambda v: v == v, history["g_loss"]))
+    assert trainer.generate(7).shape == (7, 2)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(InputError, match="--unrolled -1"):
+        GANConfig(unrolled=-1).validate()
+    with pytest.raises(InputError, match="--pack 0"):
+        GANConfig(pack=0).validate()
+    with pytest.raises(InputError, match="--loss 'hinge'"):
+        GANConfig(loss="hinge").validate()
+
+
+def test_dcgan_shapes():
+    for shape in [(1, 8, 8), (1, 28, 28)]:
+        g, d = DCGenerator(16, shape, 8), DCDiscriminator(shape, 8)
+        images = g(torch.randn(5, 16))
+        assert images.shape == (5, *shape) and images.abs().max() <= 1
+        assert d(images).shape == (5, 1)
+    with pytest.raises(InputError, match="divisible by 4"):
+        DCGenerator(16, (1, 10, 10))
+
+
+def _run(capsys, *argv):
+    code = cli_main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out.strip().splitlines()[-1]) if code == 0 and "--json" in argv else None), err
+
+
+def test_cli_ring_with_a_remedy_and_its_baseline(tmp_path, capsys):
+    code, m, _ = _run(
+        capsys,
+        "gan",
+        "--dataset",
+        "ring",
+        "--pack",
+        "2",
+        "--iterations",
+        "40",
+        "--json",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0
+    for key in ("modes_covered", "num_modes", "high_quality_fraction", "mean_error", "cov_error"):
+        assert key in m and key in m["baseline"]
+    assert m["num_modes"] == 8 and 0 <= m["modes_covered"] <= 8 and 0 <= m["high_quality_fraction"] <= 1
+    assert m["variant"] == "pack 2" and m["baseline"]["variant"] == "standard"
+    assert (tmp_path / "snapshots.png").stat().st_size > 0
+
+
+def test_cli_gaussian_reports_moment_errors(tmp_path, capsys):
+    code, m, _ = _run(
+        capsys, "gan", "--dataset", "gaussian", "--iterations", "30", "--json", "--quiet", "--out", str(tmp_path)
+    )
+    assert code == 0 and m["num_modes"] == 1 and m["mean_error"] >= 0 and m["cov_error"] >= 0
+    assert "baseline" not in m
+
+
+def test_cli_csv_points_and_modes(tmp_path, capsys):
+    cloud = ring(n=500)
+    data, modes = tmp_path / "p.csv", tmp_path / "m.csv"
+    data.write_text("\n".join(f"{a},{b}" for a, b in cloud.points.tolist()))
+    modes.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in cloud.centres.tolist()))
+    code, m, _ = _run(
+        capsys,
+        "gan",
+        "--data",
+        str(data),
+        "--modes",
+        str(modes),
+        "--mode-sigma",
+        "0.5",
+        "--iterations",
+        "20",
+        "--json",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0 and m["num_modes"] == 8
+
+
+@pytest.mark.parametrize("option", [["--unrolled", "-1"], ["--pack", "0"]])
+def test_cli_rejects_bad_remedy_values(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["gan", "--dataset", "ring", *option, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option[0]}" in err and option[1] in err
+
+
+def test_cli_bad_csv_files_are_one_line_errors(tmp_path, capsys):
+    cloud = ring(n=100)
+    good = tmp_path / "p.csv"
+    good.write_text("\n".join(f"{a},{b}" for a, b in cloud.points.tolist()))
+    text = tmp_path / "text.csv"
+    text.write_text("x,y\n1,2\nfoo,3\n")
+    three = tmp_path / "three.csv"
+    three.write_text("1,2,3\n4,5,6\n")
+    for argv, fragment in [
+        (["--data", str(text)], "line 3 has 'foo'"),
+        (["--data", str(three)], "expected 2 numeric columns"),
+        (["--data", str(good), "--modes", str(three)], "--modes"),
+        (["--data", str(tmp_path / "missing.csv")], "no such file"),
+    ]:
+        code, _, err = _run(capsys, "gan", *argv, "--iterations", "5", "--quiet", "--out", str(tmp_path))
+        assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, (argv, err)
+
+
+def test_cli_digits_then_sample_regenerates_the_grid(tmp_path, capsys):
+    train_dir, sample_dir = tmp_path / "train", tmp_path / "sample"
+    code, m, _ = _run(
+        capsys,
+        "gan",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--width",
+        "8",
+        "--json",
+        "--quiet",
+        "--out",
+        str(train_dir),
+        "--seed",
+        "3",
+    )
+    assert code == 0
+    for name in ("samples.png", "interpolation.png", "arithmetic.png", "checkpoint.pt"):
+        assert (train_dir / name).stat().st_size > 0
+    code, s, _ = _run(
+        capsys,
+        "gan",
+        "sample",
+        "--checkpoint",
+        str(train_dir / "checkpoint.pt"),
+        "--json",
+        "--quiet",
+        "--out",
+        str(sample_dir),
+        "--seed",
+        "3",
+    )
+    assert code == 0 and s["epoch"] == 1
+    assert (train_dir / "samples.png").read_bytes() == (sample_dir / "samples.png").read_bytes()
+    # another seed, another grid
+    code, _, _ = _run(
+        capsys,
+        "gan",
+        "sample",
+        "--checkpoint",
+        str(train_dir / "checkpoint.pt"),
+        "--quiet",
+        "--out",
+        str(tmp_path / "other"),
+        "--seed",
+        "4",
+    )
+    assert (train_dir / "samples.png").read_bytes() != (tmp_path / "other" / "samples.png").read_bytes()
+
+
+def test_cli_sample_needs_a_checkpoint(tmp_path, capsys):
+    code, _, err = _run(capsys, "gan", "sample", "--quiet", "--out", str(tmp_path))
+    assert code == 2 and "--checkpoint" in err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    code, _, err = _run(capsys, "gan", "sample", "--checkpoint", str(junk), "--quiet", "--out", str(tmp_path))
+    assert code == 2 and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_acceptance_ring_standard_pack_unrolled(tmp_path, capsys):
+    """The issue's acceptance runs with the default settings (minutes)."""
+    code, pack4, _ = _run(
+        capsys, "gan", "--dataset", "ring", "--pack", "4", "--json", "--quiet", "--out", str(tmp_path)
+    )
+    assert code == 0
+    assert pack4["modes_covered"] == 8 and pack4["high_quality_fraction"] >= 0.9
+    assert pack4["baseline"]["modes_covered"] < 8  # the standard GAN drops modes
+    code, unrolled, _ = _run(
+        capsys,
+        "gan",
+        "--dataset",
+        "ring",
+        "--unrolled",
+        "5",
+        "--no-baseline",
+        "--json",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0 and unrolled["modes_covered"] >= 7
