@@ -43,7 +43,13 @@ def run_example(args: argparse.Namespace) -> dict:
 
     Returns the example's metrics with ``example``, ``seconds`` and ``device`` added.
     """
+    import logging
+
+    import pyro  # noqa: F401  (imports pyro.logger, which sets its level to INFO)
+
     from deepprob.runtime import prepare_out, resolve_device, seed_everything
+
+    logging.getLogger("pyro").setLevel(logging.WARNING)  # no "Guessed max_plate_nesting" on every fit
 
     args.device = resolve_device(args.device)
     args.out = prepare_out(args.out, args.example)
@@ -55,9 +61,6 @@ def run_example(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
-    logging.getLogger("pyro").setLevel(logging.WARNING)  # not "Guessed max_plate_nesting" on every fit
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=chosen if chosen in EXAMPLES else None)

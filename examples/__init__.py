@@ -7,6 +7,7 @@ Each module defines ``add_arguments(parser)`` (its own options; the shared ones 
 
 # name -> (module, one-line description). Adding an example = one module + one line here.
 EXAMPLES = {
+    "tour": ("deepprob.examples.tour", "The whole story: every example in order, as one HTML report"),
     "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide"),
     "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides"),
     "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression"),

@@ -315,6 +315,9 @@ def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Pat
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a result file is not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
