@@ -11,6 +11,7 @@ EXAMPLES = {
     "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide"),
     "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides"),
     "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression"),
+    "compare": ("deepprob.examples.compare", "Every guide and a reference posterior (exact/NUTS) side by side"),
     "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST"),
     "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture"),
     "ratio": ("deepprob.examples.ratio", "A classifier against a uniform reference recovers a density ratio"),

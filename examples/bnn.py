@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.infer import Predictive
 from pyro.infer.autoguide import init_to_sample
 
 from deepprob.datasets import Table, check_binary, sine_regression, two_moons
@@ -28,13 +27,24 @@ from deepprob.examples.options import (
     positive_float,
     positive_int,
 )
+from deepprob.inference.arviz_data import (
+    Problem,
+    draws_from_guide,
+    likelihood_at,
+    save_inference_data,
+    summary_text,
+    to_inference_data,
+)
+from deepprob.inference.diagnostics import loo, predictive_metrics, psis_khat
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
 
+SVI_DEFAULTS = {"steps": 3000, "lr": 0.02, "num_particles": 4}
+NUM_DRAWS = 1000  # draws of the fitted guide for the report and the InferenceData
 
-def add_arguments(parser):
-    add_guide_arguments(parser, default="fullrank")
-    add_svi_arguments(parser, steps=3000, lr=0.02, num_particles=4)
+
+def add_problem_arguments(parser):
+    """The data and the model (shared with ``deepprob compare bnn``)."""
     add_data_arguments(parser)
     group = parser.add_argument_group("model")
     group.add_argument("--task", choices=["classification", "regression"], default="classification")
@@ -44,6 +54,12 @@ def add_arguments(parser):
     group.add_argument("--test-fraction", type=float, default=0.25, help="share of the data held out")
     group.add_argument("--num-points", type=positive_int, default=None,
                        help="embedded data: number of points (default: 400 moons, 100 sine)")
+
+
+def add_arguments(parser):
+    add_guide_arguments(parser, default="fullrank")
+    add_svi_arguments(parser, **SVI_DEFAULTS)
+    add_problem_arguments(parser)
 
 
 def parse_noise(text: str) -> float | None:
@@ -77,14 +93,14 @@ def standardise(train: Table, test: Table) -> tuple[Table, Table, torch.Tensor, 
     return scale(train), scale(test), mean, sd
 
 
-def predictive_f(model, guide, X, num_samples=1000) -> torch.Tensor:
-    """Posterior draws of the network's output f(X): (num_samples, N)."""
-    with torch.no_grad():
-        predictive = Predictive(model.forward, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
-        return predictive(X)["_RETURN"].reshape(num_samples, -1)
+def prepare(args) -> Problem:
+    """The data, split and model of ``args``; predictive metrics are reported on the held-out split.
 
-
-def main(args):
+    Posteriors are compared in function space, through f(x) at the held-out inputs: the network's
+    weights have exact symmetries (hidden units permute; tanh is odd, so a unit's signs flip), which
+    make weight-space means and sds meaningless across modes. ``extras``: ``table`` (all the data),
+    ``train`` and ``test`` (standardised), ``mean`` and ``sd`` of the standardisation.
+    """
     if args.task == "classification":
         default = lambda: two_moons(n=args.num_points or 400, seed=args.seed)  # noqa: E731
     else:
@@ -92,37 +108,59 @@ def main(args):
     table = load_table(args, default)
     if args.task == "classification":
         check_binary(f"--target {table.target_name}" if args.data else "labels", table.y)
-    train, test, mean, sd = standardise(*split(table, args.test_fraction, args.seed))
-    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, parse_noise(args.noise))
+    raw_train, raw_test = split(table, args.test_fraction, args.seed)
+    train, test, mean, sd = standardise(raw_train, raw_test)
+    noise = parse_noise(args.noise)
+    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, noise)
+    learned_noise = args.task == "regression" and noise is None
+    return Problem(
+        name="bnn",
+        model=model,
+        x=train.X,
+        y=train.y,
+        features=raw_train.X,
+        to_inputs=lambda X: (X - mean) / sd,
+        var_names=["W1", "b1", "W2", "b2"] + (["sigma"] if learned_noise else []),
+        dims={"W1": ["input", "hidden"], "b1": ["hidden"], "W2": ["hidden"], "b2": ["output"]},
+        coords={"input": table.feature_names, "hidden": list(range(args.hidden)), "output": [0]},
+        likelihood="bernoulli" if args.task == "classification" else "normal",
+        init_loc_fn=init_to_sample,
+        evaluation=(test.X, test.y),
+        function_space=True,
+        extras={"table": table, "train": train, "test": test, "mean": mean, "sd": sd},
+    )
 
-    fit = fit_guide(model, args, train.X, train.y, init_loc_fn=init_to_sample)
-    f = predictive_f(model, fit.guide, test.X)
+
+def main(args):
+    problem = prepare(args)
+    train, test = problem.extras["train"], problem.extras["test"]
+
+    fit = fit_guide(problem.model, args, *problem.fit_args, init_loc_fn=problem.init_loc_fn)
+    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, NUM_DRAWS)
+    idata = to_inference_data(problem, draws, attrs={"guide": args.guide})
+    path = save_inference_data(idata, args.out / f"bnn_{args.guide}.nc")
+    predictive = predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood)
     metrics = {"guide": args.guide, "task": args.task, "elbo": fit.elbo, "fit_seconds": fit.seconds,
-               "num_train": len(train), "num_test": len(test)}
+               "num_train": len(train), "num_test": len(test), **predictive,
+               "khat": psis_khat(draws.log_weights), "elpd_loo": loo(idata)["elpd_loo"], "inference_data": path}
     if args.task == "classification":
-        prob = torch.sigmoid(f).mean(0)
-        eps = 1e-7
-        metrics["accuracy"] = float(((prob > 0.5).float() == test.y).float().mean())
-        metrics["log_loss"] = float(-(test.y * (prob + eps).log() + (1 - test.y) * (1 - prob + eps).log()).mean())
         say(args, f"bnn classification, guide {args.guide}: test accuracy {metrics['accuracy']:.3f}, "
             f"log-loss {metrics['log_loss']:.4f}, ELBO {fit.elbo:.2f}")
     else:
-        with torch.no_grad():
-            y_draws = Predictive(model, guide=fit.guide, num_samples=1000, return_sites=["y"])(test.X)["y"]
-        y_draws = y_draws.reshape(1000, -1)
-        sigma = y_draws.std(0).clamp_min(1e-6)
-        metrics["rmse"] = float((f.mean(0) - test.y).pow(2).mean().sqrt())
-        metrics["test_loglik"] = float(torch.distributions.Normal(y_draws.mean(0), sigma).log_prob(test.y).mean())
         say(args, f"bnn regression, guide {args.guide}: test RMSE {metrics['rmse']:.4f}, "
             f"log-likelihood {metrics['test_loglik']:.3f} per point, ELBO {fit.elbo:.2f}")
-    plot(args, model, fit.guide, table, mean, sd)
+    say(args, f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
+        f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
+    plot(args, problem, draws.latents)
     return metrics
 
 
-def plot(args, model, guide, table, mean, sd):
+def plot(args, problem, latents):
+    table, mean, sd = problem.extras["table"], problem.extras["mean"], problem.extras["sd"]
+    latents = {k: v[:500] for k, v in latents.items()}
     if args.task == "classification" and table.X.shape[1] == 2:
         xx, yy, grid = grid_2d(table.X, n=100, pad=0.4)
-        prob = torch.sigmoid(predictive_f(model, guide, (grid.to(table.X) - mean) / sd, 500)).cpu()
+        prob = likelihood_at(problem.model, latents, problem.to_inputs(grid.to(table.X))).cpu()
         fig, axes = new_figure(ncols=2, size=(5.5, 4.5))
         decision_surface(axes[0, 0], xx, yy, prob.mean(0), table.X, table.y, f"predictive mean ({args.guide})")
         ax = axes[0, 1]
@@ -135,7 +173,7 @@ def plot(args, model, guide, table, mean, sd):
         x = table.X[:, 0]
         span = float(x.max() - x.min())
         grid = torch.linspace(float(x.min()) - 0.5 * span, float(x.max()) + 0.5 * span, 300).to(table.X)[:, None]
-        f = predictive_f(model, guide, (grid - mean) / sd, 500).cpu()
+        f = likelihood_at(problem.model, latents, (grid - mean) / sd, statistic="location").cpu()
         lo, mid, hi = torch.quantile(f, torch.tensor([0.025, 0.5, 0.975]), dim=0)
         fig, axes = new_figure(size=(7, 4.5))
         ax = axes[0, 0]

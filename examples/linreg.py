@@ -70,14 +70,16 @@ def affine(d: MultivariateNormal, A: torch.Tensor) -> MultivariateNormal:
 def prepare(args) -> Problem:
     """The data, basis and model of ``args``, with the exact posterior of the latent ``weight_std``.
 
-    ``extras``: ``table``, ``basis``, ``Phi`` (N, D), ``standard`` (the map w_s = T w) and ``exact``,
-    the conjugate posterior N(mu, Sigma) of ``weight`` in the original coordinates (float64).
+    ``extras``: ``table``, ``basis``, ``Phi`` (N, D), ``standard`` (the map w_s = T w), ``exact``, the
+    conjugate posterior N(mu, Sigma) of ``weight`` in the original coordinates (float64), and
+    ``log_evidence`` = log p(y).
     """
     table = load_table(args, lambda: cubic_regression(n=args.num_points, seed=args.seed))
     basis = args.basis or ("poly:3" if args.data is None else "identity")
     Phi, names = expand_basis(table.X, basis)
     standard = Standardisation.of(Phi)
     exact = conjugate_posterior(Phi, table.y, args.alpha, args.beta)
+    log_evidence = conjugate_log_evidence(Phi, table.y, args.alpha, args.beta)
     return Problem(
         name="linreg",
         model=LinearRegression(standard, alpha=args.alpha, beta=args.beta),
@@ -91,13 +93,14 @@ def prepare(args) -> Problem:
         likelihood="normal",
         # the guides' latent is weight_std = T w: its exact law is the image of N(mu, Sigma) under T
         exact={"weight_std": affine(exact, standard.T.double())},
-        extras={"table": table, "basis": basis, "Phi": Phi, "standard": standard, "exact": exact},
+        extras={"table": table, "basis": basis, "Phi": Phi, "standard": standard, "exact": exact,
+                "log_evidence": log_evidence},
     )
 
 
 def main(args):
     problem = prepare(args)
-    table, basis, Phi, exact = (problem.extras[k] for k in ("table", "basis", "Phi", "exact"))
+    table, basis, exact = (problem.extras[k] for k in ("table", "basis", "exact"))
     names = problem.coords["feature"]
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
@@ -112,7 +115,7 @@ def main(args):
         "guide": args.guide,
         "kl_to_exact": kl,
         "elbo": fit.elbo,
-        "log_evidence": conjugate_log_evidence(Phi, table.y, args.alpha, args.beta),
+        "log_evidence": problem.extras["log_evidence"],
         "fit_seconds": fit.seconds,
         "num_points": len(table),
         "basis": basis,

@@ -26,7 +26,7 @@ from deepprob.inference.arviz_data import (
     summary_text,
     to_inference_data,
 )
-from deepprob.inference.diagnostics import classification_metrics, loo, psis_khat
+from deepprob.inference.diagnostics import loo, predictive_metrics, psis_khat
 from deepprob.models.logreg import LogisticRegression, with_bias
 from deepprob.models.standardise import Standardisation
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
@@ -103,7 +103,6 @@ def main(args):
     path = save_inference_data(idata, args.out / f"logreg_{args.guide}.nc")
     w = draws.deterministic["weight"]  # (S, D+1) in the original coordinates
     w_map = standard.to_original(fit_map(problem.model, *problem.fit_args)["weight_std"])
-    prob = predictive_mean(problem.model, draws.latents, problem.x)  # Bayesian predictive at the data, (N,)
     far1 = with_bias(far[None])[0]
     far_point = {"x": far, "bayes": predictive_mean(problem.model, draws.latents, problem.far_point[1])[0],
                  "plugin": torch.sigmoid(w_map @ far1)}
@@ -111,7 +110,7 @@ def main(args):
         "guide": args.guide,
         "elbo": fit.elbo,
         "fit_seconds": fit.seconds,
-        **classification_metrics(prob, table.y),
+        **predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood),
         "far_point": far_point,
         "weights": problem.coords["feature"],
         "weight_mean": w.mean(0),

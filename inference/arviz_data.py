@@ -220,6 +220,9 @@ def draws_from_latents(model: Callable, latents: dict[str, torch.Tensor], x: tor
     missing = set(proto.latent) - set(latents)
     if missing:
         raise ValueError(f"latents: no draws of the model's site(s) {sorted(missing)}")
+    # the model's densities are in the data's precision (an exact posterior may come in float64)
+    latents = {k: v.to(device=x.device, dtype=x.dtype if v.is_floating_point() else v.dtype)
+               for k, v in latents.items()}
     total = len(next(iter(latents.values())))
     parts = [_trace_chunk(model, proto, x, y, min(chunk, total - start),
                           latents={k: v[start:start + chunk] for k, v in latents.items()})
@@ -237,8 +240,9 @@ def likelihood_at(model: Callable, latents: dict[str, torch.Tensor], x: torch.Te
                   statistic: str = "mean") -> torch.Tensor:
     """A statistic of the likelihood p(y | x_m, z_s) at new inputs ``x`` (M, ...) for each draw: (S, M).
 
-    ``statistic``: ``"mean"`` (the probability p(y=1 | x, z) of a Bernoulli, the mean of a Normal) or
-    ``"location"`` (the logit of a Bernoulli, the mean of a Normal: the model's function f(x)).
+    ``statistic``: ``"mean"`` (the probability p(y=1 | x, z) of a Bernoulli, the mean of a Normal),
+    ``"location"`` (the logit of a Bernoulli, the mean of a Normal: the model's function f(x)) or
+    ``"sample"`` (one draw y ~ p(y | x_m, z_s): the posterior predictive at x).
     """
     proto = _prototype(model, x, None)
     out = []
@@ -249,12 +253,18 @@ def likelihood_at(model: Callable, latents: dict[str, torch.Tensor], x: torch.Te
         fn = trace.nodes[OBS]["fn"]
         while hasattr(fn, "base_dist"):  # Independent / expanded wrappers
             fn = fn.base_dist
-        value = fn.logits if statistic == "location" and hasattr(fn, "logits") else fn.mean
+        if statistic == "sample":
+            value = trace.nodes[OBS]["value"]
+        elif statistic == "location" and hasattr(fn, "logits"):
+            value = fn.logits
+        else:
+            value = fn.mean
         out.append(value.expand(fn.batch_shape).reshape(n, -1))
     return torch.cat(out)
 
 
-def predictive_mean(model: Callable, latents: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 100) -> torch.Tensor:
+def predictive_mean(model: Callable, latents: dict[str, torch.Tensor], x: torch.Tensor,
+                    chunk: int = 100) -> torch.Tensor:
     """The Bayesian predictive mean E_z[E(y | x_m, z)] at new inputs (M, ...): shape (M,).
 
     For a Bernoulli likelihood this is the posterior predictive p(y=1 | x_m), averaged over the draws.

@@ -131,3 +131,23 @@ def loo(idata) -> dict[str, float]:
         result = az.loo(idata, pointwise=True)
     return {"elpd_loo": float(result.elpd_loo), "elpd_loo_se": float(result.se), "p_loo": float(result.p_loo),
             "loo_khat_max": float(np.max(result.pareto_k.values))}
+
+
+def predictive_metrics(model, latents: dict[str, torch.Tensor], evaluation: tuple[torch.Tensor, torch.Tensor],
+                       likelihood: str) -> dict[str, float]:
+    """Predictive metrics of posterior draws ``latents`` on ``evaluation`` = (x, y).
+
+    Bernoulli: accuracy and log-loss of the Bayesian predictive p(y=1 | x) = mean_s p(y=1 | x, z_s).
+    Normal: RMSE of the predictive mean, and ``test_loglik``, the mean log density of y under a Normal
+    with the predictive's mean and sd (estimated from one replicate y per draw).
+    """
+    from deepprob.inference.arviz_data import likelihood_at, predictive_mean
+
+    x, y = evaluation
+    if likelihood == "bernoulli":
+        return classification_metrics(predictive_mean(model, latents, x), y)
+    f = likelihood_at(model, latents, x, statistic="location")
+    y_draws = likelihood_at(model, latents, x, statistic="sample")
+    sigma = y_draws.std(0).clamp_min(1e-6)
+    return {"rmse": float((f.mean(0) - y).pow(2).mean().sqrt()),
+            "test_loglik": float(torch.distributions.Normal(y_draws.mean(0), sigma).log_prob(y).mean())}

@@ -11,7 +11,7 @@ from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
 from deepprob.adversarial.losses import discriminator_loss, gradient_penalty, pack
 from deepprob.adversarial.nets import mlp
 from deepprob.adversarial.threads import cpu_threads
-from deepprob.adversarial.trainer import GANConfig, GANTrainer
+from deepprob.adversarial.trainer import AdamStepper, GANConfig, GANTrainer, make_adam
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.cli import main as cli_main
 from deepprob.datasets.points import ring
@@ -68,6 +68,28 @@ def test_lookahead_is_differentiable_through_the_steps():
     eps = 1e-6
     plus, minus = (outcome(torch.tensor([s * eps], dtype=torch.float64)).item() for s in (1, -1))
     assert grad.item() == pytest.approx((plus - minus) / (2 * eps), rel=1e-4)
+
+
+def test_adam_stepper_is_torch_adam():
+    torch.manual_seed(0)
+    a, b = mlp(3, [8], 2), mlp(3, [8], 2)
+    b.load_state_dict(a.state_dict())
+    reference = torch.optim.Adam(a.parameters(), lr=1e-2, betas=(0.5, 0.9))  # the plain for-loop Adam
+    stepper = AdamStepper(make_adam(b, 1e-2, (0.5, 0.9)))
+    for i in range(5):
+        x = torch.randn(16, 3)
+        grads_a = torch.autograd.grad(a(x).pow(2).mean(), list(a.parameters()))
+        grads_b = torch.autograd.grad(b(x).pow(2).mean(), stepper.params)
+        for p, g in zip(a.parameters(), grads_a):
+            p.grad = g
+        reference.step()
+        stepper.step(grads_b)
+        if i == 2:  # a learning-rate change (a schedule) is honoured
+            for opt in (reference, stepper.optimizer):
+                opt.param_groups[0]["lr"] = 3e-3
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert float(stepper.optimizer.state[stepper.params[0]]["step"]) == 5
 
 
 def test_pack_concatenates_consecutive_samples():

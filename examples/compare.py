@@ -1,0 +1,513 @@
+"""Fit one model with several guides and a reference posterior; compare them side by side.
+
+Every guide (or those of --guides) is fitted on the same data with the same seed, as is the
+reference: the exact conjugate posterior for linreg, NUTS for logreg and bnn (--reference nuts; R-hat
+and ESS are checked, with a loud warning on stderr when they fail). Each fit is stored as ArviZ
+InferenceData (NetCDF under --out). The table reports, per guide:
+
+- ELBO and fit time;
+- distance to the reference: KL(q || exact) in closed form (linreg; Monte Carlo for the mixture),
+  the worst error of a posterior mean and of a posterior sd in units of the reference sd, and the
+  2-Wasserstein distance of the draws in reference sds (with the reference's own noise floor);
+- PSIS k-hat of the importance weights log p(y, z) - log q(z), z ~ q (Yao et al. 2018): below 0.5
+  q is close to the posterior, 0.5-0.7 usable, above 0.7 q misses posterior mass (too narrow);
+- PSIS-LOO elpd, and predictive accuracy and log-loss (classification), the Bayesian predictive at
+  the far point (logreg).
+
+The bnn is compared in function space, through the logits f(x) at the held-out inputs: its weights
+are symmetric under permutations and sign flips of the hidden units, so weight-space moments mean
+nothing across modes. Figures: a forest plot of every fit on one axis, a pair plot of each guide over
+the reference, the ELBO traces, and the decision surfaces (2-D classification).
+
+    deepprob compare linreg
+    deepprob compare logreg --reference nuts --json
+    deepprob compare bnn --guides meanfield,fullrank --chains 4 --samples 500
+    deepprob compare logreg --data my.csv --target label --guides laplace,fullrank
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import sys
+import time
+import warnings
+
+import numpy as np
+import pyro
+import torch
+
+from deepprob.errors import FitDivergedError, InputError
+from deepprob.examples.common import fit_guide, say
+from deepprob.examples.options import (
+    add_guide_arguments,
+    add_run_arguments,
+    add_svi_arguments,
+    positive_int,
+)
+from deepprob.guides import GUIDES
+from deepprob.inference.arviz_data import (
+    Draws,
+    Problem,
+    az,
+    draws_from_guide,
+    draws_from_latents,
+    likelihood_at,
+    predictive_mean,
+    save_inference_data,
+    summary_text,
+    to_inference_data,
+)
+from deepprob.inference.diagnostics import loo, mmd2, moment_errors, predictive_metrics, psis_khat, wasserstein2
+from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.reference import check_convergence, convergence, exact_latents, run_nuts
+from deepprob.plots import decision_surface, grid_2d, new_figure, save
+
+MODELS = {
+    "linreg": ("deepprob.examples.linreg", "Bayesian linear regression (reference: exact posterior)"),
+    "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression (reference: NUTS)"),
+    "bnn": ("deepprob.examples.bnn", "Bayesian neural network (reference: NUTS, compared on f(x))"),
+}
+
+# Defaults per model: the reference, NUTS's budget, and SVI settings that differ from the example's.
+# The bnn's NUTS budget is what keeps `compare bnn` within a few minutes on two CPU cores: its trees
+# are deep (hundreds of gradient steps a draw) and its chains cannot mix between symmetric modes anyway.
+REFERENCE = {"linreg": "exact", "logreg": "nuts", "bnn": "nuts"}
+NUTS_BUDGET = {
+    "linreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+    "logreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+    "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8},
+}
+SVI_OVERRIDES = {"bnn": {"steps": 2000}}  # bnn's own default is 3000 steps: 2000 keeps five guides quick
+
+FOREST_POINTS = 8  # function space: held-out points shown in the forest plot
+PAIR_POINTS = 3    # ... and in the pair plots
+DISTANCE_DRAWS = 1000  # draws per sample for W2 and MMD (W2 solves an assignment problem of this size)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per model, each with that example's own data, model and SVI options."""
+    sub = parser.add_subparsers(dest="model", metavar="<model>", required=True)
+    for name, (module_name, text) in MODELS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=text, description=module.__doc__.split("\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        add_compare_arguments(p, name)
+        add_guide_arguments(p)
+        _hide_single_guide_option(p)
+        add_svi_arguments(p, **{**module.SVI_DEFAULTS, **SVI_OVERRIDES.get(name, {})})
+        module.add_problem_arguments(p)
+        _add_run_arguments_without_defaults(p)
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    group = parser.add_argument_group("comparison")
+    group.add_argument("--guides", default=",".join(GUIDES),
+                       help=f"comma-separated guides to fit, from {', '.join(GUIDES)}")
+    group.add_argument("--reference", choices=["exact", "nuts", "none"], default=REFERENCE[model],
+                       help="reference posterior: exact (linreg only), NUTS, or none (no distances)")
+    group.add_argument("--draws", type=positive_int, default=2000,
+                       help="draws from each guide (PSIS k-hat, LOO, moments) and from the exact posterior")
+    group.add_argument("--threads", type=positive_int, default=1,
+                       help="torch CPU threads (these models are tiny: more threads mostly add synchronisation)")
+    budget = NUTS_BUDGET[model]
+    nuts = parser.add_argument_group("NUTS reference")
+    nuts.add_argument("--chains", type=positive_int, default=budget["chains"], help="chains, run one after another")
+    nuts.add_argument("--warmup", type=positive_int, default=budget["warmup"], help="adaptation steps per chain")
+    nuts.add_argument("--samples", type=positive_int, default=budget["samples"], help="kept draws per chain")
+    nuts.add_argument("--max-tree-depth", type=positive_int, default=budget["max_tree_depth"],
+                      help="NUTS tree depth cap (at most 2^depth gradient steps a draw)")
+
+
+def _hide_single_guide_option(parser: argparse.ArgumentParser) -> None:
+    # the examples' --guide picks one family; here --guides picks several, and --guide is refused
+    action = parser._option_string_actions["--guide"]
+    action.help, action.default = argparse.SUPPRESS, None
+
+
+def _add_run_arguments_without_defaults(parser: argparse.ArgumentParser) -> None:
+    # The CLI puts --seed/--json/... on `compare` itself; a model's sub-parser needs them too, so that
+    # `compare linreg --json` parses, but without defaults, or `compare --json linreg` would lose --json.
+    known = set(parser._option_string_actions)
+    add_run_arguments(parser)
+    for option, action in parser._option_string_actions.items():
+        if option not in known:
+            action.default = argparse.SUPPRESS
+
+
+def parse_guides(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in GUIDES]
+    if unknown or not names:
+        raise InputError(f"--guides {text!r}: expected comma-separated names from {', '.join(GUIDES)}"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return list(dict.fromkeys(names))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- what is compared ----------------------------------------------------------------------------
+
+
+def compared_values(problem: Problem, draws: Draws) -> tuple[torch.Tensor, list[str]]:
+    """The quantities on which fits are compared, (S, P), and their labels.
+
+    The posterior sites ``problem.var_names`` flattened (``weight[x1]``, ...), or in function space the
+    model's f(x) (logit or mean) at the evaluation inputs (``f[0]``, ...).
+    """
+    if problem.function_space:
+        f = likelihood_at(problem.model, draws.latents, problem.evaluation[0], statistic="location")
+        return f.double(), [f"f[{i}]" for i in range(f.shape[1])]
+    sites, values, labels = draws.sites(), [], []
+    for name in problem.var_names:
+        value = sites[name].reshape(len(draws), -1).double()
+        values.append(value)
+        dims = problem.dims.get(name, [])
+        names = [str(label) for label in problem.coords[dims[0]]] if len(dims) == 1 else range(value.shape[1])
+        labels += [f"{name}[{label}]" for label in names] if value.shape[1] > 1 or dims else [name]
+    return torch.cat(values, 1), labels
+
+
+def plotted_data(problem: Problem, idata, values: torch.Tensor, chains: int, points: int):
+    """What the forest and pair plots show: the posterior sites, or f(x) at the first held-out points."""
+    if not problem.function_space:
+        return idata, problem.var_names
+    f = values[:, :points].cpu().numpy().reshape(chains, -1, min(points, values.shape[1]))
+    data = az.from_dict(posterior={"f": f}, coords={"held_out_point": np.arange(f.shape[-1])},
+                        dims={"f": ["held_out_point"]})
+    return data, ["f"]
+
+
+# --- fitting -------------------------------------------------------------------------------------
+
+
+def fit_one(problem: Problem, args: argparse.Namespace, name: str):
+    """Fit guide ``name`` with the seed of the run (results do not depend on the order of the guides)."""
+    pyro.set_rng_seed(args.seed)
+    fit = fit_guide(problem.model, argparse.Namespace(**{**vars(args), "guide": name}), *problem.fit_args,
+                    init_loc_fn=problem.init_loc_fn, desc=f"compare {problem.name}/{name}")
+    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, args.draws)
+    return fit, draws
+
+
+def fit_reference(problem: Problem, args: argparse.Namespace) -> tuple[Draws | None, dict]:
+    """The reference draws and what is known of them: method, time, convergence."""
+    pyro.set_rng_seed(args.seed)
+    start = time.perf_counter()
+    if args.reference == "none":
+        return None, {"method": "none"}
+    if args.reference == "exact":
+        if problem.exact is None:
+            raise InputError(f"--reference exact: {problem.name} has no closed-form posterior; use nuts or none")
+        draws = draws_from_latents(problem.model, exact_latents(problem.exact, args.draws), *problem.fit_args)
+        return draws, {"method": "exact", "draws": len(draws), "seconds": time.perf_counter() - start}
+    run = run_nuts(problem.model, *problem.fit_args, chains=args.chains, warmup=args.warmup, samples=args.samples,
+                   seed=args.seed, max_tree_depth=args.max_tree_depth, progress=not args.quiet)
+    draws = draws_from_latents(problem.model, run.latents, *problem.fit_args, chains=run.chains)
+    stats = {"method": "nuts", "chains": run.chains, "warmup": args.warmup, "samples": args.samples,
+             "draws": len(draws), "seconds": run.seconds, "divergences": sum(run.divergences)}
+    return draws, stats
+
+
+def check_reference(problem: Problem, draws: Draws, values: torch.Tensor, stats: dict, idata) -> None:
+    """R-hat and ESS of the NUTS reference on the compared ``values``, added to ``stats``; warn if poor."""
+    data, names = plotted_data(problem, idata, values, draws.chains, values.shape[1])
+    checks = convergence(data, names)
+    stats.update(checks)
+    stats["converged"] = check_convergence(checks, "f(x) at the held-out inputs" if problem.function_space
+                                           else ", ".join(problem.var_names), stats["divergences"])
+    if problem.function_space:
+        weights = convergence(idata, problem.var_names)
+        stats["rhat_max_weights"] = weights["rhat_max"]
+        if not weights["rhat_max"] < 1.01:
+            print(f"WARNING: R-hat of the network's weights is {weights['rhat_max']:.3f}: the chains sit in "
+                  "different modes, which the weights' symmetries (permuted hidden units, flipped signs) make "
+                  "inevitable; the comparison uses f(x), which these symmetries leave unchanged.",
+                  file=sys.stderr, flush=True)
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def distance_split(reference: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint random halves of the reference draws, n each (NUTS draws are autocorrelated in order)."""
+    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
+    return reference[order[:n]], reference[order[n:2 * n]]
+
+
+def metrics_of(problem: Problem, draws: Draws, idata, compared: tuple[torch.Tensor, list[str]],
+               ref_values: torch.Tensor | None, args) -> dict:
+    """Reference-free metrics of one fit (guide or reference), plus the distance of its ``compared``
+    values (S, P) and labels to the reference's values (R, P)."""
+    row = {}
+    loo_result = loo(idata)
+    row["elpd_loo"], row["elpd_loo_se"], row["loo_khat_max"] = (loo_result[k] for k in
+                                                                ("elpd_loo", "elpd_loo_se", "loo_khat_max"))
+    if problem.evaluation is not None:
+        row.update(predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood))
+    if problem.far_point is not None:
+        row["far_point"] = float(predictive_mean(problem.model, draws.latents, problem.far_point[1])[0])
+    if ref_values is not None:
+        values, labels = compared
+        mean_err, sd_err = moment_errors(values, ref_values)
+        row["mean_err_sd"], row["sd_err_sd"] = float(mean_err.max()), float(sd_err.max())
+        row["mean_err_sd_each"] = dict(zip(labels, mean_err.tolist()))
+        row["sd_err_sd_each"] = dict(zip(labels, sd_err.tolist()))
+        n = min(DISTANCE_DRAWS, len(ref_values) // 2, len(values))
+        half, _ = distance_split(ref_values, n, args.seed)
+        row["w2"] = wasserstein2(values[:n], half, ref_values)
+        row["mmd2"] = mmd2(values[:n], half, ref_values)
+    return row
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def main(args):
+    module = importlib.import_module(MODELS[args.model][0])
+    if args.guide is not None:
+        raise InputError(f"--guide {args.guide}: compare fits several guides; use --guides {args.guide}[,...]")
+    names = parse_guides(args.guides)
+    if args.reference == "exact" and args.model != "linreg":
+        raise InputError(f"--reference exact: only linreg has a closed-form posterior; use nuts or none for "
+                         f"{args.model}")
+    with torch_threads(args.threads):
+        return compare(module, args, names)
+
+
+def compare(module, args, names: list[str]) -> dict:
+    problem = module.prepare(args)
+    fits, draws, idatas, compared, rows = {}, {}, {}, {}, {}
+    for name in names:
+        try:
+            fits[name], draws[name] = fit_one(problem, args, name)
+        except FitDivergedError as err:
+            print(f"WARNING: guide {name} failed: {err}", file=sys.stderr, flush=True)
+            rows[name] = {"error": str(err)}
+            continue
+        idatas[name] = to_inference_data(problem, draws[name], attrs={"guide": name})
+        compared[name] = compared_values(problem, draws[name])
+
+    ref_draws, ref_stats = fit_reference(problem, args)
+    ref_idata = ref_values = None
+    if ref_draws is not None:
+        ref_idata = to_inference_data(problem, ref_draws, attrs={"reference": args.reference})
+        ref_compared = compared_values(problem, ref_draws)
+        ref_values = ref_compared[0]
+        if args.reference == "nuts":
+            check_reference(problem, ref_draws, ref_values, ref_stats, ref_idata)
+        n = min(DISTANCE_DRAWS, len(ref_values) // 2)
+        ref_stats["w2_floor"] = wasserstein2(*distance_split(ref_values, n, args.seed), ref_values)
+        ref_stats.update(metrics_of(problem, ref_draws, ref_idata, ref_compared, None, args))
+        if args.reference == "exact":
+            ref_stats["log_evidence"] = problem.extras["log_evidence"]
+
+    for name, fit in fits.items():
+        row = {"elbo": fit.elbo, "seconds": fit.seconds, "khat": psis_khat(draws[name].log_weights)}
+        if args.reference == "exact":
+            (exact,) = problem.exact.values()
+            row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact)
+        row.update(metrics_of(problem, draws[name], idatas[name], compared[name], ref_values, args))
+        rows[name] = {**rows.get(name, {}), **row}
+    rows = {name: rows[name] for name in names}  # the order asked for, failed guides included
+
+    files = save_all(problem, args, idatas, ref_idata)
+    files += figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, ref_values)
+    report(problem, args, rows, ref_stats, ref_idata)
+    return {"model": args.model, "reference": args.reference, "reference_stats": ref_stats, "guides": rows,
+            "draws": args.draws, "steps": args.steps, "files": [str(f) for f in files]}
+
+
+def save_all(problem, args, idatas, ref_idata) -> list:
+    paths = [save_inference_data(idata, args.out / f"{problem.name}_{name}.nc") for name, idata in idatas.items()]
+    if ref_idata is not None:
+        paths.append(save_inference_data(ref_idata, args.out / f"{problem.name}_reference.nc"))
+    return paths
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+COLUMNS = [  # (key, header, format)
+    ("elbo", "ELBO", "{:10.2f}"),
+    ("seconds", "fit s", "{:6.1f}"),
+    ("kl_to_exact", "KL(q||p)", "{:9.2g}"),
+    ("mean_err_sd", "mean err", "{:8.3f}"),
+    ("sd_err_sd", "sd err", "{:7.3f}"),
+    ("w2", "W2", "{:6.3f}"),
+    ("khat", "k-hat", "{:6.2f}"),
+    ("elpd_loo", "elpd_loo", "{:9.2f}"),
+    ("accuracy", "acc", "{:6.3f}"),
+    ("log_loss", "log-loss", "{:8.4f}"),
+    ("rmse", "rmse", "{:7.4f}"),
+    ("test_loglik", "test ll", "{:7.3f}"),
+    ("far_point", "p(far)", "{:6.3f}"),
+]
+
+
+def format_table(rows: dict[str, dict], reference: tuple[str, dict] | None) -> list[str]:
+    """One line per guide (and the reference last), the columns some row has."""
+    every = list(rows.values()) + ([reference[1]] if reference else [])
+    columns = [c for c in COLUMNS if any(c[0] in row for row in every)]
+    widths = [max(len(header), len(fmt.format(0.0))) for _, header, fmt in columns]
+    name_width = max([len(n) for n in rows] + [len(reference[0]) if reference else 0, 5])
+    lines = [f"{'guide':<{name_width}}  " + " ".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths))]
+    for name, row in list(rows.items()) + ([reference] if reference else []):
+        if "error" in row:
+            lines.append(f"{name:<{name_width}}  failed: {row['error']}")
+            continue
+        cells = [fmt.format(row[key]).rjust(w) if row.get(key) is not None else "-".rjust(w)
+                 for (key, _, fmt), w in zip(columns, widths)]
+        lines.append(f"{name:<{name_width}}  " + " ".join(cells))
+    return lines
+
+
+def report(problem, args, rows, ref_stats, ref_idata) -> None:
+    ref_name = f"reference ({ref_stats['method']})"
+    what = "f(x) at the held-out inputs" if problem.function_space else ", ".join(problem.var_names)
+    lines = [f"compare {problem.name}: {len(problem.y)} training points, {args.draws} draws per guide, "
+             f"{args.steps} SVI steps, seed {args.seed}; errors in reference sds, on {what}"]
+    lines += format_table(rows, (ref_name, ref_stats) if ref_idata is not None else None)
+    if "w2_floor" in ref_stats:
+        lines.append(f"W2 noise floor (two halves of the reference): {ref_stats['w2_floor']:.3f}")
+    if ref_stats["method"] == "nuts":
+        lines.append(f"NUTS: {ref_stats['chains']} chains x {ref_stats['samples']} draws ({ref_stats['warmup']} "
+                     f"warmup), {ref_stats['seconds']:.0f} s; R-hat max {ref_stats['rhat_max']:.3f}, ESS bulk min "
+                     f"{ref_stats['ess_bulk_min']:.0f}, tail min {ref_stats['ess_tail_min']:.0f}, "
+                     f"{ref_stats['divergences']} divergences" + ("" if ref_stats["converged"] else "  NOT CONVERGED"))
+    if "log_evidence" in ref_stats:
+        lines.append(f"log evidence log p(y) = {ref_stats['log_evidence']:.3f} (ELBO = log p(y) - KL(q || p))")
+    lines.append("k-hat: < 0.5 q is close to the posterior; 0.5-0.7 usable with Pareto smoothing; > 0.7 q misses "
+                 "posterior mass (too narrow or the wrong shape)")
+    if ref_idata is not None:
+        lines += [f"az.summary of the reference ({ref_stats['method']}):",
+                  summary_text(ref_idata, problem.var_names, mcmc=ref_stats["method"] == "nuts")]
+    say(args, *lines)
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+
+def figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, ref_values) -> list:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fitted = list(fits)
+    views = {name: plotted_data(problem, idatas[name], compared[name][0], 1, FOREST_POINTS) for name in fitted}
+    if ref_idata is not None:
+        views["reference"] = plotted_data(problem, ref_idata, ref_values, ref_draws.chains, FOREST_POINTS)
+
+    # forest: every fit on one axis
+    order = (["reference"] if "reference" in views else []) + fitted
+    if order:
+        paths.append(forest_plot(problem, args, [_label(name, args) for name in order],
+                                 [views[name] for name in order], standardise="reference" in views))
+
+    # pair plots: each guide over the reference
+    if "reference" in views:
+        for name in fitted:
+            paths.append(pair_plot(problem, args, name, views, ref_values))
+
+    # ELBO traces
+    if fits:
+        fig, axes = new_figure(size=(7, 4.5))
+        ax = axes[0, 0]
+        tails = []
+        for i, (name, fit) in enumerate(fits.items()):
+            elbo = -fit.losses
+            window = max(1, len(elbo) // 50)
+            smooth = np.convolve(elbo, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(len(smooth)) + window // 2, smooth, color=f"C{i}", lw=1,
+                    ls="--" if name == "laplace" else "-",
+                    label=f"{name} (final {fit.elbo:.1f})" + (", MAP objective" if name == "laplace" else ""))
+            tails.append(smooth[len(smooth) // 5:])
+        low = min(np.quantile(t, 0.02) for t in tails)
+        high = max(np.max(t) for t in tails)
+        ax.set_ylim(low - 0.05 * (high - low + 1), high + 0.05 * (high - low + 1))
+        ax.set(title=f"{problem.name}: ELBO estimates during the fits (moving average)", xlabel="step",
+               ylabel="ELBO")
+        ax.legend(fontsize=8)
+        paths.append(save(fig, args.out / f"{problem.name}_elbo.png"))
+
+    if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
+        paths.append(surfaces(problem, args, draws, ref_draws))
+    plt.close("all")
+    return paths
+
+
+def _label(name: str, args) -> str:
+    return f"reference ({args.reference})" if name == "reference" else name
+
+
+def forest_plot(problem, args, labels, views, standardise: bool):
+    """``az.plot_forest`` of every fit on one axis; in reference units (x - ref mean) / ref sd when
+    ``standardise`` (the first view is the reference): quantities of very different scales become
+    comparable, the reference spans about -2..2 and a guide's offset and width read off directly."""
+    datasets, var_names = [v[0] for v in views], views[0][1]
+    if standardise:
+        ref = datasets[0].posterior[var_names]
+        mean, sd = ref.mean(("chain", "draw")), ref.std(("chain", "draw"))
+        datasets = [az.InferenceData(posterior=(d.posterior[var_names] - mean) / sd) for d in datasets]
+    size = int(sum(np.prod(datasets[0].posterior[v].shape[2:], dtype=int) for v in var_names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = az.plot_forest(datasets, model_names=labels, var_names=var_names, combined=True, hdi_prob=0.94,
+                              figsize=(7, 1.5 + 0.3 * len(labels) * size))
+    ax = np.ravel(axes)[0]
+    what = "f(x) at held-out points" if problem.function_space else ", ".join(var_names)
+    ax.set_title(f"{problem.name}: 94% intervals of {what}" + (" in reference sds" if standardise else ""),
+                 fontsize=10)
+    if standardise:
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel("(value - reference mean) / reference sd")
+    return save(ax.figure, args.out / f"{problem.name}_forest.png")
+
+
+def pair_plot(problem, args, name, views, ref_values):
+    import matplotlib.lines as mlines
+
+    data_ref, var_names = views["reference"]
+    data_q, _ = views[name]
+    if problem.function_space:
+        # f at a few held-out points: the reference's most uncertain ones, where guides differ most
+        top = torch.argsort(ref_values.std(0), descending=True)[:PAIR_POINTS].sort().values
+        keep = {"held_out_point": top.cpu().numpy()}
+        data_ref, data_q = (d.isel(**keep) for d in (data_ref, data_q))
+    def thin(data):  # about 600 points a cloud: enough to see a shape, few enough to see through
+        sizes = data.posterior.sizes
+        return data.isel(draw=slice(None, None, max(1, sizes["draw"] * sizes["chain"] // 600)))
+
+    size = 2.2 * (sum(int(np.prod(data_ref.posterior[v].shape[2:])) for v in var_names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = az.plot_pair(thin(data_ref), var_names=var_names, kind="scatter", marginals=True,
+                            figsize=(size, size), textsize=9, scatter_kwargs={"color": "k", "alpha": 0.3, "s": 4},
+                            marginal_kwargs={"color": "k"})
+        az.plot_pair(thin(data_q), var_names=var_names, kind="scatter", marginals=True, ax=axes, textsize=9,
+                     scatter_kwargs={"color": "C1", "alpha": 0.3, "s": 4}, marginal_kwargs={"color": "C1"})
+    fig = np.ravel(axes)[0].figure
+    fig.legend(handles=[mlines.Line2D([], [], color="k", marker="o", ls="", label=_label("reference", args)),
+                        mlines.Line2D([], [], color="C1", marker="o", ls="", label=name)],
+               loc="upper right", fontsize=10)
+    return save(fig, args.out / f"{problem.name}_pair_{name}.png")
+
+
+def surfaces(problem, args, draws, ref_draws):
+    """p(y = 1 | x) of the reference and of every guide on one grid, side by side."""
+    xx, yy, grid = grid_2d(problem.features, n=80, pad=0.3)
+    inputs = problem.to_inputs(grid.to(problem.features))
+    panels = ([("reference", ref_draws)] if ref_draws is not None else []) + list(draws.items())
+    fig, axes = new_figure(ncols=len(panels), size=(4.2, 3.6))
+    for ax, (name, d) in zip(axes[0], panels):
+        latents = {k: v[:500] for k, v in d.latents.items()}
+        prob = predictive_mean(problem.model, latents, inputs).cpu()
+        decision_surface(ax, xx, yy, prob, problem.features, problem.y, _label(name, args))
+    return save(fig, args.out / f"{problem.name}_surfaces.png")
