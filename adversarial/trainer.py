@@ -92,6 +92,61 @@ def make_adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch
         return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
+def relu_mlp_layers(module: nn.Module) -> tuple[list[nn.Module], list[nn.Linear]] | None:
+    """``module`` as (fixed input maps, Linear layers) when it is an MLP of Linear layers with ReLU
+    between them (as :func:`~deepprob.adversarial.nets.mlp` builds), optionally behind parameter-free
+    modules such as :class:`~deepprob.adversarial.nets.Affine`; None for anything else."""
+    from deepprob.adversarial.nets import Affine
+
+    parts = list(module) if isinstance(module, nn.Sequential) else [module]
+    prefix = []
+    while parts and isinstance(parts[0], Affine):
+        prefix.append(parts.pop(0))
+    if len(parts) == 1 and isinstance(parts[0], nn.Sequential):
+        parts = list(parts[0])
+    if not parts or len(parts) % 2 == 0:
+        return None
+    linears = parts[0::2]
+    if not all(type(m) is nn.Linear for m in linears) or not all(type(m) is nn.ReLU for m in parts[1::2]):
+        return None
+    return prefix, linears
+
+
+@torch.no_grad()
+def relu_mlp_bce_grads(
+    layers: tuple[list[nn.Module], list[nn.Linear]], x: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    r"""The weighted binary cross-entropy of a ReLU MLP's logits and its gradients, by hand.
+
+    Forward :math:`h_{j+1} = \mathrm{relu}(h_j W_j^T + b_j)` (no ReLU after the last layer), then
+    :math:`δ = w ⊙ (σ(\text{logits}) - y) / N` and, layer by layer backwards,
+    :math:`∇W_j = δ^T h_j`, :math:`∇b_j = Σ δ`, :math:`δ ← (δ W_j) ⊙ [h_j > 0]`. The same numbers as
+    autograd, without its graph: on a CPU, where these layers are small, the bookkeeping of the
+    autograd engine is a sizeable part of a discriminator step.
+
+    Returns:
+        (loss, gradients in the order of ``module.parameters()``: W_0, b_0, W_1, b_1, ...).
+    """
+    prefix, linears = layers
+    for m in prefix:
+        x = m(x)
+    hs = [x]
+    for j, layer in enumerate(linears):
+        h = torch.addmm(layer.bias, hs[-1], layer.weight.t())
+        if j < len(linears) - 1:
+            h.relu_()
+        hs.append(h)
+    logits = hs[-1]
+    loss = F.binary_cross_entropy_with_logits(logits, labels, weight)
+    delta = (torch.sigmoid(logits) - labels).mul_(weight).div_(logits.shape[0])
+    grads: list[torch.Tensor] = []
+    for j in reversed(range(len(linears))):
+        grads += [delta.sum(0), delta.t().mm(hs[j])]  # b_j, W_j (reversed below)
+        if j > 0:
+            delta = torch.ops.aten.threshold_backward(delta.mm(linears[j].weight), hs[j], 0.0)
+    return loss, grads[::-1]
+
+
 class AdamStepper:
     """Applies ``optimizer``'s Adam update for given gradients.
 
@@ -173,6 +228,8 @@ class GANTrainer:
         self.params_g = list(generator.parameters())
         self.params_d = list(discriminator.parameters())
         self.step_g, self.step_d = AdamStepper(self.opt_g), AdamStepper(self.opt_d)
+        # the standard loss on a ReLU MLP discriminator: its steps by hand (same numbers, no autograd graph)
+        self._d_layers = relu_mlp_layers(discriminator) if config.loss == "gan" else None
         self.iteration = 0
         self._label_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -197,8 +254,14 @@ class GANTrainer:
         for i in range(k):
             real = pack(real_all[i * n : (i + 1) * n], m)
             fake = pack(fake_all[i * n : (i + 1) * n], m)
-            d_loss = self._discriminator_loss(real, fake)
-            self.step_d.step(torch.autograd.grad(d_loss, self.params_d))
+            if self._d_layers is not None:
+                both = torch.cat([real, fake])
+                labels, weight = self._labels(real.shape[0], both)
+                d_loss, grads = relu_mlp_bce_grads(self._d_layers, both, labels, weight)
+            else:
+                d_loss = self._discriminator_loss(real, fake)
+                grads = torch.autograd.grad(d_loss, self.params_d)
+            self.step_d.step(grads)
 
         fake = self.generator(noise_all[k * n :])
         if cfg.unrolled:

@@ -177,14 +177,21 @@ def compared_values(problem: Problem, draws: Draws) -> tuple[torch.Tensor, list[
     return torch.cat(values, 1), labels
 
 
-def plotted_data(problem: Problem, idata, values: torch.Tensor, chains: int, points: int):
-    """What the forest and pair plots show: the posterior sites, or f(x) at the first held-out points."""
+def plotted_data(problem: Problem, idata, values: torch.Tensor, chains: int, points: torch.Tensor | None = None):
+    """What the forest and pair plots show: the posterior sites, or f(x) at the held-out ``points``
+    (indices; default all)."""
     if not problem.function_space:
         return idata, problem.var_names
-    f = values[:, :points].cpu().numpy().reshape(chains, -1, min(points, values.shape[1]))
-    data = az.from_dict(posterior={"f": f}, coords={"held_out_point": np.arange(f.shape[-1])},
-                        dims={"f": ["held_out_point"]})
+    points = torch.arange(values.shape[1]) if points is None else points.cpu()
+    f = values[:, points].cpu().numpy()
+    data = az.from_dict(posterior={"f": f.reshape(chains, -1, f.shape[-1])},
+                        coords={"held_out_point": points.numpy()}, dims={"f": ["held_out_point"]})
     return data, ["f"]
+
+
+def uncertain_points(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k columns of ``values`` (S, P) with the largest sd, in order: where fits differ most."""
+    return torch.argsort(values.std(0), descending=True)[:k].sort().values
 
 
 # --- fitting -------------------------------------------------------------------------------------
@@ -220,7 +227,7 @@ def fit_reference(problem: Problem, args: argparse.Namespace) -> tuple[Draws | N
 
 def check_reference(problem: Problem, draws: Draws, values: torch.Tensor, stats: dict, idata) -> None:
     """R-hat and ESS of the NUTS reference on the compared ``values``, added to ``stats``; warn if poor."""
-    data, names = plotted_data(problem, idata, values, draws.chains, values.shape[1])
+    data, names = plotted_data(problem, idata, values, draws.chains)
     checks = convergence(data, names)
     stats.update(checks)
     stats["converged"] = check_convergence(checks, "f(x) at the held-out inputs" if problem.function_space
@@ -401,20 +408,31 @@ def figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, 
 
     paths = []
     fitted = list(fits)
-    views = {name: plotted_data(problem, idatas[name], compared[name][0], 1, FOREST_POINTS) for name in fitted}
+    values = {name: compared[name][0] for name in fitted}
+    chains = dict.fromkeys(fitted, 1)
     if ref_idata is not None:
-        views["reference"] = plotted_data(problem, ref_idata, ref_values, ref_draws.chains, FOREST_POINTS)
+        idatas, values = {**idatas, "reference": ref_idata}, {**values, "reference": ref_values}
+        chains["reference"] = ref_draws.chains
+    # function space: f at the held-out points where the reference (else the first fit) is least sure
+    spread = values["reference" if ref_idata is not None else fitted[0]] if values else None
+
+    def views(k):
+        points = uncertain_points(spread, k) if problem.function_space else None
+        return {name: plotted_data(problem, idatas[name], values[name], chains[name], points) for name in values}
+
 
     # forest: every fit on one axis
-    order = (["reference"] if "reference" in views else []) + fitted
+    order = (["reference"] if ref_idata is not None else []) + fitted
     if order:
+        forest = views(FOREST_POINTS)
         paths.append(forest_plot(problem, args, [_label(name, args) for name in order],
-                                 [views[name] for name in order], standardise="reference" in views))
+                                 [forest[name] for name in order], standardise=ref_idata is not None))
 
     # pair plots: each guide over the reference
-    if "reference" in views:
+    if ref_idata is not None:
+        pairs = views(PAIR_POINTS)
         for name in fitted:
-            paths.append(pair_plot(problem, args, name, views, ref_values))
+            paths.append(pair_plot(problem, args, name, pairs))
 
     # ELBO traces
     if fits:
@@ -471,16 +489,11 @@ def forest_plot(problem, args, labels, views, standardise: bool):
     return save(ax.figure, args.out / f"{problem.name}_forest.png")
 
 
-def pair_plot(problem, args, name, views, ref_values):
+def pair_plot(problem, args, name, views):
     import matplotlib.lines as mlines
 
     data_ref, var_names = views["reference"]
     data_q, _ = views[name]
-    if problem.function_space:
-        # f at a few held-out points: the reference's most uncertain ones, where guides differ most
-        top = torch.argsort(ref_values.std(0), descending=True)[:PAIR_POINTS].sort().values
-        keep = {"held_out_point": top.cpu().numpy()}
-        data_ref, data_q = (d.isel(**keep) for d in (data_ref, data_q))
     def thin(data):  # about 600 points a cloud: enough to see a shape, few enough to see through
         sizes = data.posterior.sizes
         return data.isel(draw=slice(None, None, max(1, sizes["draw"] * sizes["chain"] // 600)))

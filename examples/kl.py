@@ -106,7 +106,8 @@ def plot_fits(p, fits: dict, path):
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     ax.set_title("One Gaussian fitted to a bimodal p, both ways round")
-    ax.legend(loc="upper center", fontsize=8)
+    ax.set_ylim(0, 0.56)  # room above the curves for the legend
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

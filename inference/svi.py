@@ -6,6 +6,7 @@ process never mixes their parameters through the global param store.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ import numpy as np
 import pyro
 import torch
 from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer.util import is_validation_enabled
 from tqdm.auto import tqdm
 
 from deepprob.errors import FitDivergedError, InputError
@@ -66,6 +68,18 @@ def make_optimizer(
     optimizer = torch.optim.Adam(list(params), lr=lr)
     gamma = final_lr_fraction ** (1.0 / max(1, steps))
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+
+
+@contextlib.contextmanager
+def invalid_values_at(step: int):
+    """Turn a distribution's complaint about NaN/inf arguments into a FitDivergedError naming the step."""
+    try:
+        yield
+    except ValueError as err:
+        if "invalid values" not in str(err):
+            raise
+        raise FitDivergedError(f"non-finite values at step {step} ({str(err).splitlines()[0][:160]}); "
+                               f"{NAN_HINT}") from err
 
 
 def check_loss(loss: float, step: int) -> None:
@@ -122,7 +136,8 @@ def fit_svi(
     if loss is None:
         loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
     start = time.perf_counter()
-    with torch.no_grad():
+    validate = is_validation_enabled()
+    with torch.no_grad(), invalid_values_at(0):
         guide(*args, **kwargs)  # create the guide's parameters (on the data's device)
     params = collect_parameters(guide, model)
     if not params:
@@ -135,13 +150,10 @@ def fit_svi(
     averages = [torch.zeros_like(p) for p in params]
     for step in bar:
         optimizer.zero_grad(set_to_none=True)
-        try:
+        # distribution arguments are validated on the first step only: it is a sizeable share of the
+        # cost of a small model's step, and a NaN later on is caught by check_loss anyway
+        with invalid_values_at(step), pyro.validation_enabled(step == 0 and validate):
             value = loss.differentiable_loss(model, guide, *args, **kwargs)
-        except ValueError as err:  # distribution validation meets NaN parameters before the loss does
-            if "invalid values" not in str(err):
-                raise
-            raise FitDivergedError(f"non-finite values at step {step} ({str(err).splitlines()[0][:160]}); "
-                                   f"{NAN_HINT}") from err
         value.backward()
         losses[step] = value.item()
         check_loss(losses[step], step)

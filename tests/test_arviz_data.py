@@ -1,10 +1,10 @@
 """Posterior draws as InferenceData: groups, dims and coords, and the densities behind them checked by hand."""
 
 import argparse
+
 import numpy as np
 import pytest
 import torch
-from pyro.infer.autoguide import AutoMultivariateNormal
 
 from deepprob.examples import bnn, linreg, logreg
 from deepprob.guides import build_guide
@@ -88,7 +88,8 @@ def test_linreg_densities_match_a_hand_computation():
     torch.testing.assert_close(draws.log_joint.double(), log_prior + log_lik.sum(-1), rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(draws.log_q.double(), log_q, rtol=1e-4, atol=1e-3)
     # the deterministic site is the weight in original coordinates
-    torch.testing.assert_close(draws.deterministic["weight"], model.standardisation.to_original(draws.latents["weight_std"]))
+    original = model.standardisation.to_original(draws.latents["weight_std"])
+    torch.testing.assert_close(draws.deterministic["weight"], original)
     # the mean log-weight is the ELBO
     many = draws_from_guide(problem.model, guide, *problem.fit_args, num_samples=4000)
     elbo = estimate_elbo(problem.model, guide, *problem.fit_args, num_particles=4000)

@@ -34,15 +34,19 @@ def gaussian_log_weights(s: float, n: int = 4000, seed: int = 0) -> torch.Tensor
     return torch.distributions.Normal(0.0, 1.0).log_prob(z) - torch.distributions.Normal(0.0, s).log_prob(z)
 
 
-@pytest.mark.parametrize("s", [0.5, 0.6])
-def test_khat_of_a_too_narrow_gaussian_matches_theory(s):
-    # w = p/q grows like exp(c z^2): its tail is Pareto with shape k = 1 - s^2 (0.75 and 0.64)
-    khat = psis_khat(gaussian_log_weights(s))
-    assert khat == pytest.approx(1 - s**2, abs=0.12)
+def mean_khat(s: float, repeats: int = 10) -> float:
+    # one estimate from 4000 draws has an sd of about 0.08 (and a slight downward bias): average ten
+    return sum(psis_khat(gaussian_log_weights(s, seed=seed)) for seed in range(repeats)) / repeats
+
+
+def test_khat_of_a_too_narrow_gaussian_matches_theory():
+    # w = p/q grows like exp(c z^2) with c = (1/s^2 - 1)/2: its tail is Pareto with shape k = 1 - s^2
+    for s in (0.6, 0.8):
+        assert mean_khat(s) == pytest.approx(1 - s**2, abs=0.08), s
 
 
 def test_khat_readings():
-    assert psis_khat(gaussian_log_weights(0.3)) > 0.7          # far too narrow: k = 0.91
+    assert mean_khat(0.3) > 0.7                                # far too narrow: k = 0.91
     assert psis_khat(gaussian_log_weights(2.0)) < 0.0          # wider than p: bounded weights
     assert psis_khat(torch.zeros(1000)) == 0.0                 # q = p exactly: constant weights
     assert math.isnan(psis_khat(torch.tensor([0.0, float("nan"), 1.0])))

@@ -1,0 +1,132 @@
+"""``deepprob compare`` on tiny problems, its options, and the InferenceData each single-example run stores."""
+
+import json
+
+import pytest
+import torch
+
+from deepprob.cli import build_parser
+from deepprob.cli import main as cli_main
+from deepprob.inference.arviz_data import az
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_json(capsys, *argv) -> dict:
+    assert cli_main([*argv, "--json", "--quiet", "--device", "cpu"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_options_come_from_the_model_and_the_run_options_go_anywhere():
+    parser = build_parser(only="compare")
+    args = parser.parse_args(["compare", "bnn", "--hidden", "3", "--json"])
+    assert (args.model, args.hidden, args.json, args.steps, args.reference) == ("bnn", 3, True, 2000, "nuts")
+    args = parser.parse_args(["compare", "--json", "--seed", "4", "linreg", "--alpha", "2"])
+    assert (args.json, args.seed, args.alpha, args.steps, args.reference) == (True, 4, 2.0, 3000, "exact")
+    assert args.guides.split(",") == ["laplace", "meanfield", "fullrank", "lowrank", "mixture"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["compare", "linreg", "--hidden", "3"])  # a bnn option
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["linreg", "--guides", "fullrank,fullrnak"], "--guides 'fullrank,fullrnak': expected comma-separated names"),
+    (["logreg", "--reference", "exact"], "--reference exact: only linreg has a closed-form posterior"),
+    (["linreg", "--guide", "fullrank"], "--guide fullrank: compare fits several guides; use --guides"),
+])
+def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
+    assert cli_main(["compare", *argv, "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_compare_linreg_tiny(capsys, tmp_path):
+    out = run_json(capsys, "compare", "linreg", "--guides", "laplace,meanfield,mixture", "--num-points", "15",
+                   "--steps", "200", "--draws", "300", "--out", str(tmp_path))
+    assert (out["example"], out["model"], out["reference"]) == ("compare", "linreg", "exact")
+    assert list(out["guides"]) == ["laplace", "meanfield", "mixture"]
+    for row in out["guides"].values():
+        for key in ("elbo", "seconds", "khat", "elpd_loo", "kl_to_exact", "mean_err_sd", "sd_err_sd", "w2"):
+            assert isinstance(row[key], float), key
+        assert row["kl_to_exact"] >= 0
+    assert out["reference_stats"]["method"] == "exact"
+    # KL(q || p) = log p(y) - ELBO: both are reported, and the ELBO is a Monte Carlo estimate
+    laplace = out["guides"]["laplace"]
+    assert laplace["kl_to_exact"] == pytest.approx(out["reference_stats"]["log_evidence"] - laplace["elbo"],
+                                                   abs=0.05 + 0.05 * laplace["kl_to_exact"])
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"linreg_forest.png", "linreg_elbo.png", "linreg_pair_meanfield.png", "linreg_reference.nc",
+            "linreg_mixture.nc"} <= names
+    reference = az.from_netcdf(tmp_path / "linreg_reference.nc")
+    assert reference.posterior["weight"].dims == ("chain", "draw", "feature")
+
+
+def test_compare_logreg_with_a_small_nuts_reference(capsys, tmp_path):
+    out = run_json(capsys, "compare", "logreg", "--guides", "fullrank", "--num-points", "80", "--steps", "300",
+                   "--draws", "200", "--chains", "2", "--warmup", "100", "--samples", "100", "--out", str(tmp_path))
+    stats = out["reference_stats"]
+    assert stats["method"] == "nuts" and stats["chains"] == 2 and stats["draws"] == 200
+    for key in ("rhat_max", "ess_bulk_min", "ess_tail_min", "elpd_loo", "accuracy", "log_loss", "far_point"):
+        assert isinstance(stats[key], float), key
+    row = out["guides"]["fullrank"]
+    for key in ("khat", "mean_err_sd", "sd_err_sd", "accuracy", "log_loss", "far_point", "mmd2"):
+        assert isinstance(row[key], float), key
+    assert set(row["mean_err_sd_each"]) == {"weight[bias]", "weight[x1]", "weight[x2]"}
+    assert "kl_to_exact" not in row
+    assert (tmp_path / "logreg_surfaces.png").exists()
+    assert az.from_netcdf(tmp_path / "logreg_reference.nc").posterior.sizes["chain"] == 2
+
+
+def test_compare_bnn_in_function_space(capsys, tmp_path):
+    out = run_json(capsys, "compare", "bnn", "--guides", "meanfield,laplace", "--num-points", "40", "--hidden", "2",
+                   "--steps", "100", "--draws", "100", "--chains", "2", "--warmup", "20", "--samples", "20",
+                   "--max-tree-depth", "4", "--out", str(tmp_path))
+    for row in out["guides"].values():
+        assert 0 <= row["accuracy"] <= 1 and row["log_loss"] > 0
+        assert set(row["mean_err_sd_each"]) == {f"f[{i}]" for i in range(10)}  # 10 held-out points
+    assert "rhat_max_weights" in out["reference_stats"]
+    none = run_json(capsys, "compare", "bnn", "--guides", "meanfield", "--num-points", "40", "--hidden", "2",
+                    "--steps", "50", "--draws", "50", "--reference", "none", "--out", str(tmp_path / "none"))
+    assert none["reference"] == "none" and "mean_err_sd" not in none["guides"]["meanfield"]
+    assert "accuracy" in none["guides"]["meanfield"]
+
+
+@pytest.mark.parametrize("argv, groups", [
+    (["linreg", "--steps", "50", "--num-points", "12"], ("posterior", "log_likelihood", "posterior_predictive")),
+    (["logreg", "--steps", "50", "--num-points", "50"], ("posterior", "log_likelihood", "observed_data")),
+    (["bnn", "--steps", "50", "--num-points", "40", "--hidden", "2"], ("posterior", "constant_data")),
+])
+def test_single_examples_store_their_fit(capsys, tmp_path, argv, groups):
+    out = run_json(capsys, *argv, "--out", str(tmp_path))
+    idata = az.from_netcdf(out["inference_data"])
+    assert all(hasattr(idata, group) for group in groups)
+    assert isinstance(out["khat"], float) and isinstance(out["elpd_loo"], float)
+
+
+def test_single_example_prints_az_summary(capsys, tmp_path):
+    assert cli_main(["linreg", "--steps", "50", "--num-points", "12", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "az.summary" in text and "weight[intercept]" in text and "hdi_97%" in text
+
+
+@pytest.mark.slow
+def test_acceptance_linreg(capsys, tmp_path):
+    out = run_json(capsys, "compare", "linreg", "--guides", "fullrank,laplace,meanfield", "--out", str(tmp_path))
+    rows = out["guides"]
+    for name in ("fullrank", "laplace"):
+        assert rows[name]["kl_to_exact"] <= 0.01 and rows[name]["khat"] < 0.5, name
+    assert rows["meanfield"]["kl_to_exact"] > rows["fullrank"]["kl_to_exact"]
+
+
+@pytest.mark.slow
+def test_acceptance_logreg(capsys, tmp_path):
+    out = run_json(capsys, "compare", "logreg", "--reference", "nuts", "--out", str(tmp_path))
+    rows = out["guides"]
+    assert out["reference_stats"]["rhat_max"] < 1.01
+    assert max(rows["fullrank"]["mean_err_sd_each"].values()) < 0.2
+    assert all(row["khat"] == row["khat"] and abs(row["khat"]) < float("inf") for row in rows.values())
