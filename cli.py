@@ -12,13 +12,26 @@ from deepprob.examples import EXAMPLES
 from deepprob.examples.options import add_run_arguments
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout; adds "(default: X)" where the help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (no usage block): ``deepprob linreg: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The ``deepprob`` parser; with ``only``, just that example's module is imported (faster start)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepprob",
         description="Deep probabilistic methods with Pyro and PyTorch. "
         "Run `deepprob <example> --help` for an example's options.",

@@ -47,11 +47,15 @@ def add_problem_arguments(parser):
     """The data and the model (shared with ``deepprob compare bnn``)."""
     add_data_arguments(parser)
     group = parser.add_argument_group("model")
-    group.add_argument("--task", choices=["classification", "regression"], default="classification")
-    group.add_argument("--hidden", type=positive_int, default=5, help="width of the tanh layer")
-    group.add_argument("--alpha", type=positive_float, default=1.0, help="prior precision of every weight")
-    group.add_argument("--noise", default="learned", help="regression: 'learned' or a fixed noise sd")
-    group.add_argument("--test-fraction", type=float, default=0.25, help="share of the data held out")
+    group.add_argument("--task", choices=["classification", "regression"], default="classification",
+                       help="Bernoulli (two moons) or Normal (a sine with a gap) likelihood (default: %(default)s)")
+    group.add_argument("--hidden", type=positive_int, default=5, help="width of the tanh layer (default: %(default)s)")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of every weight (default: %(default)s)")
+    group.add_argument("--noise", default="learned",
+                       help="regression: 'learned' or a fixed noise sd (default: %(default)s)")
+    group.add_argument("--test-fraction", type=float, default=0.25,
+                       help="share of the data held out (default: %(default)s)")
     group.add_argument("--num-points", type=positive_int, default=None,
                        help="embedded data: number of points (default: 400 moons, 100 sine)")
 

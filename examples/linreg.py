@@ -51,9 +51,12 @@ def add_problem_arguments(parser):
     group.add_argument("--basis", default=None,
                        help="poly:K (one input column) or identity (default: poly:3 on the embedded data, "
                        "identity = the features plus an intercept with --data)")
-    group.add_argument("--alpha", type=positive_float, default=1.0, help="prior precision of the weights")
-    group.add_argument("--beta", type=positive_float, default=1 / 0.4, help="noise precision (known)")
-    group.add_argument("--num-points", type=int, default=40, help="embedded data: number of points")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of the weights (default: %(default)s)")
+    group.add_argument("--beta", type=positive_float, default=1 / 0.4,
+                       help="noise precision (known) (default: %(default)s)")
+    group.add_argument("--num-points", type=int, default=40,
+                       help="embedded data: number of points (default: %(default)s)")
 
 
 def add_arguments(parser):

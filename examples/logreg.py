@@ -39,10 +39,13 @@ def add_problem_arguments(parser):
     """The data and the model (shared with ``deepprob compare logreg``)."""
     add_data_arguments(parser)
     group = parser.add_argument_group("model")
-    group.add_argument("--alpha", type=positive_float, default=1.0, help="prior precision of the weights")
-    group.add_argument("--num-points", type=int, default=2000, help="embedded data: number of points")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of the weights (default: %(default)s)")
+    group.add_argument("--num-points", type=int, default=2000,
+                       help="embedded data: number of points (default: %(default)s)")
     group.add_argument("--far-point", default="100,0.5",
-                       help="comma-separated x* far from the data where the predictives are compared")
+                       help="comma-separated x* far from the data where the predictives are compared"
+                       " (default: %(default)s)")
 
 
 def add_arguments(parser):

@@ -96,15 +96,16 @@ def convergence(idata: az.InferenceData, var_names: list[str] | None = None) -> 
             "ess_tail_min": worst(ess_tail, np.min)}
 
 
-def check_convergence(stats: dict[str, float], what: str, divergences: int = 0, quiet_reason: str = "") -> bool:
+def check_convergence(stats: dict[str, float], what: str, divergences: int = 0) -> bool:
     """True if R-hat < 1.01 and both ESS >= 100 and no divergences; else print a loud warning to stderr.
 
     The warning goes to stderr whatever ``--quiet`` or ``--json`` say: a reference that has not
-    converged makes every distance measured against it suspect. ``quiet_reason`` is appended to it
-    (e.g. why the chains of a network cannot agree on its weights).
+    converged makes every distance measured against it suspect.
     """
     problems = []
-    if not stats["rhat_max"] < RHAT_MAX:
+    if np.isnan(stats["rhat_max"]):
+        problems.append("no R-hat (it needs at least 2 chains)")
+    elif not stats["rhat_max"] < RHAT_MAX:
         problems.append(f"R-hat {stats['rhat_max']:.3f} > {RHAT_MAX}")
     if not min(stats["ess_bulk_min"], stats["ess_tail_min"]) >= ESS_MIN:
         problems.append(f"ESS {min(stats['ess_bulk_min'], stats['ess_tail_min']):.0f} < {ESS_MIN}")
@@ -112,5 +113,5 @@ def check_convergence(stats: dict[str, float], what: str, divergences: int = 0, 
         problems.append(f"{divergences} divergent transition(s)")
     if problems:
         print(f"WARNING: the NUTS reference has not converged on {what}: {'; '.join(problems)}. Distances to it are "
-              f"suspect: raise --chains/--warmup/--samples. {quiet_reason}".rstrip(), file=sys.stderr, flush=True)
+              "suspect: raise --chains/--warmup/--samples.", file=sys.stderr, flush=True)
     return not problems

@@ -81,7 +81,7 @@ def test_bad_numbers_are_rejected_by_the_parser(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert err.strip().splitlines() == [f"deepprob {argv[0]}: error: {message} (see deepprob {argv[0]} --help)"]
 
 
 def test_console_script_help_and_error():
