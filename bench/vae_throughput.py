@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pyro
 import torch
+from torch.nn import functional as F
+
 from deepprob.datasets.images import binarize, load_mnist_splits, subset
 from deepprob.inference.svi import collect_parameters, make_optimizer
 from deepprob.inference.vae_eval import evaluate_vae
 from deepprob.inference.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
-from torch.nn import functional as F
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

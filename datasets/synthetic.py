@@ -24,7 +24,8 @@ def two_classes(n: int = 2000, class_sep: float = 3.0, seed: int = 0) -> Table:
         n_samples=n, n_features=2, n_informative=2, n_redundant=0, n_repeated=0, n_classes=2,
         n_clusters_per_class=1, class_sep=class_sep, random_state=seed,
     )
-    return Table(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32), ["x1", "x2"], "label")
+    return Table(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32),
+                 ["x1", "x2"], "label")
 
 
 def two_moons(n: int = 400, noise: float = 0.15, seed: int = 0) -> Table:
@@ -32,7 +33,8 @@ def two_moons(n: int = 400, noise: float = 0.15, seed: int = 0) -> Table:
     from sklearn.datasets import make_moons
 
     X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
-    return Table(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32), ["x1", "x2"], "label")
+    return Table(torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32),
+                 ["x1", "x2"], "label")
 
 
 def sine_regression(n: int = 100, noise_sd: float = 0.1, seed: int = 0) -> Table:

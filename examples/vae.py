@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+
 from deepprob.datasets.images import ImageSet, binarize, load_image_splits, subset
 from deepprob.errors import InputError
 from deepprob.examples.options import non_negative_int, positive_float, positive_int

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pyro
 import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError
 from deepprob.inference.svi import check_loss, collect_parameters, make_optimizer
 from deepprob.inference.vae_eval import evaluate_vae
 from deepprob.runtime import atomic_torch_save
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from tqdm.auto import tqdm
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 

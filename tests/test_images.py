@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from deepprob.datasets.images import (
     MNIST_FILES,
     binarize,

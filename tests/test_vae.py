@@ -9,14 +9,15 @@ import math
 import pyro
 import pytest
 import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch.nn import functional as F
+
 from deepprob.cli import main as cli_main
 from deepprob.datasets.images import binarize, load_digits
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.inference.vae_eval import evaluate_vae, log_importance_weights, nearest_centroid_accuracy
 from deepprob.inference.vae_fit import VAETrainer, fit_vae
 from deepprob.models.vae import VAE
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch.nn import functional as F
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
