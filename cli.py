@@ -60,7 +60,7 @@ def run_example(args: argparse.Namespace) -> dict:
 
     import pyro  # noqa: F401  (imports pyro.logger, which sets its level to INFO)
 
-    from deepprob.runtime import prepare_out, resolve_device, seed_everything
+    from deepprob.runtime import cpu_threads, prepare_out, resolve_device, seed_everything
 
     logging.getLogger("pyro").setLevel(logging.WARNING)  # no "Guessed max_plate_nesting" on every fit
 
@@ -68,7 +68,8 @@ def run_example(args: argparse.Namespace) -> dict:
     args.out = prepare_out(args.out, args.example)
     seed_everything(args.seed)
     start = time.perf_counter()
-    metrics = args._main(args)
+    with cpu_threads(args.threads if args.device.type == "cpu" else None):
+        metrics = args._main(args)
     seconds = time.perf_counter() - start
     return {"example": args.example, **metrics, "seconds": round(seconds, 3), "device": str(args.device)}
 

@@ -32,7 +32,6 @@ the reference, the ELBO traces, and the decision surfaces (2-D classification).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import sys
 import time
@@ -120,9 +119,6 @@ def add_compare_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     group.add_argument("--draws", type=positive_int, default=2000,
                        help="draws from each guide (PSIS k-hat, LOO, moments) and from the exact posterior"
                        " (default: %(default)s)")
-    group.add_argument("--threads", type=positive_int, default=1,
-                       help="torch CPU threads: these models are tiny, more threads mostly add synchronisation"
-                       " (default: %(default)s)")
     budget = NUTS_BUDGET[model]
     nuts = parser.add_argument_group("NUTS reference")
     nuts.add_argument("--chains", type=positive_int, default=budget["chains"],
@@ -159,16 +155,6 @@ def parse_guides(text: str) -> list[str]:
         raise InputError(f"--guides {text!r}: expected comma-separated names from {', '.join(GUIDES)}"
                          + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     return list(dict.fromkeys(names))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --- what is compared ----------------------------------------------------------------------------
@@ -306,8 +292,7 @@ def main(args):
     if args.reference == "exact" and args.model != "linreg":
         raise InputError(f"--reference exact: only linreg has a closed-form posterior; use nuts or none for "
                          f"{args.model}")
-    with torch_threads(args.threads):
-        return compare(module, args, names)
+    return compare(module, args, names)
 
 
 def compare(module, args, names: list[str]) -> dict:

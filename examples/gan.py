@@ -89,13 +89,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
     train.add_argument("--hidden", default="128,128", help="2-D: hidden layer sizes of both MLPs")
     train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
-    train.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="CPU threads for torch during training. These networks are small: on 2 cores shared with other "
-        "jobs one thread was 6x (MNIST) to 20x (digits) faster than two, whose OpenMP barriers stall",
-    )
     evaluate = parser.add_argument_group("evaluation and figures")
     evaluate.add_argument(
         "--eval-samples", type=positive_int, default=2500, help="2-D: generated points for the metrics"
@@ -123,12 +116,9 @@ def main(args: argparse.Namespace) -> dict:
     if args.checkpoint is not None:
         raise InputError("--checkpoint: only used by `deepprob gan sample`")
     dataset = resolve_dataset(args)
-    from deepprob.adversarial.threads import cpu_threads
-
-    with cpu_threads(args.threads if args.device.type == "cpu" else None):
-        if dataset in IMAGE_DATASETS:
-            return train_images(args, dataset)
-        return train_points(args, load_cloud(args, dataset))
+    if dataset in IMAGE_DATASETS:
+        return train_images(args, dataset)
+    return train_points(args, load_cloud(args, dataset))
 
 
 def resolve_dataset(args: argparse.Namespace) -> str | None:

@@ -38,6 +38,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the run's metrics as one JSON object on the last line"
     )
     group.add_argument("--quiet", action="store_true", help="no progress bars and no text report")
+    group.add_argument("--threads", type=non_negative_int, default=1,
+                       help="torch CPU threads; the models are small, so one is fastest on a shared CPU "
+                       "(0: torch's default, one per core) (default: %(default)s)")
 
 
 def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, num_particles: int = 1) -> None:

@@ -55,7 +55,6 @@ def parse_sizes(text: str, option: str) -> list[int]:
 
 def main(args: argparse.Namespace) -> dict:
     from deepprob.adversarial.ratio import RatioDensity, UniformBox, evaluate_on_grid, fit_ratio
-    from deepprob.adversarial.threads import cpu_threads
     from deepprob.datasets.points import correlated_gaussian, read_numeric_csv
 
     hidden = parse_sizes(args.hidden, "--hidden")
@@ -66,16 +65,14 @@ def main(args: argparse.Namespace) -> dict:
         data, truth, name = read_numeric_csv(args.data, "--data"), None, args.data
     reference = UniformBox.around(data, args.margin)
     model = RatioDensity(reference, hidden).to(args.device)
-    # a small MLP: one CPU thread is as fast, and does not stall when other jobs share the cores
-    with cpu_threads(1 if args.device.type == "cpu" else None):
-        losses = fit_ratio(
-            model,
-            data.to(args.device),
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            progress=not args.quiet,
-        )
+    losses = fit_ratio(
+        model,
+        data.to(args.device),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        progress=not args.quiet,
+    )
     grid = evaluate_on_grid(model, args.resolution, truth, device=args.device)
     figure = plot(grid, data, args.out / "ratio.png")
     metrics = {

@@ -82,10 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iw-samples", type=positive_int, default=100,
         help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")
     fit.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    fit.add_argument(
-        "--threads", type=non_negative_int, default=1,
-        help="torch CPU threads; 0: torch's default, one per core, worth trying for --arch conv on a machine of "
-             "your own (default: %(default)s)")
 
 
 def _binary(data: ImageSet, args: argparse.Namespace) -> torch.Tensor:
@@ -99,11 +95,6 @@ def main(args: argparse.Namespace) -> dict:
     for key, value in DEFAULTS[args.dataset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.threads:
-        # One thread by default: the MLPs here are small, so intra-op threads gain little and cost a
-        # synchronisation at every op, and on a CPU shared with other jobs each op then waits for its
-        # threads to be scheduled (MNIST MLP on 2 busy cores: 0.8 s/epoch with 1 thread, 14 s with 2).
-        torch.set_num_threads(args.threads)
     if args.data_dir is not None and args.dataset != "mnist":
         raise InputError(f"--data-dir {args.data_dir}: only used with --dataset mnist, not {args.dataset}")
     if not 0 < args.threshold < 1:

@@ -20,14 +20,6 @@ from deepprob.inference.arviz_data import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a thread pool only adds synchronisation
-    yield
-    torch.set_num_threads(threads)
-
-
 def problem_of(module, **options):
     """``module.prepare`` on the embedded data, with the example's own option defaults."""
     parser = argparse.ArgumentParser()

@@ -3,19 +3,10 @@
 import json
 
 import pytest
-import torch
 
 from deepprob.cli import build_parser
 from deepprob.cli import main as cli_main
 from deepprob.inference.arviz_data import az
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_json(capsys, *argv) -> dict:

@@ -10,19 +10,11 @@ from torch.func import functional_call
 from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
 from deepprob.adversarial.losses import discriminator_loss, gradient_penalty, pack
 from deepprob.adversarial.nets import mlp
-from deepprob.adversarial.threads import cpu_threads
 from deepprob.adversarial.trainer import AdamStepper, GANConfig, GANTrainer, make_adam
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.cli import main as cli_main
 from deepprob.datasets.points import ring
 from deepprob.errors import InputError
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small networks: one thread is as fast and does not stall when other jobs share the cores
-    with cpu_threads(1):
-        yield
 
 
 def _regression_problem(dtype=torch.float32):

@@ -19,14 +19,6 @@ from deepprob.inference.diagnostics import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gaussian_log_weights(s: float, n: int = 4000, seed: int = 0) -> torch.Tensor:
     """log p(z) - log q(z) for z ~ q = N(0, s^2), p = N(0, 1)."""
     g = torch.Generator().manual_seed(seed)

@@ -7,15 +7,8 @@ import pytest
 import torch
 
 from deepprob.adversarial.ratio import RatioDensity, UniformBox, evaluate_on_grid, fit_ratio
-from deepprob.adversarial.threads import cpu_threads
 from deepprob.cli import main as cli_main
 from deepprob.datasets.points import correlated_gaussian
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with cpu_threads(1):
-        yield
 
 
 def test_uniform_box():

@@ -22,14 +22,6 @@ from deepprob.models.vae import VAE
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # small networks: a second thread only adds synchronisation (and other tests may run beside us)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_vae(z_dim: int = 2, seed: int = 1) -> tuple[VAE, torch.Tensor]:
     torch.manual_seed(seed)
