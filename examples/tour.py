@@ -44,6 +44,10 @@ STEPS = [
          "Fit one Gaussian to a two-mode mixture by each direction of the KL divergence. "
          "KL(p||q) covers both modes (moment matching); KL(q||p) seeks one mode and ignores the other.",
          ["forward", "reverse"], 0.2),
+    Step("linreg-fit", ["linreg", "--guide", "fullrank"], [],
+         "Bayesian linear regression on a cubic basis: posterior curves over the data, and the predictive "
+         "density, whose spread grows outside the range of the data.",
+         ["kl_to_exact", "elbo", "log_evidence"], 0.5),
     Step("linreg", ["compare", "linreg"], [],
          "Bayesian linear regression has an exact Gaussian posterior; each guide is measured against it. "
          "Full-rank and Laplace are exact here (KL near 0); mean-field misses the correlations.",
