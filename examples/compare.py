@@ -14,9 +14,8 @@ InferenceData (NetCDF under --out). The table reports, per guide:
 - PSIS-LOO elpd, and predictive accuracy and log-loss (classification), the Bayesian predictive at
   the far point (logreg).
 
-The guides use each example's SVI settings, except --steps: 5000 for logreg (its example's 2000 stop
-before the ELBO levels off on some data sets) and 2000 for bnn (to keep the default run to a few
-minutes on two CPU cores, NUTS included).
+The guides use each example's SVI settings, except --steps 2000 for bnn (to keep the default run to a
+few minutes on two CPU cores, NUTS included).
 
 The bnn is compared in function space, through the logits f(x) at the held-out inputs: its weights
 are symmetric under permutations and sign flips of the hidden units, so weight-space moments mean
@@ -82,11 +81,8 @@ NUTS_BUDGET = {
     "logreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
     "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8},
 }
-# logreg: `deepprob logreg` stops at 2000 steps, before the ELBO has levelled off on data sets whose
-# classes barely overlap (large weights are a long walk at a decaying learning rate), which puts
-# posterior means off by up to 1.5 reference sds; a comparison needs converged guides.
 # bnn: 2000 steps rather than 3000 keep five guides and NUTS within a few minutes.
-SVI_OVERRIDES = {"logreg": {"steps": 5000}, "bnn": {"steps": 2000}}
+SVI_OVERRIDES = {"bnn": {"steps": 2000}}
 
 FOREST_POINTS = 8  # function space: held-out points shown in the forest plot
 PAIR_POINTS = 3    # ... and in the pair plots
