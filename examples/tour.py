@@ -5,7 +5,7 @@ in its own folder under --out, then writes ``index.html`` (a section per step: w
 figures, its key numbers and the command that reproduces it) and ``summary.json`` (every metric and
 status). A failed step is reported in the page and in the exit status; the other steps still run.
 
-    deepprob tour --quick --out runs/tour      # about 10 minutes on 2 CPU cores
+    deepprob tour --quick --out runs/tour      # under 10 minutes on 2 CPU cores (about 6 measured)
     deepprob tour --out runs/tour-full          # longer fits; says how long before it starts
     deepprob tour --quick --only kl,linreg      # a subset of the steps
 """
