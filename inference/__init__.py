@@ -8,6 +8,9 @@ from deepprob.inference.svi import (
     fit_map,
     fit_svi,
     make_optimizer,
+    optimise,
 )
 
-__all__ = ["FitResult", "check_loss", "collect_parameters", "estimate_elbo", "fit_map", "fit_svi", "make_optimizer"]
+__all__ = [
+    "FitResult", "check_loss", "collect_parameters", "estimate_elbo", "fit_map", "fit_svi", "make_optimizer", "optimise",
+]

@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -38,7 +37,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to, transform_to
 
 from deepprob.errors import InputError
-from deepprob.inference.svi import FitResult, check_loss, estimate_elbo, invalid_values_at, make_optimizer
+from deepprob.inference.svi import FitResult, estimate_elbo, invalid_values_at, optimise
 
 SUPPORTED = (AutoDiagonalNormal, AutoMultivariateNormal)
 
@@ -177,7 +176,6 @@ def fit_svi_fast(
     fn = fast_elbo_fn(model, guide, *args, **kwargs)
     params = guide_parameters(guide)
     leaves = list(params.values())
-    optimizer, scheduler = make_optimizer(leaves, lr=lr, steps=steps, final_lr_fraction=final_lr_fraction)
     loss_fn = lambda p, e: -fn(p, e)  # noqa: E731
     compile_seconds = None
     if compile:
@@ -186,36 +184,22 @@ def fit_svi_fast(
         try:
             eps = torch.randn(num_particles, fn.latent_dim, dtype=leaves[0].dtype, device=leaves[0].device)
             compiled(params, eps).backward()  # warm-up: compiles forward and backward
-            optimizer.zero_grad(set_to_none=True)
             loss_fn = compiled
         except Exception:  # noqa: BLE001 - an unsupported construct in the model: stay eager
-            optimizer.zero_grad(set_to_none=True)
+            pass
+        for p in leaves:
+            p.grad = None
         compile_seconds = time.perf_counter() - t0
-    losses = np.empty(steps)
-    average_from = steps - int(average_fraction * steps)
-    averages = [torch.zeros_like(p) for p in leaves]
     D, dtype, device = fn.latent_dim, leaves[0].dtype, leaves[0].device
+
+    def loss_at(step: int) -> torch.Tensor:
+        return loss_fn(params, torch.randn(num_particles, D, dtype=dtype, device=device))
+
     loop_start = time.perf_counter()
     with pyro.validation_enabled(False):
-        for step in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            eps = torch.randn(num_particles, D, dtype=dtype, device=device)
-            with invalid_values_at(step):
-                value = loss_fn(params, eps)
-            value.backward()
-            losses[step] = value.item()
-            check_loss(losses[step], step)
-            optimizer.step()
-            scheduler.step()
-            if step >= average_from:
-                with torch.no_grad():
-                    for average, p in zip(averages, leaves):
-                        average.add_(p, alpha=1.0 / (steps - average_from))
+        losses = optimise(leaves, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
+                          average_fraction=average_fraction, progress=False)
     loop_seconds = time.perf_counter() - loop_start
-    if average_from < steps:
-        with torch.no_grad():
-            for average, p in zip(averages, leaves):
-                p.copy_(average)
     seconds = time.perf_counter() - start
     elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, **kwargs) if elbo_particles else math.nan
     return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo,

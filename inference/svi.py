@@ -101,6 +101,52 @@ def estimate_elbo(model: Callable, guide: Callable, *args, num_particles: int = 
     return total / num_particles
 
 
+def optimise(
+    params: list[torch.nn.Parameter],
+    loss_at: Callable[[int], torch.Tensor],
+    *,
+    steps: int,
+    lr: float,
+    final_lr_fraction: float = 0.1,
+    average_fraction: float = 0.25,
+    progress: bool = True,
+    desc: str = "SVI",
+) -> np.ndarray:
+    """Minimise the scalar ``loss_at(step)`` over ``params`` by Adam; returns the loss at every step (steps,).
+
+    The learning rate decays exponentially from ``lr`` to ``lr * final_lr_fraction``. Over the last
+    ``average_fraction`` of the steps the iterates are averaged (Polyak-Ruppert) and ``params`` end at
+    their mean. A loss that is not finite stops the loop with a FitDivergedError naming the step.
+    """
+    optimizer, scheduler = make_optimizer(params, lr=lr, steps=steps, final_lr_fraction=final_lr_fraction)
+    losses = np.empty(steps)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    every = max(1, steps // 200)
+    average_from = steps - int(average_fraction * steps)
+    averages = [torch.zeros_like(p) for p in params]
+    for step in bar:
+        optimizer.zero_grad(set_to_none=True)
+        with invalid_values_at(step):
+            value = loss_at(step)
+        value.backward()
+        losses[step] = value.item()
+        check_loss(losses[step], step)
+        optimizer.step()
+        scheduler.step()
+        if step >= average_from:
+            with torch.no_grad():
+                for average, p in zip(averages, params):
+                    average.add_(p, alpha=1.0 / (steps - average_from))
+        if step % every == 0:
+            bar.set_postfix(elbo=f"{-losses[max(0, step - every + 1):step + 1].mean():.4g}", refresh=False)
+    bar.close()
+    if average_from < steps:
+        with torch.no_grad():
+            for average, p in zip(averages, params):
+                p.copy_(average)
+    return losses
+
+
 def fit_svi(
     model: Callable,
     guide: Callable,
@@ -142,34 +188,15 @@ def fit_svi(
     params = collect_parameters(guide, model)
     if not params:
         raise InputError("guide: it has no trainable parameters")
-    optimizer, scheduler = make_optimizer(params, lr=lr, steps=steps, final_lr_fraction=final_lr_fraction)
-    losses = np.empty(steps)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-    every = max(1, steps // 200)
-    average_from = steps - int(average_fraction * steps)
-    averages = [torch.zeros_like(p) for p in params]
-    for step in bar:
-        optimizer.zero_grad(set_to_none=True)
+
+    def loss_at(step: int) -> torch.Tensor:
         # distribution arguments are validated on the first step only: it is a sizeable share of the
         # cost of a small model's step, and a NaN later on is caught by check_loss anyway
-        with invalid_values_at(step), pyro.validation_enabled(step == 0 and validate):
-            value = loss.differentiable_loss(model, guide, *args, **kwargs)
-        value.backward()
-        losses[step] = value.item()
-        check_loss(losses[step], step)
-        optimizer.step()
-        scheduler.step()
-        if step >= average_from:
-            with torch.no_grad():
-                for average, p in zip(averages, params):
-                    average.add_(p, alpha=1.0 / (steps - average_from))
-        if step % every == 0:
-            bar.set_postfix(elbo=f"{-losses[max(0, step - every + 1):step + 1].mean():.4g}", refresh=False)
-    bar.close()
-    if average_from < steps:
-        with torch.no_grad():
-            for average, p in zip(averages, params):
-                p.copy_(average)
+        with pyro.validation_enabled(step == 0 and validate):
+            return loss.differentiable_loss(model, guide, *args, **kwargs)
+
+    losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
+                      average_fraction=average_fraction, progress=progress, desc=desc)
     finalize = getattr(guide, "finalize", None)
     if finalize is not None:
         guide = finalize(*args, **kwargs)
