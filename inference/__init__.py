@@ -12,5 +12,6 @@ from deepprob.inference.svi import (
 )
 
 __all__ = [
-    "FitResult", "check_loss", "collect_parameters", "estimate_elbo", "fit_map", "fit_svi", "make_optimizer", "optimise",
+    "FitResult", "check_loss", "collect_parameters", "estimate_elbo", "fit_map", "fit_svi", "make_optimizer",
+    "optimise",
 ]
