@@ -56,6 +56,15 @@ def seed_everything(seed: int) -> None:
     pyro.set_rng_seed(seed)  # seeds torch as well
 
 
+def rng_untouched(device: torch.device):
+    """A context in which random draws leave torch's RNG (of the CPU and of ``device``) as it was.
+
+    For work that must not shift the random numbers that come after it: checks, traces, compiles.
+    """
+    devices = [device] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
+
+
 def prepare_out(out: str | os.PathLike | None, example: str) -> Path:
     """The folder for figures and artefacts: ``out`` or ``runs/<example>``, created if needed."""
     path = Path(out) if out else Path("runs") / example

@@ -144,7 +144,7 @@ def main(args):
     idata = to_inference_data(problem, draws, attrs={"guide": args.guide})
     path = save_inference_data(idata, args.out / f"bnn_{args.guide}.nc")
     predictive = predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood)
-    metrics = {"guide": args.guide, "task": args.task, "elbo": fit.elbo, "fit_seconds": fit.seconds,
+    metrics = {"guide": args.guide, "task": args.task, "elbo": fit.elbo, "fit_seconds": fit.seconds, **fit.extras,
                "num_train": len(train), "num_test": len(test), **predictive,
                "khat": psis_khat(draws.log_weights), "elpd_loo": loo(idata)["elpd_loo"], "inference_data": path}
     if args.task == "classification":

@@ -29,7 +29,7 @@ def fit_guide(model, args: argparse.Namespace, *model_args, init_loc_fn=None, de
     guide = build_guide(args.guide, model, options)
     return fit_svi(
         model, guide, *model_args, steps=args.steps, lr=args.lr, num_particles=args.num_particles,
-        progress=not args.quiet, desc=desc or f"{args.example}/{args.guide}",
+        progress=not args.quiet, desc=desc or f"{args.example}/{args.guide}", engine=args.engine,
     )
 
 

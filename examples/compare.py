@@ -324,7 +324,8 @@ def compare(module, args, names: list[str]) -> dict:
             ref_stats["log_evidence"] = problem.extras["log_evidence"]
 
     for name, fit in fits.items():
-        row = {"elbo": fit.elbo, "seconds": fit.seconds, "khat": psis_khat(draws[name].log_weights)}
+        row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
+               "khat": psis_khat(draws[name].log_weights)}
         if problem.exact is not None:  # linreg, whatever the reference: KL to the truth in closed form
             (exact,) = problem.exact.values()
             row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact)

@@ -120,6 +120,7 @@ def main(args):
         "elbo": fit.elbo,
         "log_evidence": problem.extras["log_evidence"],
         "fit_seconds": fit.seconds,
+        **fit.extras,
         "num_points": len(table),
         "basis": basis,
         "weights": names,

@@ -115,6 +115,7 @@ def main(args):
         "guide": args.guide,
         "elbo": fit.elbo,
         "fit_seconds": fit.seconds,
+        **fit.extras,
         **predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood),
         "far_point": far_point,
         "weights": problem.coords["feature"],

@@ -54,6 +54,12 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float,
         "--num-particles", type=positive_int, default=num_particles,
         help="ELBO samples per step (default: %(default)s)",
     )
+    group.add_argument(
+        "--engine", choices=["auto", "pyro", "compiled"], default="auto",
+        help="how the steps run: pyro (Pyro's Trace_ELBO each step), compiled (the same estimator and Adam "
+             "compiled into one kernel per step: ~20-50x faster after a compile of a few seconds, cached on "
+             "disk), auto (compiled for fits of 2000 steps or more) (default: %(default)s)",
+    )
 
 
 def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str = "fullrank") -> None:

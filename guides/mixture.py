@@ -27,7 +27,9 @@ from pyro.distributions.util import eye_like
 from pyro.infer.autoguide import AutoContinuous, init_to_median
 from pyro.nn import PyroParam
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import biject_to
+from torch.distributions import biject_to, transform_to
+
+from deepprob.inference.reparam import Draw, Reparameterised
 
 
 class MixtureOfGaussians(TorchDistribution):
@@ -97,6 +99,33 @@ class MixtureOfGaussians(TorchDistribution):
         return (self.log_weights.exp().unsqueeze(-1) * self.locs).sum(-2).expand(self.batch_shape + self.event_shape)
 
 
+class MixtureDraw(Reparameterised):
+    """:class:`AutoGaussianMixture` for the fast SVI path: noise = (components k (S,), eps (S, D)).
+
+    The same estimator as ``MixtureOfGaussians.score_parts`` gives ``Trace_ELBO``: pathwise in the
+    locations and Cholesky factors, the score function (leave-one-out baseline) for the weights.
+    """
+
+    def noise(self, params, num_particles):
+        # as MixtureOfGaussians.rsample draws them: the components, then the standard normals
+        k = torch.distributions.Categorical(logits=params["logits"].detach()).sample((num_particles,))
+        like = params["locs"]
+        return k, torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device)
+
+    def draw(self, params, noise):
+        k, eps = noise
+        scales = transform_to(constraints.softplus_positive)(params["scales_unconstrained"])
+        unit_trils = transform_to(constraints.unit_lower_cholesky)(params["scale_trils_unconstrained"])
+        trils = scales.unsqueeze(-1) * unit_trils
+        q = MixtureOfGaussians(params["logits"], params["locs"], trils)
+        z = params["locs"][k] + (trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
+        log_weights = q.log_weights
+        score = log_weights[k]
+        if len(score) > 1:
+            score = score - (score.sum() - score) / (len(score) - 1)
+        return Draw(z, q._log_prob(z, log_weights), q._log_prob(z, log_weights.detach()), score)
+
+
 class AutoGaussianMixture(AutoContinuous):
     """Mixture of ``components`` full-covariance Gaussians over the unconstrained latent vector (size D).
 
@@ -133,6 +162,10 @@ class AutoGaussianMixture(AutoContinuous):
 
     def get_posterior(self, *args, **kwargs):
         return MixtureOfGaussians(self.logits, self.locs, self.scales.unsqueeze(-1) * self.scale_trils)
+
+    def reparameterised(self) -> MixtureDraw:
+        """The guide as a pure function of its parameters and noise (the fast SVI path)."""
+        return MixtureDraw(self)
 
     # --- initialisation -------------------------------------------------------------------------
 

@@ -1,57 +1,54 @@
-"""A fast path for SVI with a Gaussian guide on a small model of static structure (issue 7).
+"""The fast path of :func:`~deepprob.inference.svi.fit_svi`: a whole SVI step as one compiled kernel.
 
-For ``AutoDiagonalNormal`` (``meanfield``) and ``AutoMultivariateNormal`` (``fullrank``) the guide is a
-reparameterised Gaussian on one unconstrained vector, z = loc + L eps, and the ELBO is a plain torch
-function of the guide's parameters and the noise:
+For a model of static structure with continuous latents, and a guide with a pure form
+(:mod:`deepprob.inference.reparam`: every guide of the registry), Pyro's ``Trace_ELBO`` is a plain
+torch function of the guide's parameters and of the noise:
 
-    ELBO(params; eps) = mean_s [ log p(x, T(z_s)) + log|det dT/dz (z_s)| - log N(z_s; loc, L L^T) ]
+    loss(params; noise) = -mean_s [ log p(x, T(z_s)) + log|det dT/dz (z_s)| - log q(z_s) ]
 
-with T the unconstrained -> constrained map of every latent site. This is exactly what Pyro's
-``Trace_ELBO`` computes for these guides: their Delta sites carry log q = -log|det dT/dz|, so
-``-log q_guide = -log q_aux + log|det J|``. The log joint is evaluated for all particles at once in one
-model trace (a particle plate left of the model's own plates, as ``guides/mixture.py`` does), and the
-Gaussian term is written in closed form in eps (-|eps|^2/2 - sum log diag L - D/2 log 2 pi), which has
-the same value and the same gradients as Pyro's ``log_prob(z)`` at z = loc + L eps.
+with z_s = draw(params, noise)_s and T the unconstrained -> constrained map of the latent sites. That
+is what ``Trace_ELBO`` computes for these guides: their Delta sites carry log q = -log|det dT/dz|, so
+``-log q_guide = -log q_aux + log|det J|``. For a guide that makes a discrete choice (the mixture's
+component) the loss is Pyro's surrogate: the same value, plus the score-function term
+``(log p - log q)_s.detach() * score_s`` for the gradient.
 
-What it saves over ``fit_svi``: the guide trace, the replay of the model against it, Pyro's
-vectorised-particle machinery and validation, one Python dispatch per site of the guide; what is left
-is one ``poutine.trace`` of the model a step.
+The model runs once, for all S particles at once (a particle plate left of its own plates). So does the
+whole step: ``make_fx`` traces loss, gradient (``torch.func``) and Adam's update (the arithmetic of
+``torch.optim.Adam``, exponential learning-rate decay and Polyak averaging as in
+:func:`~deepprob.inference.svi.optimise`) into one graph of aten operations, with Pyro's Python gone;
+constant subexpressions (the prior's Cholesky factor, say) are folded, and Inductor compiles the rest
+into C++ (or Triton on a GPU) that updates the parameters in place. A step then costs tens of
+microseconds instead of a millisecond or two. The price is the compile, a few seconds per model and
+guide, which is why ``fit_svi`` takes this path by itself only for long fits.
 
-    fast = fast_elbo_fn(model, guide, X, y)         # (params dict, eps (S, D)) -> ELBO estimate
-    result = fit_svi_fast(model, guide, X, y, steps=2000, lr=0.01, num_particles=8)
+    loss = svi_loss_fn(model, guide, X, y)              # (params dict, noise tuple) -> loss
+    steps = SVISteps(loss, guide_parameters(guide), lr=0.01, steps=5000)
+    losses = steps.run(num_particles=4)                 # the guide's parameters end fitted
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask, sum_rightmost
-from pyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
 from pyro.infer.autoguide.utils import helpful_support_errors
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import biject_to, transform_to
+from torch.distributions import biject_to
+from tqdm.auto import tqdm
 
-from deepprob.errors import InputError
-from deepprob.inference.svi import FitResult, estimate_elbo, invalid_values_at, optimise
+from deepprob.errors import FitDivergedError, InputError
+from deepprob.inference.reparam import Reparameterised, reparameterised
+from deepprob.inference.svi import NAN_HINT, collect_parameters
+from deepprob.runtime import rng_untouched
 
-SUPPORTED = (AutoDiagonalNormal, AutoMultivariateNormal)
-
-
-def supports(guide) -> bool:
-    """Whether :func:`fit_svi_fast` can fit ``guide`` (exactly these two classes, not subclasses)."""
-    return type(guide) in SUPPORTED
-
-
-def _check_guide(guide) -> None:
-    if not supports(guide):
-        raise NotImplementedError(
-            f"fast SVI supports AutoDiagonalNormal and AutoMultivariateNormal guides only, not "
-            f"{type(guide).__name__}; use deepprob.inference.svi.fit_svi")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as make_optimizer uses them
 
 
 def _plate_nesting(model: Callable, *args, **kwargs) -> int:
@@ -65,142 +62,257 @@ def _plate_nesting(model: Callable, *args, **kwargs) -> int:
 
 
 def guide_parameters(guide) -> dict[str, torch.nn.Parameter]:
-    """The guide's trainable tensors by name (``loc``, ``scale_unconstrained``[, ``scale_tril_unconstrained``]):
-    the raw leaves Adam trains in ``fit_svi``, the arguments of :func:`fast_elbo_fn`'s function."""
+    """The guide's trainable tensors by name: the raw leaves Adam trains in ``fit_svi``."""
     return dict(guide.named_parameters())
 
 
-def fast_elbo_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, torch.Tensor], torch.Tensor]:
-    """The ELBO of ``guide`` for ``model(*args, **kwargs)`` as a pure function ``(params, eps) -> scalar``.
+def log_joint_fn(model: Callable, guide, *args, **kwargs) -> Callable[[torch.Tensor], torch.Tensor]:
+    """log p(x, T(z)) + log|det J_T(z)| at S unconstrained vectors z (S, D) -> (S,), for ``guide``'s packing.
 
-    ``params`` maps the names of :func:`guide_parameters` to tensors (the unconstrained leaves, e.g. the
-    guide's own ``nn.Parameter``\\ s); ``eps`` (S, D) are standard normal draws, D = ``guide.latent_dim``.
-    The value is the mean over the S particles of log p(x, z_s) - log q(z_s), z_s = loc + L eps_s; with
-    the same eps it equals Pyro's ``-Trace_ELBO().differentiable_loss`` (and so do its gradients).
-
-    The guide's parameters are created here if the guide has not run yet. The model must have a static
-    structure (the same sites and shapes at every call) and continuous latents only; the model's own
-    ``pyro.param``\\ s / ``nn.Module`` parameters are held fixed (not supported as trainable).
-
-    Raises:
-        NotImplementedError: another guide class, or an enumerated site.
+    ``guide`` is an ``AutoContinuous`` that has run once (its ``prototype_trace`` fixes the sites).
     """
-    _check_guide(guide)
-    if not hasattr(guide, "loc"):
-        with torch.no_grad():
-            guide(*args, **kwargs)  # sets up the prototype trace and the parameters
     nesting = _plate_nesting(model, *args, **kwargs)
     D = guide.latent_dim
-    full_rank = isinstance(guide, AutoMultivariateNormal)
-    to_scale = transform_to(guide.scale_constraint)  # as PyroParam maps its unconstrained tensor
-    to_tril = transform_to(guide.scale_tril_constraint) if full_rank else None
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
     sites = []  # (name, support transform, event_dim) in the guide's packing order
     for name, site in guide.prototype_trace.iter_stochastic_nodes():
         with helpful_support_errors(site):
             sites.append((name, biject_to(site["fn"].support), site["fn"].event_dim))
 
     def log_joint(z: torch.Tensor) -> torch.Tensor:
-        """log p(x, T(z)) + log|det J_T(z)| at S unconstrained vectors: (S, D) -> (S,)."""
         S = z.shape[0]
         batched = z.reshape((S,) + (1,) * nesting + (D,))
-        values, log_det = {}, z.new_zeros(S)
+        values, total = {}, z.new_zeros(S)
         for (name, transform, event_dim), (_site, unconstrained) in zip(sites, guide._unpack_latent(batched)):
             values[name] = value = transform(unconstrained)
             ladj = transform.log_abs_det_jacobian(unconstrained, value)
             ladj = sum_rightmost(ladj, ladj.dim() - value.dim() + event_dim)
-            log_det = log_det + ladj.reshape(S, -1).sum(-1)
+            total = total + ladj.reshape(S, -1).sum(-1)
         with pyro.plate("_fast_svi_particles", S, dim=-nesting - 1):
             trace = poutine.trace(poutine.condition(model, values)).get_trace(*args, **kwargs)
-        total = log_det
         for site in trace.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 lp = scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
                 if lp.dim() and lp.shape[0] == S:
                     total = total + lp.reshape(S, -1).sum(-1)
-                else:  # a site outside the particle plate's reach (its log prob is the same for every particle)
+                else:  # a site outside the particle plate's reach: the same for every particle
                     total = total + lp.sum()
         return total
 
-    def elbo(params: dict, eps: torch.Tensor) -> torch.Tensor:
-        loc = params["loc"]
-        scale = to_scale(params["scale_unconstrained"])
-        if full_rank:
-            L = scale[..., None] * to_tril(params["scale_tril_unconstrained"])
-            z = loc + eps @ L.T
-            log_det_L = L.diagonal().log().sum()
-        else:
-            z = loc + eps * scale
-            log_det_L = scale.log().sum()
-        log_q = -0.5 * eps.pow(2).sum(-1) - log_det_L - D * half_log_2pi
-        return (log_joint(z) - log_q).mean()
-
-    elbo.log_joint = log_joint
-    elbo.latent_dim = D
-    return elbo
+    return log_joint
 
 
-def fit_svi_fast(
-    model: Callable,
-    guide,
-    *args,
-    steps: int = 2000,
-    lr: float = 0.01,
-    num_particles: int = 1,
-    final_lr_fraction: float = 0.1,
-    average_fraction: float = 0.25,
-    elbo_particles: int = 1000,
-    compile: bool = False,
-    **kwargs,
-) -> FitResult:
-    """:func:`deepprob.inference.svi.fit_svi` for a ``meanfield``/``fullrank`` guide, through :func:`fast_elbo_fn`.
+def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tuple], torch.Tensor]:
+    """Pyro's ``Trace_ELBO().differentiable_loss`` of ``guide`` as a pure function ``(params, noise) -> loss``.
 
-    The same optimiser (Adam, learning rate decaying exponentially from ``lr`` to
-    ``lr * final_lr_fraction``), the same Polyak averaging over the last ``average_fraction`` of the
-    steps, ``num_particles`` reparameterised draws a step. The guide's own parameters are trained in
-    place, so the guide ends fitted. ``compile``: ``torch.compile`` the ELBO (the compile time is in
-    ``extras["compile_seconds"]``, the first step's time; falls back to eager if compiling fails).
-    ``extras["steps_per_second"]`` is the throughput of the optimisation loop alone.
+    ``params`` maps the names of :func:`guide_parameters` to tensors; ``noise`` is what
+    ``loss.form.noise(params, S)`` draws for S particles. Value: minus the mean over particles of
+    log p(x, z_s) - log q(z_s); gradient: that of Pyro's surrogate loss. With the noise Pyro's guide
+    would draw, both equal Pyro's (the tests check it). The function carries ``form`` (the guide's
+    :class:`~deepprob.inference.reparam.Reparameterised`) and ``log_joint``.
+
+    The guide's parameters are created here if the guide has not run yet. The model must have a static
+    structure (the same sites and shapes at every call) and continuous latents only; its own
+    parameters, if any, are held fixed.
 
     Raises:
-        NotImplementedError: a guide other than AutoDiagonalNormal / AutoMultivariateNormal.
-        InputError: ``steps`` < 1 or a bad learning rate.
-        FitDivergedError: the loss became NaN or infinite.
+        NotImplementedError: the guide has no pure form, or the model has an enumerated site.
     """
-    _check_guide(guide)
-    if steps < 1:
-        raise InputError(f"--steps {steps}: expected at least 1 step")
-    start = time.perf_counter()
-    with torch.no_grad(), invalid_values_at(0):
-        guide(*args, **kwargs)  # create the parameters; validates the model once with the user's setting
-    fn = fast_elbo_fn(model, guide, *args, **kwargs)
-    params = guide_parameters(guide)
-    leaves = list(params.values())
-    loss_fn = lambda p, e: -fn(p, e)  # noqa: E731
-    compile_seconds = None
-    if compile:
-        compiled = torch.compile(loss_fn, dynamic=False)
-        t0 = time.perf_counter()
+    form = reparameterised(guide)
+    if form is None:
+        raise NotImplementedError(f"fast SVI has no pure form of the guide {type(guide).__name__}")
+    if getattr(guide, "prototype_trace", None) is None:
+        with torch.no_grad():
+            guide(*args, **kwargs)
+    log_joint = log_joint_fn(model, guide, *args, **kwargs)
+
+    def loss(params: dict, noise: tuple) -> torch.Tensor:
+        draw = form.draw(params, noise)
+        log_p = log_joint(draw.z)
+        log_q_path = draw.log_q if draw.log_q_path is None else draw.log_q_path
+        value = (log_p - draw.log_q).mean()
+        surrogate = (log_p - log_q_path).mean()
+        if draw.score is not None:
+            surrogate = surrogate + ((log_p - draw.log_q).detach() * draw.score).mean()
+        return -(value.detach() + surrogate - surrogate.detach())
+
+    loss.form, loss.log_joint = form, log_joint
+    return loss
+
+
+def fast_elbo_estimate(loss: Callable, params: dict, num_particles: int = 1000, chunk: int = 250) -> float:
+    """A fresh Monte Carlo ELBO of the guide at ``params``: the fast twin of ``svi.estimate_elbo``."""
+    form: Reparameterised = loss.form
+    if not form.stochastic:
+        num_particles = chunk = 1
+    total, done = 0.0, 0
+    with torch.no_grad():
+        while done < num_particles:
+            n = min(chunk, num_particles - done)
+            total += -float(loss(params, form.noise(params, n))) * n
+            done += n
+    return total / num_particles
+
+
+class SVISteps:
+    """Adam steps on a pure loss ``loss(params, noise)``, compiled into one kernel per step.
+
+    Args:
+        loss: from :func:`svi_loss_fn` (it carries ``form``, which draws the noise).
+        params: the tensors to train, by name; they are updated in place (pass the guide's own
+            parameters and the guide ends fitted).
+        steps, lr, final_lr_fraction, average_fraction: as :func:`~deepprob.inference.svi.optimise`:
+            Adam (``torch.optim.Adam``'s defaults) with the learning rate decaying from ``lr`` to
+            ``lr * final_lr_fraction`` over ``steps``, and the iterates of the last ``average_fraction``
+            of the steps averaged (the parameters end at their mean).
+        compile: ``True``: trace and compile (Inductor); ``False``: run the same step eagerly.
+
+    Attributes:
+        compile_seconds: time spent tracing and compiling (0 when eager).
+    """
+
+    def __init__(self, loss: Callable, params: dict[str, torch.Tensor], *, steps: int, lr: float,
+                 final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True):
+        self.loss, self.names, self.steps = loss, list(params), steps
+        self.params = [p.detach() for p in params.values()]  # shares storage: updated in place
+        zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
+        self.m, self.v, self.average = zeros(), zeros(), zeros()
+        like = self.params[0]
+        average_from = steps - int(average_fraction * steps)
+        scalar = lambda x: torch.tensor(float(x), dtype=like.dtype, device=like.device)  # noqa: E731
+        self.t = scalar(0)
+        # hyper-parameters are inputs rather than constants, so one compiled graph serves any of them
+        self.hyper = (scalar(lr), scalar(math.log(final_lr_fraction) / max(1, steps)), scalar(average_from),
+                      scalar(1.0 / max(1, steps - average_from)))
+        self.averaging = average_from < steps
+        self.compile = compile
+        self.compiled = False  # whether the step runs compiled (set when it is built)
+        self.compile_seconds = 0.0
+        self._step = None
+
+    def _eager_step(self, *flat):
+        n = len(self.names)
+        params, m, v, average = (list(flat[i * n:(i + 1) * n]) for i in range(4))
+        t, (lr0, log_gamma, average_from, inv_count), noise = flat[4 * n], flat[4 * n + 1:4 * n + 5], flat[4 * n + 5:]
+
+        def loss_of(values):
+            return self.loss(dict(zip(self.names, values)), tuple(noise))
+
+        grads, value = torch.func.grad_and_value(loss_of)(params)
+        (b1, b2), t1 = ADAM_BETAS, t + 1
+        lr = lr0 * torch.exp(log_gamma * t)
+        step_size = lr / (1 - b1**t1)
+        root_bias2 = (1 - b2**t1).sqrt()
+        weight = torch.where(t >= average_from, inv_count, torch.zeros_like(inv_count))
+        for p, g, m_i, v_i, a in zip(params, grads, m, v, average):
+            m_new = m_i + (1 - b1) * (g - m_i)
+            v_new = b2 * v_i + (1 - b2) * g * g
+            p_new = p - step_size * m_new / (v_new.sqrt() / root_bias2 + ADAM_EPS)
+            p.copy_(p_new)
+            m_i.copy_(m_new)
+            v_i.copy_(v_new)
+            a.copy_(a + weight * p_new)
+        t.copy_(t1)
+        return value
+
+    def _build(self, noise: tuple) -> Callable:
+        if not self.compile:
+            return self._eager_step
+        start = time.perf_counter()
         try:
-            eps = torch.randn(num_particles, fn.latent_dim, dtype=leaves[0].dtype, device=leaves[0].device)
-            compiled(params, eps).backward()  # warm-up: compiles forward and backward
-            loss_fn = compiled
-        except Exception:  # noqa: BLE001 - an unsupported construct in the model: stay eager
-            pass
-        for p in leaves:
-            p.grad = None
-        compile_seconds = time.perf_counter() - t0
-    D, dtype, device = fn.latent_dim, leaves[0].dtype, leaves[0].device
+            # trace on copies: tracing runs the step once, and its in-place updates must not count
+            copies = [x.clone() for x in self._state()] + list(noise)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                compiled = compile_step(self._eager_step, copies)
+            self.compiled = True
+        except Exception as err:  # noqa: BLE001 - a construct Inductor cannot compile: run eagerly
+            warnings.warn(f"fast SVI: compiling the step failed ({type(err).__name__}: {str(err)[:200]}); "
+                          "running it eagerly", stacklevel=3)
+            compiled = self._eager_step
+        self.compile_seconds = time.perf_counter() - start
+        return compiled
 
-    def loss_at(step: int) -> torch.Tensor:
-        return loss_fn(params, torch.randn(num_particles, D, dtype=dtype, device=device))
+    def _state(self) -> list[torch.Tensor]:
+        return [*self.params, *self.m, *self.v, *self.average, self.t, *self.hyper]
 
-    loop_start = time.perf_counter()
-    with pyro.validation_enabled(False):
-        losses = optimise(leaves, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                          average_fraction=average_fraction, progress=False)
-    loop_seconds = time.perf_counter() - loop_start
-    seconds = time.perf_counter() - start
-    elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, **kwargs) if elbo_particles else math.nan
-    return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo,
-                     extras={"steps_per_second": steps / loop_seconds, "compile_seconds": compile_seconds})
+    def run(self, num_particles: int = 1, progress: bool = False, desc: str = "SVI",
+            check_every: int = 100) -> np.ndarray:
+        """Take all the steps; returns the loss at every step (steps,).
+
+        Raises:
+            FitDivergedError: a loss was NaN or infinite (checked every ``check_every`` steps; the
+                message names the first bad step).
+        """
+        form: Reparameterised = self.loss.form
+        if not form.stochastic:
+            num_particles = 1
+        named = dict(zip(self.names, self.params))
+        if self._step is None:
+            with rng_untouched(self.params[0].device):  # example noise for the trace: not the steps' noise
+                self._step = self._build(form.noise(named, num_particles))
+        state, losses = self._state(), []
+        bar = tqdm(total=self.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        for step in range(self.steps):
+            losses.append(self._step(*state, *form.noise(named, num_particles)))
+            if (step + 1) % check_every == 0 or step + 1 == self.steps:
+                recent = torch.stack(losses[-((step % check_every) + 1):])
+                self._check(recent, step + 1 - len(recent))
+                bar.update(len(recent))
+                bar.set_postfix(elbo=f"{-float(recent.mean()):.4g}", refresh=False)
+        bar.close()
+        if self.averaging:
+            for p, a in zip(self.params, self.average):
+                p.copy_(a)
+        return torch.stack(losses).cpu().numpy().astype(np.float64)
+
+    @staticmethod
+    def _check(losses: torch.Tensor, first_step: int) -> None:
+        bad = (~torch.isfinite(losses)).nonzero()
+        if len(bad):
+            i = int(bad[0, 0])
+            raise FitDivergedError(f"the loss became {float(losses[i])} at step {first_step + i}; {NAN_HINT}")
+
+
+def compile_step(step: Callable, example_inputs: list[torch.Tensor]) -> Callable:
+    """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled by Inductor.
+
+    The trace runs ``step`` once on ``example_inputs``. Subexpressions of constants are folded, and the
+    error checks of factorisations of constants (which passed while tracing) are dropped: they are
+    side effects, which would keep Inductor from caching the compiled graph on disk. With fake inputs
+    that carry a shape environment, Inductor's FX graph cache applies: the same model, data and guide
+    compile in well under a second the next time, in any process.
+    """
+    from torch._inductor import compile as inductor_compile
+    from torch._inductor.constant_folding import constant_fold
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    graph = make_fx(step)(*example_inputs)
+    constant_fold(graph)
+    for node in list(graph.graph.nodes):
+        if node.target is torch.ops.aten._linalg_check_errors.default:
+            graph.graph.erase_node(node)
+    graph.recompile()
+    fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+    fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
+    return inductor_compile(graph, fakes)
+
+
+def fast_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> str | None:
+    """Why ``fit_svi`` cannot take the fast path for this model and guide, or None when it can."""
+    if reparameterised(guide) is None:
+        return f"the guide {type(guide).__name__} has no pure form (deepprob.inference.reparam)"
+    if collect_parameters(model):
+        return "the model has trainable parameters of its own"
+    if any(isinstance(v, torch.Tensor) and v.requires_grad for v in (*args, *kwargs.values())):
+        return "an argument requires grad"
+    return None
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
+
+
+ENGINES = ("auto", "pyro", "compiled")

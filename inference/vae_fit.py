@@ -28,7 +28,7 @@ from deepprob.datasets.images import binarize
 from deepprob.errors import InputError
 from deepprob.inference.svi import check_loss, collect_parameters, make_optimizer
 from deepprob.inference.vae_eval import evaluate_vae
-from deepprob.runtime import atomic_torch_save
+from deepprob.runtime import atomic_torch_save, rng_untouched
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 
@@ -60,8 +60,7 @@ class VAETrainer:
     def validate(self, x: torch.Tensor) -> None:
         """One ELBO of ``x`` with all of Pyro's checks on: shapes, supports, model/guide agreement."""
         # on a fork of the RNG: checking must not change the random numbers that training draws
-        devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(True), torch.no_grad():
+        with rng_untouched(x.device), pyro.validation_enabled(True), torch.no_grad():
             self.loss.differentiable_loss(self.vae.model, self.vae.guide, x)
         self._validated = True
 

@@ -1,0 +1,160 @@
+"""Guides as pure functions of their parameters and of standard noise, for the fast SVI path.
+
+Every guide of the registry is a distribution q(z) over one unconstrained latent vector z (D,), drawn by
+reparameterisation from noise that does not depend on the parameters. Here each is written as
+
+    draw(params, noise) -> Draw(z (S, D), log_q (S,), ...)
+
+a pure torch function of a dict of the guide's trainable tensors (its ``named_parameters``, the raw
+leaves Adam trains) and of the noise of S particles, which ``noise(params, S)`` draws in the order
+Pyro's own ``rsample`` draws it: with the same RNG state, Pyro's guide and ``draw`` give the same z.
+
+A guide class of our own supports the fast path by having a method ``reparameterised()`` that returns
+such an object (see ``guides/mixture.py``); Pyro's autoguides are adapted in ``PYRO_AUTOGUIDES``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from pyro.infer.autoguide import (
+    AutoDiagonalNormal,
+    AutoLaplaceApproximation,
+    AutoLowRankMultivariateNormal,
+    AutoMultivariateNormal,
+)
+from torch.distributions import LowRankMultivariateNormal, transform_to
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class Draw:
+    """S particles of a guide.
+
+    Attributes:
+        z: (S, D) unconstrained latent vectors.
+        log_q: (S,) log q(z).
+        log_q_path: (S,) log q(z) as the surrogate loss sees it (default ``log_q``); the mixture detaches
+            its weights here (their gradient comes from ``score``).
+        score: (S,) or None: the score-function term of a discrete choice made in drawing z, multiplied
+            in the surrogate loss by the detached ``log p - log q`` of its particle.
+    """
+
+    z: torch.Tensor
+    log_q: torch.Tensor
+    log_q_path: torch.Tensor | None = None
+    score: torch.Tensor | None = None
+
+
+class Reparameterised:
+    """Base class: ``latent_dim``, ``noise(params, S)`` and ``draw(params, noise)`` of one guide."""
+
+    #: whether the draw is random (a point mass is not: one particle is as good as many)
+    stochastic = True
+
+    def __init__(self, guide):
+        self.guide = guide
+        self.latent_dim = guide.latent_dim
+
+    def noise(self, params: dict, num_particles: int) -> tuple[torch.Tensor, ...]:
+        like = next(iter(params.values()))
+        return (torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device),)
+
+    def draw(self, params: dict, noise: tuple[torch.Tensor, ...]) -> Draw:
+        raise NotImplementedError
+
+
+def _constrained(guide, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The map from the raw tensor ``<name>_unconstrained`` to the guide's ``<name>`` (a PyroParam)."""
+    return transform_to(guide._pyro_params[name][0])
+
+
+def gaussian_log_q(eps: torch.Tensor, log_det_scale: torch.Tensor) -> torch.Tensor:
+    """log N(z; m, L L^T) at z = m + L eps, in closed form in eps: -|eps|^2/2 - log|det L| - D/2 log 2 pi.
+
+    The same value and the same gradients (in m and L, through z) as ``MultivariateNormal.log_prob(z)``.
+    """
+    return -0.5 * eps.pow(2).sum(-1) - log_det_scale - eps.shape[-1] * HALF_LOG_2PI
+
+
+class DiagonalNormal(Reparameterised):
+    """``AutoDiagonalNormal``: z = loc + scale * eps."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        scale = _constrained(self.guide, "scale")(params["scale_unconstrained"])
+        return Draw(params["loc"] + eps * scale, gaussian_log_q(eps, scale.log().sum()))
+
+
+class MultivariateNormal(Reparameterised):
+    """``AutoMultivariateNormal``: z = loc + L eps, L = diag(scale) scale_tril."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        scale = _constrained(self.guide, "scale")(params["scale_unconstrained"])
+        L = scale[..., None] * _constrained(self.guide, "scale_tril")(params["scale_tril_unconstrained"])
+        return Draw(params["loc"] + eps @ L.T, gaussian_log_q(eps, L.diagonal().log().sum()))
+
+
+class LowRankNormal(Reparameterised):
+    """``AutoLowRankMultivariateNormal``: z = loc + W eps_W + d^(1/2) eps_D, covariance W W^T + diag(d)."""
+
+    def noise(self, params, num_particles):
+        like = params["loc"]
+        rank = params["cov_factor"].shape[-1]
+        # torch's LowRankMultivariateNormal.rsample draws eps_W first, then eps_D
+        return (torch.randn(num_particles, rank, dtype=like.dtype, device=like.device),
+                torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device))
+
+    def draw(self, params, noise):
+        eps_w, eps_d = noise
+        scale = _constrained(self.guide, "scale")(params["scale_unconstrained"])
+        factor = params["cov_factor"] * scale.unsqueeze(-1)
+        z = params["loc"] + eps_w @ factor.T + scale * eps_d
+        q = LowRankMultivariateNormal(params["loc"], factor, scale * scale, validate_args=False)
+        return Draw(z, q.log_prob(z))
+
+
+class PointMass(Reparameterised):
+    """``AutoLaplaceApproximation`` while it is fitted: a point mass at ``loc`` (MAP in unconstrained space)."""
+
+    stochastic = False
+
+    def noise(self, params, num_particles):
+        return ()
+
+    def draw(self, params, noise):
+        z = params["loc"].unsqueeze(0)
+        return Draw(z, z.new_zeros(1))
+
+
+# exact classes (a subclass may change the family): Pyro's autoguide -> its pure form
+PYRO_AUTOGUIDES: dict[type, type[Reparameterised]] = {
+    AutoDiagonalNormal: DiagonalNormal,
+    AutoMultivariateNormal: MultivariateNormal,
+    AutoLowRankMultivariateNormal: LowRankNormal,
+    AutoLaplaceApproximation: PointMass,
+}
+
+
+def reparameterised(guide) -> Reparameterised | None:
+    """The pure form of ``guide``, or None when it has none (then SVI runs through Pyro)."""
+    own = getattr(guide, "reparameterised", None)
+    if own is not None:
+        return own()
+    for cls in type(guide).__mro__:
+        if cls in PYRO_AUTOGUIDES:
+            # our subclasses that only add a finalize step (the laplace guide) keep the family
+            if cls is type(guide) or not _overrides_family(type(guide), cls):
+                return PYRO_AUTOGUIDES[cls](guide)
+            return None
+    return None
+
+
+def _overrides_family(subclass: type, base: type) -> bool:
+    return any(name in vars(klass) for klass in subclass.__mro__[:subclass.__mro__.index(base)]
+               for name in ("get_posterior", "_setup_prototype", "forward", "__call__"))
