@@ -1,36 +1,42 @@
-"""Steps/s of SVI on small models: plain Pyro (``fit_svi``) against the fast path (``fit_svi_fast``).
+"""Steps per second of SVI on small models: Pyro's engine, our compiled engine, and NumPyro.
 
 Models: the seed's logistic regression (``two_classes`` n=2000, ``LogisticRegression`` with
-``Standardisation``) and the BNN (``two_moons`` n=400, hidden 5, classification), each with the
-``meanfield`` and ``fullrank`` guides. NumPyro (the optional ``bench`` extra) is timed when importable
-and reported as null otherwise. Each cell is the median over ``--repeats`` fits of ``--steps`` steps;
-the two implementations alternate so that machine load falls on both alike. The last line is JSON:
-``{"logreg_fullrank": {"ours": steps/s, "pyro": steps/s, "numpyro": steps/s or null}, ...}``.
+``Standardisation``) and Bayesian NN (``two_moons`` n=400, hidden 5, classification), each with the
+``meanfield`` (AutoDiagonalNormal) and ``fullrank`` (AutoMultivariateNormal) guides, one particle a step.
+
+- pyro: ``fit_svi(engine="pyro")``, Pyro's ``Trace_ELBO`` each step.
+- ours: ``fit_svi(engine="compiled")``: the same estimator and Adam, one compiled kernel a step.
+- numpyro (the optional ``bench`` extra, ``pip install -e ".[bench]"``): the same model and guide written
+  in NumPyro, ``jax.jit(svi.update)`` called once a step; skipped, with a note, when not installed.
+
+Every engine gets one CPU thread (``--threads``; XLA's too), so the comparison is of the engines, not of
+how they share the machine. Steps/s is the median over ``--repeats`` fits of ``--steps`` steps, the
+engines alternating. Compile time is reported separately: ours cold (an empty Inductor cache, the first
+fit of a case in a fresh cache directory) and warm (the on-disk cache hit of the later fits); NumPyro's is
+the first ``update`` call (JAX traces and compiles in-process every time). "5000-step fit" is
+compile + 5000 steps, cold, the cost of a default ``deepprob logreg`` fit. The last line is JSON:
+``{"logreg_fullrank": {"ours": steps/s, "pyro": steps/s, "numpyro": steps/s or null, ...}, ...}``.
 
     python bench/svi_throughput.py
-    python bench/svi_throughput.py --steps 500 --repeats 5 --num-particles 8 --compile
+    python bench/svi_throughput.py --steps 5000 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import tempfile
 import time
-
-import pyro
-import torch
-
-from deepprob.datasets.synthetic import two_classes, two_moons
-from deepprob.guides.registry import build_guide
-from deepprob.inference.fast_svi import fit_svi_fast
-from deepprob.inference.svi import fit_svi
-from deepprob.models.bnn import BayesianNeuralNetwork
-from deepprob.models.logreg import LogisticRegression, with_bias
-from deepprob.models.standardise import Standardisation
 
 
 def problems():
+    from deepprob.datasets.synthetic import two_classes, two_moons
+    from deepprob.models.bnn import BayesianNeuralNetwork
+    from deepprob.models.logreg import LogisticRegression, with_bias
+    from deepprob.models.standardise import Standardisation
+
     t = two_classes(n=2000)
     X1 = with_bias(t.X)
     st = Standardisation.of(X1)
@@ -41,65 +47,125 @@ def problems():
     }
 
 
-def time_pyro(model, guide_name, args, steps, num_particles):
+def time_torch(model, guide_name, args, steps, engine):
+    """(steps/s of the loop, compile seconds) of one ``fit_svi`` on the given engine."""
+    from deepprob.guides.registry import build_guide
+    from deepprob.inference.svi import fit_svi
+
     guide = build_guide(guide_name, model)
+    fit = fit_svi(model, guide, *args, steps=steps, lr=0.01, elbo_particles=0, progress=False, engine=engine)
+    return fit.extras["steps_per_second"], fit.extras["compile_seconds"]
+
+
+def numpyro_case(name, model, args):
+    """The same model in NumPyro: a function of (X, y) and its data as JAX arrays."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as nd
+
+    X, y = (jnp.asarray(a.numpy()) for a in args)
+    if name == "logreg":
+        scale_tril = jnp.asarray(model.standardisation.prior_scale_tril(model.alpha).numpy())
+
+        def np_model(X, y):
+            w = numpyro.sample("weight_std", nd.MultivariateNormal(jnp.zeros(X.shape[1]), scale_tril=scale_tril))
+            with numpyro.plate("data", X.shape[0]):
+                numpyro.sample("y", nd.Bernoulli(logits=X @ w), obs=y)
+    else:
+        D, H, scale = model.num_features, model.hidden, model.alpha**-0.5
+
+        def np_model(X, y):
+            W1 = numpyro.sample("W1", nd.Normal(jnp.zeros((D, H)), scale).to_event(2))
+            b1 = numpyro.sample("b1", nd.Normal(jnp.zeros(H), scale).to_event(1))
+            W2 = numpyro.sample("W2", nd.Normal(jnp.zeros(H), scale).to_event(1))
+            b2 = numpyro.sample("b2", nd.Normal(jnp.zeros(1), scale).to_event(1))
+            f = jnp.tanh(X @ W1 + b1) @ W2 + b2
+            with numpyro.plate("data", X.shape[0]):
+                numpyro.sample("y", nd.Bernoulli(logits=f), obs=y)
+    return np_model, X, y
+
+
+def time_numpyro(case, guide_name, steps, seed):
+    import jax
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
+    from numpyro.optim import Adam
+
+    np_model, X, y = case
+    guide = (AutoDiagonalNormal if guide_name == "meanfield" else AutoMultivariateNormal)(np_model)
+    svi = SVI(np_model, guide, Adam(0.01), Trace_ELBO())
     start = time.perf_counter()
-    fit_svi(model, guide, *args, steps=steps, num_particles=num_particles, elbo_particles=1, progress=False)
-    return steps / (time.perf_counter() - start)
-
-
-def time_ours(model, guide_name, args, steps, num_particles, compile):
-    guide = build_guide(guide_name, model)
-    result = fit_svi_fast(model, guide, *args, steps=steps, num_particles=num_particles, elbo_particles=0,
-                          compile=compile)
-    return result.extras["steps_per_second"], result.extras["compile_seconds"]
-
-
-def time_numpyro(problem, guide_name, args, steps, num_particles):
-    """NumPyro steps/s on the same model and guide: not written yet (issue 7), so always None."""
-    return None
+    state = svi.init(jax.random.PRNGKey(seed), X, y)
+    update = jax.jit(svi.update)
+    state, loss = update(state, X, y)
+    loss.block_until_ready()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, loss = update(state, X, y)
+    loss.block_until_ready()
+    return steps / (time.perf_counter() - start), compile_seconds
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--num-particles", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the fast path's ELBO")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=3000, help="steps per timed fit (default: %(default)s)")
+    parser.add_argument("--pyro-steps", type=int, default=500, help="steps per Pyro fit (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="fits per engine and case (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of every engine (default: %(default)s)")
     opts = parser.parse_args(argv)
+    # before torch and jax start: one thread each, and a fresh Inductor cache, so that compiles are cold
+    os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'true' if opts.threads > 1 else 'false'} "
+                               f"intra_op_parallelism_threads={opts.threads}")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepprob-bench-inductor-")
+    import pyro
+    import torch
+
     torch.set_num_threads(opts.threads)
-    pyro.settings.set(module_local_params=True)
     try:
         import numpyro  # noqa: F401
         have_numpyro = True
     except ImportError:
         have_numpyro = False
-        print("numpyro is not installed (optional `bench` extra): its column is null")
-    else:
-        print("numpyro is installed, but its timing is not written yet: its column is null")
+        print('NumPyro is not installed (the optional extra: pip install -e ".[bench]"): its columns are null')
+
     results = {}
-    print(f"{'case':<18}{'pyro steps/s':>14}{'ours steps/s':>14}{'speed-up':>10}{'numpyro':>10}{'compile s':>11}")
+    header = (f"{'case':<18}{'pyro':>8}{'ours':>9}{'numpyro':>9}{'ours/pyro':>10}{'ours/np':>9}"
+              f"{'compile s: ours cold':>22}{'warm':>6}{'numpyro':>9}{'5000-step fit s: ours':>23}{'numpyro':>9}")
+    print(f"steps/s, median of {opts.repeats} fits ({opts.steps} steps; Pyro {opts.pyro_steps}), "
+          f"{opts.threads} thread(s)")
+    print(header)
     for name, (model, args) in problems().items():
+        case = numpyro_case(name, model, args) if have_numpyro else None
         for guide_name in ("meanfield", "fullrank"):
             pyro.set_rng_seed(0)
-            # one untimed fit of each, to warm up allocators and Pyro's caches
-            time_pyro(model, guide_name, args, 20, opts.num_particles)
-            time_ours(model, guide_name, args, 20, opts.num_particles, False)
-            ours, theirs, compiles = [], [], []
-            for _ in range(opts.repeats):
-                theirs.append(time_pyro(model, guide_name, args, opts.steps, opts.num_particles))
-                rate, compile_seconds = time_ours(model, guide_name, args, opts.steps, opts.num_particles,
-                                                  opts.compile)
+            ours, pyros, nps, compiles, np_compiles = [], [], [], [], []
+            for repeat in range(opts.repeats):
+                rate, seconds = time_torch(model, guide_name, args, opts.steps, "compiled")
                 ours.append(rate)
-                compiles.append(compile_seconds)
-            numpyro_rate = time_numpyro(name, guide_name, args, opts.steps, opts.num_particles) \
-                if have_numpyro else None
-            a, b = statistics.median(ours), statistics.median(theirs)
-            results[f"{name}_{guide_name}"] = {"ours": round(a, 1), "pyro": round(b, 1), "numpyro": numpyro_rate}
-            c = f"{statistics.median(compiles):.1f}" if opts.compile and compiles[0] is not None else "-"
-            n = f"{numpyro_rate:.0f}" if numpyro_rate else "null"
-            print(f"{name + '_' + guide_name:<18}{b:>14.0f}{a:>14.0f}{a / b:>9.2f}x{n:>10}{c:>11}")
+                compiles.append(seconds)
+                pyros.append(time_torch(model, guide_name, args, opts.pyro_steps, "pyro")[0])
+                if case is not None:
+                    rate, seconds = time_numpyro(case, guide_name, opts.steps, repeat)
+                    nps.append(rate)
+                    np_compiles.append(seconds)
+            a, b = statistics.median(ours), statistics.median(pyros)
+            c = statistics.median(nps) if nps else None
+            cold, warm = compiles[0], statistics.median(compiles[1:] or compiles)
+            np_compile = statistics.median(np_compiles) if np_compiles else None
+            fit_ours = cold + 5000 / a
+            fit_np = np_compile + 5000 / c if c else None
+            results[f"{name}_{guide_name}"] = {
+                "ours": round(a), "pyro": round(b), "numpyro": round(c) if c else None,
+                "ours_compile_s_cold": round(cold, 2), "ours_compile_s_warm": round(warm, 2),
+                "numpyro_compile_s": round(np_compile, 2) if np_compile else None,
+                "ours_5000_step_fit_s": round(fit_ours, 2), "numpyro_5000_step_fit_s": round(fit_np, 2) if c else None,
+            }
+            fmt = lambda x, f: "null" if x is None else format(x, f)  # noqa: E731
+            print(f"{name + '_' + guide_name:<18}{b:>8.0f}{a:>9.0f}{fmt(c, '.0f'):>9}{a / b:>9.1f}x"
+                  f"{fmt(c and a / c, '.2f'):>8}x{cold:>22.2f}{warm:>6.2f}{fmt(np_compile, '.2f'):>9}"
+                  f"{fit_ours:>23.2f}{fmt(fit_np, '.2f'):>9}", flush=True)
     print(json.dumps(results))
 
 
