@@ -43,12 +43,11 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
+from deepprob.compiling import adam_update_, compile_step
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.inference.reparam import Reparameterised, reparameterised
 from deepprob.inference.svi import NAN_HINT, collect_parameters
 from deepprob.runtime import rng_untouched
-
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as make_optimizer uses them
 
 
 def _plate_nesting(model: Callable, *args, **kwargs) -> int:
@@ -198,20 +197,10 @@ class SVISteps:
             return self.loss(dict(zip(self.names, values)), tuple(noise))
 
         grads, value = torch.func.grad_and_value(loss_of)(params)
-        (b1, b2), t1 = ADAM_BETAS, t + 1
-        lr = lr0 * torch.exp(log_gamma * t)
-        step_size = lr / (1 - b1**t1)
-        root_bias2 = (1 - b2**t1).sqrt()
-        weight = torch.where(t >= average_from, inv_count, torch.zeros_like(inv_count))
-        for p, g, m_i, v_i, a in zip(params, grads, m, v, average):
-            m_new = m_i + (1 - b1) * (g - m_i)
-            v_new = b2 * v_i + (1 - b2) * g * g
-            p_new = p - step_size * m_new / (v_new.sqrt() / root_bias2 + ADAM_EPS)
-            p.copy_(p_new)
-            m_i.copy_(m_new)
-            v_i.copy_(v_new)
-            a.copy_(a + weight * p_new)
-        t.copy_(t1)
+        adam_update_(params, grads, m, v, t, lr0 * torch.exp(log_gamma * t))
+        weight = torch.where(t > average_from, inv_count, torch.zeros_like(inv_count))  # t: steps taken
+        for p, a in zip(params, average):
+            a.copy_(a + weight * p)
         return value
 
     def _build(self, noise: tuple) -> Callable:
@@ -271,32 +260,6 @@ class SVISteps:
         if len(bad):
             i = int(bad[0, 0])
             raise FitDivergedError(f"the loss became {float(losses[i])} at step {first_step + i}; {NAN_HINT}")
-
-
-def compile_step(step: Callable, example_inputs: list[torch.Tensor]) -> Callable:
-    """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled by Inductor.
-
-    The trace runs ``step`` once on ``example_inputs``. Subexpressions of constants are folded, and the
-    error checks of factorisations of constants (which passed while tracing) are dropped: they are
-    side effects, which would keep Inductor from caching the compiled graph on disk. With fake inputs
-    that carry a shape environment, Inductor's FX graph cache applies: the same model, data and guide
-    compile in well under a second the next time, in any process.
-    """
-    from torch._inductor import compile as inductor_compile
-    from torch._inductor.constant_folding import constant_fold
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.proxy_tensor import make_fx
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
-
-    graph = make_fx(step)(*example_inputs)
-    constant_fold(graph)
-    for node in list(graph.graph.nodes):
-        if node.target is torch.ops.aten._linalg_check_errors.default:
-            graph.graph.erase_node(node)
-    graph.recompile()
-    fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
-    fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
-    return inductor_compile(graph, fakes)
 
 
 def fast_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> str | None:
