@@ -16,11 +16,12 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
 
 def adam_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avgs: Sequence[torch.Tensor],
-                 exp_avg_sqs: Sequence[torch.Tensor], step: torch.Tensor, lr: torch.Tensor | float,
-                 betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS) -> None:
+                 exp_avg_sqs: Sequence[torch.Tensor], step: torch.Tensor | Sequence[torch.Tensor],
+                 lr: torch.Tensor | float, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS) -> None:
     """One Adam update, in place, with ``torch.optim.Adam``'s arithmetic (no weight decay, no amsgrad).
 
-    ``step`` (a 0-dim tensor, the steps taken so far) is incremented in place. With t = step + 1:
+    ``step`` (a 0-dim tensor, the steps taken so far, or one per parameter as in ``torch.optim.Adam``'s
+    state, all equal) is incremented in place. With t = step + 1:
 
         m <- m + (1 - b1) (g - m),   v <- b2 v + (1 - b2) g^2,
         p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -28,16 +29,19 @@ def adam_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], 
     Written with out-of-place arithmetic and ``copy_`` so that ``make_fx`` traces it as input mutations.
     """
     b1, b2 = betas
-    t = step + 1
-    step_size = lr / (1 - b1**t)
-    root_bias2 = (1 - b2**t).sqrt()
+    counters = [step] if isinstance(step, torch.Tensor) else list(step)
+    t = counters[0] + 1
+    # in float64, as torch.optim.Adam computes them (from the step count as a Python float)
+    step_size = lr / (1 - b1 ** t.double())
+    root_bias2 = (1 - b2 ** t.double()).sqrt()
     for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
         m_new = m + (1 - b1) * (g - m)
         v_new = b2 * v + (1 - b2) * g * g
         p.copy_(p - step_size * m_new / (v_new.sqrt() / root_bias2 + eps))
         m.copy_(m_new)
         v.copy_(v_new)
-    step.copy_(t)
+    for counter in counters:
+        counter.copy_(t)
 
 
 def compile_step(step: Callable, example_inputs: list[torch.Tensor]) -> Callable:

@@ -81,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--iw-samples", type=positive_int, default=100,
         help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")
+    fit.add_argument(
+        "--engine", choices=["auto", "pyro", "compiled"], default="auto",
+        help="pyro: Trace_ELBO each step; compiled: the same steps (same draws, same Adam) traced once and "
+             "compiled, after a compile of several seconds (cached on disk); auto: compiled for runs of "
+             "2000 steps or more (default: %(default)s)")
     fit.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
 
@@ -118,7 +123,7 @@ def main(args: argparse.Namespace) -> dict:
     fit = fit_vae(
         vae, x_train, x_test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
         binarization=args.binarize, threshold=args.threshold, checkpoint=args.out / "checkpoint.pt",
-        resume=args.resume, config=config, init=init, progress=not args.quiet,
+        resume=args.resume, config=config, init=init, progress=not args.quiet, engine=args.engine,
     )
     history, init = fit["history"], fit["init"]
     final = evaluate_vae(vae, x_test, num_samples=args.iw_samples)
@@ -132,7 +137,8 @@ def main(args: argparse.Namespace) -> dict:
         "init_test_elbo": init["elbo"], "init_test_iw_loglik": init["iw_loglik"],
         "iw_samples": args.iw_samples,
         "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]) if history["seconds"] else None,
-        "resumed_from_epoch": fit["resumed_from"], "device": str(device),
+        "resumed_from_epoch": fit["resumed_from"], "device": str(device), "engine": fit["engine"],
+        "compile_seconds": fit["compile_seconds"],
     }
     if args.dataset == "onehot":
         train_codes = vae.encode(_binary(train, args))[0]

@@ -324,7 +324,12 @@ def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Pat
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        idata.to_netcdf(tmp)
+        # zlib on the pointwise log-likelihood (draws x points floats) costs ~0.4 s for a ~10% smaller
+        # file; the other groups are small or compress well (0/1 replicates)
+        big = [g for g in idata.groups() if g == "log_likelihood"]
+        idata.to_netcdf(tmp, groups=[g for g in idata.groups() if g not in big])
+        if big:
+            idata.to_netcdf(tmp, groups=big, compress=False, overwrite_existing=False)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a result file is not

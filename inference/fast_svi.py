@@ -138,6 +138,44 @@ def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tupl
     return loss
 
 
+def traced_elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False, **kwargs) -> torch.Tensor:
+    """One-particle ``Trace_ELBO`` (or, with ``analytic_kl``, ``TraceMeanField_ELBO``) loss from two traces.
+
+    For guides whose every sample site is reparameterised (the VAE's amortised Normal, say), Pyro's
+    estimators reduce to
+
+        loss = -[ log p(x, z) - log q(z) ],              z ~ q  (Trace_ELBO)
+        loss = -[ log p(x | z) - KL(q(z) || p(z)) ],     z ~ q  (TraceMeanField_ELBO)
+
+    with each site's log-probability scaled and masked as Pyro does. Unlike Pyro's ``differentiable_loss``
+    it reads no value back to the host, so ``make_fx`` can trace it (model, guide and networks included)
+    into one graph; the random draws of the guide become random operations of that graph.
+    """
+    from torch.distributions import kl_divergence
+
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+
+    def log_prob_sum(site):
+        return scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"]).sum()
+
+    elbo = 0.0
+    for site in model_trace.nodes.values():
+        if site["type"] == "sample" and not site_is_subsample(site) and (site["is_observed"] or not analytic_kl):
+            elbo = elbo + log_prob_sum(site)
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        if not site["fn"].has_rsample:
+            raise NotImplementedError(f"site {name!r} of the guide is not reparameterised")
+        if analytic_kl:
+            kl = kl_divergence(site["fn"], model_trace.nodes[name]["fn"])
+            elbo = elbo - scale_and_mask(kl, site["scale"], site["mask"]).sum()
+        else:
+            elbo = elbo - log_prob_sum(site)
+    return -elbo
+
+
 def fast_elbo_estimate(loss: Callable, params: dict, num_particles: int = 1000, chunk: int = 250) -> float:
     """A fresh Monte Carlo ELBO of the guide at ``params``: the fast twin of ``svi.estimate_elbo``."""
     form: Reparameterised = loss.form

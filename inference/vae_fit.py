@@ -17,20 +17,37 @@ a plain PyTorch loop:
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from torch import nn
+from torch._inductor import config as inductor_config
 from tqdm.auto import tqdm
 
+from deepprob.compiling import adam_update_, compile_step
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError
-from deepprob.inference.svi import check_loss, collect_parameters, make_optimizer
+from deepprob.inference.fast_svi import traced_elbo_loss
+from deepprob.inference.svi import AUTO_COMPILE_STEPS, check_loss, collect_parameters, make_optimizer
 from deepprob.inference.vae_eval import evaluate_vae
 from deepprob.runtime import atomic_torch_save, rng_untouched
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+VAE_ENGINES = ("pyro", "compiled")
+
+
+class _NegativeELBO(nn.Module):
+    """The VAE's one-particle loss as a module of its networks' parameters (for ``functional_call``)."""
+
+    def __init__(self, vae, analytic_kl: bool):
+        super().__init__()
+        self.vae, self.analytic_kl = vae, analytic_kl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return traced_elbo_loss(self.vae.model, self.vae.guide, x, analytic_kl=self.analytic_kl)
 
 
 class VAETrainer:
@@ -44,18 +61,23 @@ class VAETrainer:
         batch_size: images per step.
     """
 
-    def __init__(self, vae, *, lr: float = 1e-3, elbo: str = "trace", batch_size: int = 128):
+    def __init__(self, vae, *, lr: float = 1e-3, elbo: str = "trace", batch_size: int = 128,
+                 engine: str = "pyro"):
         if elbo not in ELBOS:
             raise InputError(f"--elbo {elbo!r}: expected one of {', '.join(ELBOS)}")
         if batch_size < 1:
             raise InputError(f"--batch-size {batch_size}: expected a positive integer")
-        self.vae, self.batch_size = vae, batch_size
+        if engine not in VAE_ENGINES:
+            raise InputError(f"--engine {engine!r}: expected one of {', '.join(VAE_ENGINES)}")
+        self.vae, self.batch_size, self.engine = vae, batch_size, engine
         self.loss = ELBOS[elbo]()
-        self.optimizer, self.scheduler = make_optimizer(
-            collect_parameters(vae.model, vae.guide), lr=lr, steps=1, final_lr_fraction=1.0
-        )
+        self.params = collect_parameters(vae.model, vae.guide)
+        self.optimizer, self.scheduler = make_optimizer(self.params, lr=lr, steps=1, final_lr_fraction=1.0)
         self.step = 0  # steps taken so far, over all epochs
         self._validated = False
+        self._negative_elbo = _NegativeELBO(vae, analytic_kl=elbo == "meanfield")
+        self._compiled = {}  # minibatch shape -> compiled step
+        self.compile_seconds = 0.0
 
     def validate(self, x: torch.Tensor) -> None:
         """One ELBO of ``x`` with all of Pyro's checks on: shapes, supports, model/guide agreement."""
@@ -75,16 +97,12 @@ class VAETrainer:
         """
         if not self._validated:
             self.validate(x[order[:2]])
-        loss, model, guide, optimizer = self.loss, self.vae.model, self.vae.guide, self.optimizer
+        step = self._pyro_step if self.engine == "pyro" else self._compiled_step
         batches = order.split(self.batch_size)
         losses = torch.empty(len(batches), device=x.device, dtype=x.dtype)
         with pyro.validation_enabled(False):
             for i, index in enumerate(batches):
-                optimizer.zero_grad(set_to_none=True)
-                value = loss.differentiable_loss(model, guide, x[index])
-                value.backward()
-                optimizer.step()
-                losses[i] = value.detach()
+                losses[i] = step(x[index])
                 if bar is not None:
                     bar.update()
         losses = losses.cpu()  # the one host sync of the epoch
@@ -93,6 +111,57 @@ class VAETrainer:
             check_loss(float(losses[bad[0, 0]]), self.step + int(bad[0, 0]))
         self.step += len(batches)
         return -float(losses.sum()) / x.shape[0]
+
+    def _pyro_step(self, x: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        value = self.loss.differentiable_loss(self.vae.model, self.vae.guide, x)
+        value.backward()
+        self.optimizer.step()
+        return value.detach()
+
+    def _adam_state(self) -> list[torch.Tensor]:
+        """Parameters, first and second moments and step counters, as ``torch.optim.Adam`` keeps them."""
+        state = self.optimizer.state
+        for p in self.params:
+            if not state[p]:  # Adam creates its state on its first step: the same, ahead of it
+                state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        like = self.params[0]
+        lr = torch.tensor(self.optimizer.param_groups[0]["lr"], dtype=like.dtype, device=like.device)
+        moments = [state[p][key] for key in ("exp_avg", "exp_avg_sq", "step") for p in self.params]
+        return [p.detach() for p in self.params] + moments + [lr]
+
+    def _compiled_step(self, x: torch.Tensor) -> torch.Tensor:
+        """The Pyro step's arithmetic, traced through the model and guide once and compiled (per batch shape).
+
+        The same estimator (:func:`~deepprob.inference.fast_svi.traced_elbo_loss`), the same Adam
+        (the optimiser's own state tensors, updated in place, so checkpoints are unchanged), and, with
+        Inductor's ``fallback_random``, the same random draws as the Pyro engine from the same seed.
+        """
+        state = self._adam_state()
+        compiled = self._compiled.get(tuple(x.shape))
+        if compiled is None:
+            names = {id(p): f"vae.{name}" for name, p in self.vae.named_parameters()}
+            names = [names[id(p)] for p in self.params]
+            n = len(names)
+
+            def step(*flat):
+                params, m, v, counters, lr, batch = (flat[:n], flat[n:2 * n], flat[2 * n:3 * n], flat[3 * n:4 * n],
+                                                     flat[4 * n], flat[4 * n + 1])
+
+                def loss_of(values):
+                    return torch.func.functional_call(self._negative_elbo, dict(zip(names, values)), (batch,))
+
+                grads, value = torch.func.grad_and_value(loss_of)(list(params))
+                adam_update_(params, grads, m, v, counters, lr)
+                return value
+
+            start = time.perf_counter()
+            with rng_untouched(x.device), warnings.catch_warnings(), inductor_config.patch(fallback_random=True):
+                warnings.simplefilter("ignore")
+                compiled = compile_step(step, [t.clone() for t in state] + [x])
+            self.compile_seconds += time.perf_counter() - start
+            self._compiled[tuple(x.shape)] = compiled
+        return compiled(*state, x)
 
     def state_dict(self) -> dict:
         return {"model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -153,6 +222,7 @@ def fit_vae(
     config: dict | None = None,
     init: dict | None = None,
     progress: bool = True,
+    engine: str = "pyro",
 ) -> dict:
     """Train ``vae`` for ``epochs`` epochs on the grey-level images ``train``, checkpointing each epoch.
 
@@ -165,14 +235,22 @@ def fit_vae(
             exactly where an uninterrupted run with the same seed ends.
         config: the run's options, saved and, on resume, checked (all but ``epochs`` must agree).
         init: metrics of the untrained VAE, saved so that a resumed run can report them.
+        engine: ``"pyro"`` (``Trace_ELBO`` each step), ``"compiled"`` (the same steps compiled, see
+            :meth:`VAETrainer._compiled_step`) or ``"auto"`` (compiled when the run has at least
+            ``AUTO_COMPILE_STEPS`` steps to repay the compile). Epoch times exclude compiling, which is
+            reported as ``compile_seconds``.
 
     Returns:
         ``{"epochs": ..., "history": {"train_elbo": [...], "test_elbo": [...], "seconds": [...]},
-        "init": init, "resumed_from": epoch or None}``, ELBOs in nats per image.
+        "init": init, "resumed_from": epoch or None, "engine": ..., "compile_seconds": ...}``, ELBOs in
+        nats per image.
     """
     device = train.device
     config = dict(config or {}, epochs=epochs)
-    trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size)
+    steps_per_epoch = -(-train.shape[0] // batch_size)
+    if engine == "auto":
+        engine = "compiled" if epochs * steps_per_epoch >= AUTO_COMPILE_STEPS else "pyro"
+    trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine)
     history = {"train_elbo": [], "test_elbo": [], "seconds": []}
     start, resumed_from = 0, None
     if resume:
@@ -181,20 +259,21 @@ def fit_vae(
         history, start, init = state["history"], state["epoch"], state["init"]
         _set_rng_state(state["rng"], device)
         resumed_from = start
-    steps_per_epoch = -(-train.shape[0] // batch_size)
     bar = tqdm(total=epochs * steps_per_epoch, initial=min(start, epochs) * steps_per_epoch, desc="VAE",
                disable=not progress, leave=False, dynamic_ncols=True)
     for epoch in range(start, epochs):
         # the epoch's binary images and order come from the global RNG, whose state the checkpoint keeps
         x = binarize(train, binarization, threshold)
         order = torch.randperm(train.shape[0]).to(device)
-        tick = time.perf_counter()
+        tick, compiling = time.perf_counter(), trainer.compile_seconds
         history["train_elbo"].append(trainer.train_epoch(x, order, bar))
-        history["seconds"].append(time.perf_counter() - tick)  # train_epoch ends with a host sync
+        # train_epoch ends with a host sync; the time spent compiling is not the epoch's
+        history["seconds"].append(time.perf_counter() - tick - (trainer.compile_seconds - compiling))
         history["test_elbo"].append(evaluate_vae(vae, test, num_samples=1)["elbo"])
         bar.set_postfix(epoch=epoch + 1, elbo=f"{history['train_elbo'][-1]:.2f}", refresh=False)
         if checkpoint is not None:
             atomic_torch_save({"epoch": epoch + 1, "config": config, "trainer": trainer.state_dict(),
                                "history": history, "init": init, "rng": _rng_state(device)}, checkpoint)
     bar.close()
-    return {"epochs": max(start, epochs), "history": history, "init": init, "resumed_from": resumed_from}
+    return {"epochs": max(start, epochs), "history": history, "init": init, "resumed_from": resumed_from,
+            "engine": engine, "compile_seconds": trainer.compile_seconds}

@@ -45,7 +45,7 @@ class BayesianNeuralNetwork:
         W2 = pyro.sample("W2", normal(H))
         b2 = pyro.sample("b2", normal(1))  # shape (..., 1) rather than a scalar, to broadcast like W2
         hidden = torch.tanh(X @ W1 + b1.unsqueeze(-2))           # (..., N, H)
-        f = (hidden * W2.unsqueeze(-2)).sum(-1) + b2  # (..., N)
+        f = (hidden @ W2.unsqueeze(-1)).squeeze(-1) + b2  # (..., N); a matrix product, not a broadcast sum
         # Vectorised particles give the weights batch dims (P, 1), the 1 standing for the data plate;
         # f then has shape (P, 1, N) and must be (P, N) to line up with that plate.
         return f.squeeze(-2) if f.dim() > 1 else f

@@ -21,7 +21,7 @@ import pyro.distributions as dist
 import torch
 
 from deepprob.errors import InputError
-from deepprob.models.standardise import Standardisation, standardised_weights
+from deepprob.models.standardise import Standardisation, linear_predictor, standardised_weights
 
 
 def parse_basis(spec: str) -> tuple[str, int]:
@@ -67,7 +67,7 @@ class LinearRegression:
 
     def model(self, Phi_s: torch.Tensor, y: torch.Tensor | None = None) -> None:
         w_s = standardised_weights(self.standardisation, self.alpha)
-        mean = (Phi_s * w_s).sum(-1)  # w_s may carry particle dims (..., 1, D): mean is (..., N)
+        mean = linear_predictor(Phi_s, w_s)  # (N,), or (..., N) under particles
         with pyro.plate("data", Phi_s.shape[0]):
             pyro.sample("y", dist.Normal(mean, self.beta**-0.5), obs=y)
 

@@ -13,7 +13,7 @@ import pyro.distributions as dist
 import torch
 
 from deepprob.errors import InputError
-from deepprob.models.standardise import Standardisation, standardised_weights
+from deepprob.models.standardise import Standardisation, linear_predictor, standardised_weights
 
 
 def with_bias(X: torch.Tensor) -> torch.Tensor:
@@ -36,7 +36,7 @@ class LogisticRegression:
 
     def model(self, X1_s: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         w_s = standardised_weights(self.standardisation, self.alpha)
-        logits = (X1_s * w_s).sum(-1)  # w_s may carry particle dims (..., 1, D+1): logits are (..., N)
+        logits = linear_predictor(X1_s, w_s)  # (N,), or (..., N) under particles
         with pyro.plate("data", X1_s.shape[0]):
             return pyro.sample("y", dist.Bernoulli(logits=logits), obs=y)
 

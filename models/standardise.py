@@ -52,3 +52,15 @@ def standardised_weights(standardisation: Standardisation, alpha: float) -> torc
     w_s = pyro.sample("weight_std", prior)
     pyro.deterministic("weight", standardisation.to_original(w_s), event_dim=1)
     return w_s
+
+
+def linear_predictor(X: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """X w for a design matrix ``X`` (N, D) and weights ``w`` (D,), or (..., 1, D) under vectorised
+    particles (the 1 stands for the data plate): shape (N,), or (..., N).
+
+    A matrix product rather than a broadcast product and sum: one BLAS call, and its gradient another,
+    where the broadcast form makes an (..., N, D) temporary that compiled kernels reduce badly.
+    """
+    out = w @ X.T
+    return out.squeeze(-2) if w.dim() > 1 else out
+

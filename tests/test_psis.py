@@ -2,7 +2,10 @@
 
 import argparse
 import math
+import warnings
 
+import arviz as az
+import numpy as np
 import pytest
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
@@ -12,9 +15,11 @@ from deepprob.inference.arviz_data import draws_from_guide
 from deepprob.inference.diagnostics import (
     classification_metrics,
     khat_verdict,
+    loo,
     mmd2,
     moment_errors,
     psis_khat,
+    psis_log_weights,
     wasserstein2,
 )
 
@@ -110,3 +115,26 @@ def test_classification_metrics():
     assert metrics["accuracy"] == 0.75
     expected = -(math.log(0.9) + math.log(0.8) + math.log(0.4) + math.log(0.6)) / 4
     assert metrics["log_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_psis_loo_equals_arviz_loo_for_every_point_at_once():
+    """Our vectorised PSIS-LOO against ArviZ's per-point loop: heavy tails, ties at a cutoff, no tail."""
+    rng = np.random.default_rng(0)
+    log_lik = rng.standard_t(3, size=(1000, 60)) - 2.0
+    log_lik[:, 0] = -1.0            # every draw equal: no tail to fit (k = inf in ArviZ)
+    log_lik[:500, 1] = -0.5         # ties at the tail's cutoff: that column goes through ArviZ itself
+    log_lik[:, 2] *= 30             # a very heavy tail (k > 0.7)
+    idata = az.from_dict(posterior={"a": rng.normal(size=(1, 1000))}, log_likelihood={"y": log_lik[None]})
+    ours = loo(idata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = az.loo(idata, pointwise=True)
+        smoothed, k = az.psislw(-log_lik.T, reff=1.0)
+    assert ours["elpd_loo"] == pytest.approx(float(theirs.elpd_loo), rel=1e-9)
+    assert ours["elpd_loo_se"] == pytest.approx(float(theirs.se), rel=1e-9)
+    assert ours["p_loo"] == pytest.approx(float(theirs.p_loo), rel=1e-9)
+    ours_lw, ours_k = psis_log_weights(-log_lik)
+    np.testing.assert_allclose(ours_lw, smoothed.T, atol=1e-10)
+    np.testing.assert_array_equal(np.isinf(ours_k), np.isinf(k))
+    np.testing.assert_allclose(ours_k[np.isfinite(k)], k[np.isfinite(k)], atol=1e-10)
+    assert ours_k[2] > 0.7 and ours["loo_khat_max"] == np.inf
