@@ -107,8 +107,11 @@ class MixtureDraw(Reparameterised):
     """
 
     def noise(self, params, num_particles):
-        # as MixtureOfGaussians.rsample draws them: the components, then the standard normals
-        k = torch.distributions.Categorical(logits=params["logits"].detach()).sample((num_particles,))
+        # as MixtureOfGaussians.rsample draws them (Categorical.sample's multinomial call on its
+        # probabilities, without building a distribution each step), then the standard normals
+        logits = params["logits"].detach()
+        probs = torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1)
+        k = torch.multinomial(probs.unsqueeze(0), num_particles, True).T.reshape(num_particles)
         like = params["locs"]
         return k, torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device)
 
