@@ -15,13 +15,18 @@ operations it launches: the real points and the noise for all ``d_steps`` are dr
 torch-side; the generated points for the discriminator steps come from one no-grad generator pass
 (the generator does not change during them, and nothing is back-propagated into it); real and
 generated points go through the discriminator as one batch (no batch norm in these networks, so
-mixing them changes nothing); only the gradients that are needed are computed
-(:func:`torch.autograd.grad` with the discriminator's parameters, then with the generator's); and Adam
-is the fused implementation (one kernel for all parameters).
+mixing them changes nothing); and Adam is the fused kernel, called directly. For the standard loss on
+ReLU MLPs (what :func:`~deepprob.adversarial.nets.mlp` builds; without ``unrolled``) the gradients are
+written out by hand, and the whole iteration can be compiled into one kernel
+(:mod:`deepprob.adversarial.fast_gan`; ``GANConfig.compile``). Otherwise autograd computes only the
+gradients that are needed (:func:`torch.autograd.grad` with the discriminator's parameters, then with
+the generator's).
 """
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -30,6 +35,15 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
+from deepprob.adversarial.fast_gan import (
+    AdamStepper,
+    CompiledIteration,
+    ReluMLP,
+    bce_targets,
+    discriminator_steps,
+    gan_iteration,
+    make_adam,
+)
 from deepprob.adversarial.losses import check_loss_kind, discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.errors import InputError
@@ -51,6 +65,11 @@ class GANConfig:
         final_lr_fraction: both learning rates decay exponentially to this fraction of their start over
             the iterations given to :meth:`GANTrainer.train` (1: constant). A smaller step at the end
             lets the generated points settle on the modes instead of jittering around them.
+        compile: run each iteration as one compiled kernel
+            (:class:`~deepprob.adversarial.fast_gan.CompiledIteration`, built at the first step: tens
+            of seconds cold on a small CPU, a few from Inductor's on-disk cache). Only for the standard
+            loss on ReLU MLPs without ``unrolled``; elsewhere, or if compiling fails, the iteration runs
+            eagerly (with a warning).
     """
 
     loss: str = "gan"
@@ -63,6 +82,7 @@ class GANConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     gp_weight: float = 10.0
     final_lr_fraction: float = 1.0
+    compile: bool = False
 
     def validate(self) -> None:
         check_loss_kind(self.loss)
@@ -81,121 +101,6 @@ class GANConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def make_adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam over ``module``'s parameters; the fused kernel where this torch has it for the device."""
-    params = list(module.parameters())
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def relu_mlp_layers(module: nn.Module) -> tuple[list[nn.Module], list[nn.Linear]] | None:
-    """``module`` as (fixed input maps, Linear layers) when it is an MLP of Linear layers with ReLU
-    between them (as :func:`~deepprob.adversarial.nets.mlp` builds), optionally behind parameter-free
-    modules such as :class:`~deepprob.adversarial.nets.Affine`; None for anything else."""
-    from deepprob.adversarial.nets import Affine
-
-    parts = list(module) if isinstance(module, nn.Sequential) else [module]
-    prefix = []
-    while parts and isinstance(parts[0], Affine):
-        prefix.append(parts.pop(0))
-    if len(parts) == 1 and isinstance(parts[0], nn.Sequential):
-        parts = list(parts[0])
-    if not parts or len(parts) % 2 == 0:
-        return None
-    linears = parts[0::2]
-    if not all(type(m) is nn.Linear for m in linears) or not all(type(m) is nn.ReLU for m in parts[1::2]):
-        return None
-    return prefix, linears
-
-
-@torch.no_grad()
-def relu_mlp_bce_grads(
-    layers: tuple[list[nn.Module], list[nn.Linear]], x: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    r"""The weighted binary cross-entropy of a ReLU MLP's logits and its gradients, by hand.
-
-    Forward :math:`h_{j+1} = \mathrm{relu}(h_j W_j^T + b_j)` (no ReLU after the last layer), then
-    :math:`δ = w ⊙ (σ(\text{logits}) - y) / N` and, layer by layer backwards,
-    :math:`∇W_j = δ^T h_j`, :math:`∇b_j = Σ δ`, :math:`δ ← (δ W_j) ⊙ [h_j > 0]`. The same numbers as
-    autograd, without its graph: on a CPU, where these layers are small, the bookkeeping of the
-    autograd engine is a sizeable part of a discriminator step.
-
-    Returns:
-        (loss, gradients in the order of ``module.parameters()``: W_0, b_0, W_1, b_1, ...).
-    """
-    prefix, linears = layers
-    for m in prefix:
-        x = m(x)
-    hs = [x]
-    for j, layer in enumerate(linears):
-        h = torch.addmm(layer.bias, hs[-1], layer.weight.t())
-        if j < len(linears) - 1:
-            h.relu_()
-        hs.append(h)
-    logits = hs[-1]
-    loss = F.binary_cross_entropy_with_logits(logits, labels, weight)
-    delta = (torch.sigmoid(logits) - labels).mul_(weight).div_(logits.shape[0])
-    grads: list[torch.Tensor] = []
-    for j in reversed(range(len(linears))):
-        grads += [delta.sum(0), delta.t().mm(hs[j])]  # b_j, W_j (reversed below)
-        if j > 0:
-            delta = torch.ops.aten.threshold_backward(delta.mm(linears[j].weight), hs[j], 0.0)
-    return loss, grads[::-1]
-
-
-class AdamStepper:
-    """Applies ``optimizer``'s Adam update for given gradients.
-
-    ``optimizer.step()`` costs ~0.2 ms of Python bookkeeping per call on top of the fused kernel, as
-    much as the kernel itself for these networks, and a GAN iteration makes six of them. For a fused
-    Adam with one parameter group (and no weight decay, amsgrad or maximize) this calls the fused
-    kernel directly on the optimiser's own state tensors, which it creates as Adam would: the update,
-    the state, ``state_dict()``, learning-rate schedulers and :func:`adam_lookahead` are all unchanged.
-    Any other optimiser goes through ``.grad`` and ``optimizer.step()``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        self.params = list(group["params"])
-        self.direct = (
-            isinstance(optimizer, torch.optim.Adam)
-            and len(optimizer.param_groups) == 1
-            and bool(group.get("fused"))
-            and not group.get("weight_decay")
-            and not group.get("amsgrad")
-            and not group.get("maximize")
-            and hasattr(torch, "_fused_adam_")
-        )
-        if self.direct:
-            for p in self.params:
-                state = optimizer.state[p]
-                if not state:  # what torch.optim.Adam creates for a fused group
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            self.exp_avgs = [optimizer.state[p]["exp_avg"] for p in self.params]
-            self.exp_avg_sqs = [optimizer.state[p]["exp_avg_sq"] for p in self.params]
-            self.steps = [optimizer.state[p]["step"] for p in self.params]
-
-    def step(self, grads) -> None:
-        if not self.direct:
-            for p, g in zip(self.params, grads):
-                p.grad = g
-            self.optimizer.step()
-            return
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(
-            self.params, list(grads), self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-            lr=float(group["lr"]), beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
-            amsgrad=False, maximize=False,
-        )  # fmt: skip
 
 
 class GANTrainer:
@@ -228,10 +133,26 @@ class GANTrainer:
         self.params_g = list(generator.parameters())
         self.params_d = list(discriminator.parameters())
         self.step_g, self.step_d = AdamStepper(self.opt_g), AdamStepper(self.opt_d)
-        # the standard loss on a ReLU MLP discriminator: its steps by hand (same numbers, no autograd graph)
-        self._d_layers = relu_mlp_layers(discriminator) if config.loss == "gan" else None
+        # the standard loss on ReLU MLPs: gradients by hand (the same numbers, no autograd graph), the
+        # discriminator's steps whenever it is one, the whole iteration when both are and not unrolled
+        self._gen = ReluMLP.of(generator) if config.loss == "gan" else None
+        self._disc = ReluMLP.of(discriminator) if config.loss == "gan" else None
+        self._by_hand = self._gen is not None and self._disc is not None and not config.unrolled
+        self._compile_pending = config.compile and self._by_hand  # compiled at the first step
+        if config.compile and not self._by_hand:
+            warnings.warn(
+                "GANConfig(compile=True): the compiled iteration is for the standard loss on ReLU MLPs "
+                "without unrolled steps; running eagerly", stacklevel=2,
+            )  # fmt: skip
+        self._compiled: CompiledIteration | None = None
+        self.compile_seconds = 0.0  # time spent tracing and compiling the iteration
         self.iteration = 0
-        self._label_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the iterations run compiled (from the first one on, with ``config.compile``)."""
+        return self._compiled is not None
 
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
@@ -245,23 +166,61 @@ class GANTrainer:
         """One generator iteration; returns the last discriminator loss and the generator loss (0-d
         tensors, not synchronised: call ``.item()`` only when you need the numbers)."""
         cfg = self.config
-        m, b, k = cfg.pack, cfg.batch_size, cfg.d_steps
-        n = m * b  # samples per discriminator step, of each kind
-        real_all = self.sample_real(k * n)
-        noise_all = self.noise((k + 1) * n)
+        n = cfg.pack * cfg.batch_size  # samples per discriminator step, of each kind
+        real = self.sample_real(cfg.d_steps * n)
+        noise = self.noise((cfg.d_steps + 1) * n)
+        if self._compile_pending:
+            self._compile(real, noise)
+        if self._compiled is not None:
+            d_loss, g_loss = self._compiled(real, noise)
+        elif self._by_hand:
+            d_loss, g_loss = gan_iteration(
+                self._gen, self._disc, self.params_g, self.params_d, real, noise, d_steps=cfg.d_steps,
+                pack_size=cfg.pack, targets=self._bce_targets(cfg.batch_size, real), update_d=self.step_d.step,
+                update_g=self.step_g.step,
+            )  # fmt: skip
+        else:
+            d_loss, g_loss = self._autograd_iteration(real, noise)
+        self.iteration += 1
+        return d_loss.detach(), g_loss.detach()
+
+    def _compile(self, real: torch.Tensor, noise: torch.Tensor) -> None:
+        """Build the compiled iteration, with ``real`` and ``noise`` as example inputs; on failure, warn
+        and stay eager."""
+        cfg = self.config
+        self._compile_pending = False
+        start = time.perf_counter()
+        try:
+            self._compiled = CompiledIteration(
+                self._gen, self._disc, (self.step_g, self.step_d), d_steps=cfg.d_steps, pack_size=cfg.pack,
+                batch_size=cfg.batch_size, real=real, noise=noise,
+            )  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - anything Inductor cannot compile: run eagerly
+            warnings.warn(
+                f"GAN: compiling the iteration failed ({type(err).__name__}: {str(err)[:200]}); running it eagerly",
+                stacklevel=3,
+            )
+        self.compile_seconds = time.perf_counter() - start
+
+    def _autograd_iteration(self, real_all: torch.Tensor, noise_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The iteration through autograd (WGAN-GP, unrolled steps, networks other than ReLU MLPs); a ReLU
+        MLP discriminator of the standard loss still takes its steps by hand."""
+        cfg = self.config
+        m, k = cfg.pack, cfg.d_steps
+        n = m * cfg.batch_size
         with torch.no_grad():
             fake_all = self.generator(noise_all[: k * n])
-        for i in range(k):
-            real = pack(real_all[i * n : (i + 1) * n], m)
-            fake = pack(fake_all[i * n : (i + 1) * n], m)
-            if self._d_layers is not None:
-                both = torch.cat([real, fake])
-                labels, weight = self._labels(real.shape[0], both)
-                d_loss, grads = relu_mlp_bce_grads(self._d_layers, both, labels, weight)
-            else:
+        if self._disc is not None:
+            d_loss = discriminator_steps(
+                self._disc, self.params_d, real_all, fake_all, d_steps=k, pack_size=m,
+                targets=self._bce_targets(cfg.batch_size, real_all), update=self.step_d.step,
+            )  # fmt: skip
+        else:
+            for i in range(k):
+                real = pack(real_all[i * n : (i + 1) * n], m)
+                fake = pack(fake_all[i * n : (i + 1) * n], m)
                 d_loss = self._discriminator_loss(real, fake)
-                grads = torch.autograd.grad(d_loss, self.params_d)
-            self.step_d.step(grads)
+                self.step_d.step(torch.autograd.grad(d_loss, self.params_d))
 
         fake = self.generator(noise_all[k * n :])
         if cfg.unrolled:
@@ -270,8 +229,7 @@ class GANTrainer:
             g_loss = generator_loss(self.discriminator(pack(fake, m)), cfg.loss)
         # only the generator's gradients: autograd then skips the discriminator's weight gradients
         self.step_g.step(torch.autograd.grad(g_loss, self.params_g))
-        self.iteration += 1
-        return d_loss.detach(), g_loss.detach()
+        return d_loss, g_loss
 
     def _discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -279,20 +237,18 @@ class GANTrainer:
         out = self.discriminator(torch.cat([real, fake]))
         if cfg.loss == "gan" and real.shape[0] == fake.shape[0]:
             # the same loss in one fused op: 2 x the mean BCE over both halves = mean_real + mean_fake
-            labels, weight = self._labels(real.shape[0], out)
+            labels, weight = self._bce_targets(real.shape[0], out)
             return F.binary_cross_entropy_with_logits(out, labels, weight)
         loss = discriminator_loss(out[: real.shape[0]], out[real.shape[0] :], cfg.loss)
         if cfg.loss == "wgan-gp":
             loss = loss + cfg.gp_weight * gradient_penalty(self.discriminator, real, fake)
         return loss
 
-    def _labels(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(2n, 1) labels, n ones then n zeros, and (2n, 1) weights of 2; made once per size."""
-        cached = self._label_cache.get(n)
-        if cached is None:
-            labels = torch.cat([torch.ones(n, 1), torch.zeros(n, 1)]).to(like)
-            cached = self._label_cache[n] = (labels, torch.full_like(labels, 2.0))
-        return cached
+    def _bce_targets(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`~deepprob.adversarial.fast_gan.bce_targets`, made once per size."""
+        if n not in self._targets:
+            self._targets[n] = bce_targets(n, like)
+        return self._targets[n]
 
     def _unrolled_generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
         """L_G against the discriminator K Adam steps ahead; the look-ahead steps use this batch of

@@ -8,22 +8,26 @@ generator step, Adam (lr 1e-3, default betas) for both, on the seed's ring of ei
   points and of noise, runs the generator with autograd on (the fakes are not detached, so the
   backward pass goes through the generator as well), sigmoid outputs and ``nn.BCELoss`` on real and
   fake batches in two passes, ``zero_grad``/``backward``/``step`` with the default (for-loop) Adam.
-- ours: :class:`deepprob.adversarial.trainer.GANTrainer` (torch-side sampling for all five steps at
-  once, one no-grad generator pass for the fakes, real and fake in one discriminator pass, logits with
-  a fused BCE, the discriminator steps' gradients computed by hand for a ReLU MLP (the same numbers as
-  autograd, without its graph), only the needed gradients in the generator step, and the fused Adam
-  kernel called directly).
+- ours: :class:`deepprob.adversarial.trainer.GANTrainer` with ``compile=True``: the whole iteration
+  (torch-side sampling for all five steps at once outside it; inside, one no-grad generator pass for the
+  fakes, real and fake in one discriminator pass, logits with a fused BCE, every gradient written out
+  by hand for these ReLU MLPs, and both Adam updates) traced into one graph and compiled by Inductor
+  (:mod:`deepprob.adversarial.fast_gan`). ``--no-compile`` times the same iteration run eagerly (with
+  the fused Adam kernel called directly), which is what the trainer falls back to.
 
 One thread by default: on this shared 2-core machine two OpenMP threads stall on each other's
 barriers whenever another job holds a core (both loops then run ~10x slower and the ratio is noise).
 
 Both start from the same weights and run in one process, in alternating blocks (the order alternating
 too), so that load from other processes falls on both alike; each side's speed is the median over
-blocks, and the ratio is the median of the ratios of adjacent blocks. The last line printed is JSON:
-``{"ratio": ours/seed, "ours_its": a, "seed_loop_its": b}``.
+blocks, and the ratio is the median of the ratios of adjacent blocks. The compile happens in our first
+warm-up iteration and is timed on its own (it is not in the throughput): tens of seconds cold, a few
+seconds when Inductor's on-disk cache has the graph (``--cold`` uses a fresh cache). The last line
+printed is JSON: ``{"ratio": ours/seed, "ours_its": a, "seed_loop_its": b}``.
 
     python bench/gan_throughput.py                  # 1 thread, 10 blocks of 100 iterations
     python bench/gan_throughput.py --threads 2 --blocks 10
+    python bench/gan_throughput.py --no-compile     # our eager iteration
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -105,19 +111,31 @@ def main() -> None:
         "--warmup", type=int, default=20, help="untimed iterations per side first (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-compile", action="store_true", help="run our iteration eagerly")
+    parser.add_argument("--cold", action="store_true", help="compile with a fresh Inductor cache")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.cold:  # read when Inductor first looks for its cache, i.e. at our first iteration
+        cache = tempfile.TemporaryDirectory(prefix="deepprob-bench-inductor-")  # removed at exit
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache.name
 
     generator, discriminator = build(args.seed)
     seed_loop = SeedLoop(copy.deepcopy(generator), copy.deepcopy(discriminator), np.random.default_rng(args.seed))
     cloud = ring()
-    config = GANConfig(loss="gan", d_steps=D_STEPS, batch_size=BATCH, lr_g=LR, lr_d=LR, betas=(0.9, 0.999))
+    config = GANConfig(
+        loss="gan", d_steps=D_STEPS, batch_size=BATCH, lr_g=LR, lr_d=LR, betas=(0.9, 0.999), compile=not args.no_compile
+    )
     ours = GANTrainer(generator, discriminator, lambda n: cloud.sample(n), 2, config)
 
     sides = {"ours": ours.step, "seed_loop": seed_loop.step}
     for step in sides.values():
         for _ in range(args.warmup):
             step()
+    if args.no_compile:
+        print("ours: eager (--no-compile)")
+    else:  # the first warm-up iteration compiled (or failed to, with a warning, and ran eagerly)
+        state = "compiled" if ours.compiled else "eager: the compile failed"
+        print(f"ours: {state}; compile {ours.compile_seconds:.1f} s (not in the throughput)", flush=True)
     speeds: dict[str, list[float]] = {name: [] for name in sides}
     for block in range(args.blocks):
         order = list(sides) if block % 2 == 0 else list(sides)[::-1]

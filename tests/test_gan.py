@@ -5,11 +5,14 @@ import json
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
+from deepprob.adversarial import fast_gan
 from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
-from deepprob.adversarial.losses import discriminator_loss, gradient_penalty, pack
-from deepprob.adversarial.nets import mlp
+from deepprob.adversarial.fast_gan import ReluMLP, bce_targets, gan_iteration
+from deepprob.adversarial.losses import discriminator_loss, generator_loss, gradient_penalty, pack
+from deepprob.adversarial.nets import Affine, mlp
 from deepprob.adversarial.trainer import AdamStepper, GANConfig, GANTrainer, make_adam
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.cli import main as cli_main
@@ -104,6 +107,86 @@ def test_fused_discriminator_loss_equals_the_textbook_one():
     out = trainer.discriminator(torch.cat([real, fake]))
     expected = discriminator_loss(out[:16], out[16:], "gan")
     assert trainer._discriminator_loss(real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def _point_gan(pack_size: int, width: int = 16) -> tuple[nn.Module, nn.Module]:
+    """ReLU MLPs between fixed affine maps, as the `gan` command builds them (latent dimension 4)."""
+    centre = torch.tensor([0.5, -1.0])
+    generator = nn.Sequential(mlp(4, [width, width], 2), Affine.unstandardize(centre, 4.0))
+    discriminator = nn.Sequential(Affine.standardize(centre.repeat(pack_size), 4.0), mlp(2 * pack_size, [width, 12], 1))
+    return generator, discriminator
+
+
+def test_hand_written_gradients_are_autograds():
+    torch.manual_seed(0)
+    m, b, k = 3, 8, 2
+    generator, discriminator = _point_gan(m)
+    gen, disc = ReluMLP.of(generator), ReluMLP.of(discriminator)
+    assert (len(gen.prefix), gen.layers, len(gen.suffix)) == (0, 3, 1)
+    assert (len(disc.prefix), disc.layers, len(disc.suffix)) == (1, 3, 0)
+    assert ReluMLP.of(mlp(2, [8], 1, "tanh")) is None
+    params_g, params_d = list(generator.parameters()), list(discriminator.parameters())
+    real, noise = torch.randn(k * m * b, 2), torch.randn((k + 1) * m * b, 4)
+    grads_d, grads_g = [], []  # recorded, not applied: every step sees the same weights
+    d_loss, g_loss = gan_iteration(
+        gen, disc, params_g, params_d, real, noise, d_steps=k, pack_size=m, targets=bce_targets(b, real),
+        update_d=grads_d.append, update_g=grads_g.append,
+    )  # fmt: skip
+
+    n = m * b
+    fake = generator(noise[: k * n]).detach()
+    for i in range(k):
+        out = discriminator(torch.cat([pack(real[i * n : (i + 1) * n], m), pack(fake[i * n : (i + 1) * n], m)]))
+        expected_loss = discriminator_loss(out[:b], out[b:])
+        for g, expected in zip(grads_d[i], torch.autograd.grad(expected_loss, params_d)):
+            assert g.shape == expected.shape and torch.allclose(g, expected, atol=1e-6)
+    assert d_loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
+    expected_loss = generator_loss(discriminator(pack(generator(noise[k * n :]), m)))
+    for g, expected in zip(grads_g[0], torch.autograd.grad(expected_loss, params_g)):
+        assert g.shape == expected.shape and torch.allclose(g, expected, atol=1e-6)
+    assert g_loss.item() == pytest.approx(expected_loss.item(), rel=1e-5)
+
+
+def _trained(compile: bool, iterations: int = 6) -> tuple[GANTrainer, dict]:
+    torch.manual_seed(0)
+    generator, discriminator = _point_gan(2)
+    config = GANConfig(d_steps=3, pack=2, batch_size=8, betas=(0.5, 0.999), final_lr_fraction=0.5, compile=compile)
+    torch.manual_seed(1)  # the same data and noise for both
+    trainer = GANTrainer(generator, discriminator, ring().sample, 4, config)
+    return trainer, trainer.train(iterations, progress=False, check_every=1)
+
+
+def test_compiled_iteration_equals_the_eager_one():
+    """The same inputs give the same weights, Adam state and losses, to float tolerance, under a
+    learning-rate schedule; and an eager step carries on from the compiled ones' state."""
+    (eager, eager_losses), (compiled, compiled_losses) = _trained(False), _trained(True)
+    assert compiled.compiled and compiled.compile_seconds > 0 and not eager.compiled
+    for key in ("d_loss", "g_loss"):
+        assert eager_losses[key] == pytest.approx(compiled_losses[key], rel=1e-5, abs=1e-6)
+    for a, b in zip(eager.params_g + eager.params_d, compiled.params_g + compiled.params_d):
+        assert torch.allclose(a, b, atol=1e-6)
+    for opt_a, opt_b in ((eager.opt_g, compiled.opt_g), (eager.opt_d, compiled.opt_d)):
+        assert opt_a.param_groups[0]["lr"] == opt_b.param_groups[0]["lr"]
+        for p, q in zip(opt_a.param_groups[0]["params"], opt_b.param_groups[0]["params"]):
+            state_a, state_b = opt_a.state[p], opt_b.state[q]
+            assert float(state_a["step"]) == float(state_b["step"])
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert torch.allclose(state_a[key], state_b[key], rtol=1e-5, atol=1e-9)
+    assert float(compiled.opt_d.state[compiled.params_d[0]]["step"]) == 6 * 3
+
+
+def test_a_failed_compile_runs_eagerly(monkeypatch):
+    def fail(*args):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(fast_gan, "compile_step", fail)
+    with pytest.warns(UserWarning, match="compiling the iteration failed.*no compiler"):
+        trainer, losses = _trained(True, iterations=3)
+    assert not trainer.compiled and len(losses["g_loss"]) == 3
+    eager, eager_losses = _trained(False, iterations=3)
+    assert losses == eager_losses
+    with pytest.warns(UserWarning, match="running eagerly"):
+        GANTrainer(*_point_gan(1), ring().sample, 4, GANConfig(loss="wgan-gp", compile=True))
 
 
 @pytest.mark.parametrize(
