@@ -44,7 +44,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, num_particles: int = 1) -> None:
-    """--steps, --lr, --num-particles for examples fitted by SVI."""
+    """--steps, --lr, --num-particles and --engine for examples fitted by SVI."""
+    from deepprob.inference.fast_svi import ENGINES
+
     group = parser.add_argument_group("fitting (SVI with Trace_ELBO and Adam)")
     group.add_argument("--steps", type=positive_int, default=steps, help="SVI steps (default: %(default)s)")
     group.add_argument(
@@ -55,7 +57,7 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float,
         help="ELBO samples per step (default: %(default)s)",
     )
     group.add_argument(
-        "--engine", choices=["auto", "pyro", "compiled"], default="auto",
+        "--engine", choices=ENGINES, default="auto",
         help="how the steps run: pyro (Pyro's Trace_ELBO each step), compiled (the same estimator and Adam "
              "compiled into one kernel per step: ~20-50x faster after a compile of a few seconds, cached on "
              "disk), auto (compiled for fits of 2000 steps or more) (default: %(default)s)",

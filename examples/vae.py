@@ -23,6 +23,7 @@ import torch
 from deepprob.datasets.images import ImageSet, binarize, load_image_splits, subset
 from deepprob.errors import InputError
 from deepprob.examples.options import non_negative_int, positive_float, positive_int
+from deepprob.inference.fast_svi import ENGINES
 from deepprob.inference.vae_eval import evaluate_vae, nearest_centroid_accuracy
 from deepprob.inference.vae_fit import ELBOS, fit_vae
 from deepprob.models.vae import ARCHITECTURES, VAE
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--iw-samples", type=positive_int, default=100,
         help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")
     fit.add_argument(
-        "--engine", choices=["auto", "pyro", "compiled"], default="auto",
+        "--engine", choices=ENGINES, default="auto",
         help="pyro: Trace_ELBO each step; compiled: the same steps (same draws, same Adam) traced once and "
              "compiled, after a compile of several seconds (cached on disk); auto: compiled for runs of "
              "2000 steps or more (default: %(default)s)")

@@ -18,7 +18,6 @@ of the prior (all starts at once, as vectorised particles), then the K best-sepa
 
 from __future__ import annotations
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
@@ -26,10 +25,16 @@ from pyro.distributions.score_parts import ScoreParts
 from pyro.distributions.util import eye_like
 from pyro.infer.autoguide import AutoContinuous, init_to_median
 from pyro.nn import PyroParam
-from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to, transform_to
 
+from deepprob.inference.fast_svi import log_joint_fn
 from deepprob.inference.reparam import Draw, Reparameterised
+
+
+def leave_one_out(score: torch.Tensor) -> torch.Tensor:
+    """s_p - mean_{q != p} s_q for the scores of P particles (unchanged for one particle)."""
+    n = score.numel()
+    return score - (score.sum() - score) / (n - 1) if n > 1 else score
 
 
 class MixtureOfGaussians(TorchDistribution):
@@ -85,10 +90,7 @@ class MixtureOfGaussians(TorchDistribution):
         log_prob = self.log_prob(value)
         if self._drawn is None or self._drawn[0] is not value:
             raise ValueError("MixtureOfGaussians.score_parts: value was not drawn by this distribution's rsample")
-        score = self.log_weights[self._drawn[1]]
-        n = score.numel()
-        if n > 1:
-            score = score - (score.sum() - score) / (n - 1)
+        score = leave_one_out(self.log_weights[self._drawn[1]])
         # Trace_ELBO's per-particle log p - log q counts the model's sites only, so it misses this
         # auxiliary site's log q(z); the entropy term adds its share of the score-function product.
         entropy_term = self._log_prob(value, self.log_weights.detach()) + log_prob.detach() * score
@@ -123,9 +125,7 @@ class MixtureDraw(Reparameterised):
         q = MixtureOfGaussians(params["logits"], params["locs"], trils)
         z = params["locs"][k] + (trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
         log_weights = q.log_weights
-        score = log_weights[k]
-        if len(score) > 1:
-            score = score - (score.sum() - score) / (len(score) - 1)
+        score = leave_one_out(log_weights[k])
         return Draw(z, q._log_prob(z, log_weights), q._log_prob(z, log_weights.detach()), score)
 
 
@@ -172,33 +172,6 @@ class AutoGaussianMixture(AutoContinuous):
 
     # --- initialisation -------------------------------------------------------------------------
 
-    def log_joint(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        """log p(x, z) + log |det dz/du| at S unconstrained latent vectors at once: (S, D) -> (S,).
-
-        The S points go through the model as vectorised particles (a plate left of the model's own).
-        """
-        nesting = self._plate_nesting(*args, **kwargs)
-        batched = latents.reshape(latents.shape[:1] + (1,) * nesting + latents.shape[1:])
-        values, log_det = {}, 0.0
-        for site, unconstrained in self._unpack_latent(batched):
-            transform = biject_to(site["fn"].support)
-            values[site["name"]] = value = transform(unconstrained)
-            log_det = log_det + transform.log_abs_det_jacobian(unconstrained, value).reshape(len(latents), -1).sum(-1)
-        with pyro.plate("starts", len(latents), dim=-nesting - 1):
-            trace = poutine.trace(poutine.condition(self.model, values)).get_trace(*args, **kwargs)
-        trace.compute_log_prob()
-        total = sum(site["log_prob"].reshape(len(latents), -1).sum(-1)
-                    for site in trace.nodes.values() if site["type"] == "sample" and not site_is_subsample(site))
-        return total + log_det
-
-    def _plate_nesting(self, *args, **kwargs) -> int:
-        """How many plates the model nests (the starts' plate goes left of them)."""
-        if getattr(self, "_nesting", None) is None:
-            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
-            self._nesting = max([-f.dim for site in trace.nodes.values()
-                                 for f in site.get("cond_indep_stack", ()) if f.vectorized] + [0])
-        return self._nesting
-
     def _prior_latent(self, *args, **kwargs) -> torch.Tensor:
         trace = poutine.trace(poutine.block(self.model, hide_types=["param"])).get_trace(*args, **kwargs)
         parts = [
@@ -215,12 +188,14 @@ class AutoGaussianMixture(AutoContinuous):
         optimizer = torch.optim.Adam([points], lr=0.05)
         # the guide's first call may come under no_grad (fit_svi creates parameters that way)
         with poutine.block(), torch.enable_grad():
+            # log p(x, z) + log |det dz/du| at all starts at once (vectorised, as the fast SVI path does)
+            log_joint = log_joint_fn(self.model, self, *args, **kwargs)
             for _ in range(self.start_steps):
                 optimizer.zero_grad()
-                (-self.log_joint(points, *args, **kwargs).sum()).backward()
+                (-log_joint(points).sum()).backward()
                 optimizer.step()
             with torch.no_grad():
-                heights = self.log_joint(points, *args, **kwargs)
+                heights = log_joint(points)
         points = points.detach()
         heights = torch.where(torch.isfinite(heights), heights, torch.full_like(heights, -torch.inf))
         return select_separated(points, heights, self.components)

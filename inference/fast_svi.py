@@ -311,9 +311,9 @@ def fast_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> str 
     return None
 
 
+ENGINES = ("auto", "pyro", "compiled")  # fit_svi's choices, and the command line's
+
+
 def check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
-
-
-ENGINES = ("auto", "pyro", "compiled")

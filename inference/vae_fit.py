@@ -97,7 +97,11 @@ class VAETrainer:
         """
         if not self._validated:
             self.validate(x[order[:2]])
-        step = self._pyro_step if self.engine == "pyro" else self._compiled_step
+        if self.engine == "pyro":
+            step = self._pyro_step
+        else:  # the optimiser's state tensors, gathered once an epoch: the steps update them in place
+            state = self._adam_state()
+            step = lambda batch: self._compiled_step(batch, state)  # noqa: E731
         batches = order.split(self.batch_size)
         losses = torch.empty(len(batches), device=x.device, dtype=x.dtype)
         with pyro.validation_enabled(False):
@@ -130,14 +134,13 @@ class VAETrainer:
         moments = [state[p][key] for key in ("exp_avg", "exp_avg_sq", "step") for p in self.params]
         return [p.detach() for p in self.params] + moments + [lr]
 
-    def _compiled_step(self, x: torch.Tensor) -> torch.Tensor:
+    def _compiled_step(self, x: torch.Tensor, state: list[torch.Tensor]) -> torch.Tensor:
         """The Pyro step's arithmetic, traced through the model and guide once and compiled (per batch shape).
 
         The same estimator (:func:`~deepprob.inference.fast_svi.traced_elbo_loss`), the same Adam
         (the optimiser's own state tensors, updated in place, so checkpoints are unchanged), and, with
         Inductor's ``fallback_random``, the same random draws as the Pyro engine from the same seed.
         """
-        state = self._adam_state()
         compiled = self._compiled.get(tuple(x.shape))
         if compiled is None:
             names = {id(p): f"vae.{name}" for name, p in self.vae.named_parameters()}
