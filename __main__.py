@@ -1,3 +1,3 @@
-from deepprob.cli import main
+from deepprob.cli import console_main
 
-raise SystemExit(main())
+console_main()

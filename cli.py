@@ -94,5 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console_main() -> None:
+    """The ``deepprob`` command: :func:`main`, then a quick exit.
+
+    Python's own exit tears down every module and object one by one; after torch, Pyro, ArviZ and
+    Inductor are loaded that takes 0.7-1.5 s, longer than some examples' work. Everything a run writes
+    is closed (and checkpoints synced) by then, so after the exit handlers run and the streams are
+    flushed, the process ends without the teardown.
+    """
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (`deepprob ... | head`): nothing more can be said
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console_main()

@@ -8,7 +8,11 @@ compiled SVI engine (:mod:`deepprob.inference.fast_svi`); plain torch code can u
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import platform
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -44,6 +48,51 @@ def adam_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], 
         counter.copy_(t)
 
 
+@functools.cache
+def prepare_inductor() -> None:
+    """Import Inductor and settle the CPU's vector instruction set, once per process.
+
+    Inductor checks each vector ISA the CPU reports (AVX2, AVX-512, ...) by compiling a test program
+    and loading it in a fresh Python subprocess: about a second in every process, even when the
+    programs are cached. Once that check has confirmed every ISA the CPU reports, the verdict is kept
+    in Inductor's cache folder (keyed by torch version, compiler and CPU), and later processes tell
+    Inductor to trust the CPU's report (``config.cpp.vec_isa_ok``) instead of checking again. Where
+    the check rejected an ISA the CPU reports, nothing is kept and every process checks.
+
+    Called by :func:`compile_step`; call it before forking workers so that they inherit the work.
+    """
+    import torch._inductor.compile_fx  # noqa: F401 - the import is the work
+    from torch._inductor import config, cpu_vec_isa
+    from torch._inductor.codecache import cache_dir
+
+    if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
+        return
+    try:
+        reported = [str(isa) for isa in cpu_vec_isa.supported_vec_isa_list
+                    if all(flag in cpu_vec_isa.x86_isa_checker() for flag in str(isa).split())]
+        machine = f"{torch.__version__} {config.cpp.cxx} {platform.processor()} {' '.join(reported)}"
+        verdict = Path(cache_dir()) / "deepprob" / f"vec-isa-ok-{hashlib.sha256(machine.encode()).hexdigest()[:16]}"
+        trusted = trust_reported_isa(verdict, reported, lambda: [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()])
+    except Exception:  # noqa: BLE001 - private Inductor API: without it, Inductor checks as it always does
+        return
+    if trusted:
+        # also in the process that checked: the setting is part of Inductor's cache key, so every process
+        # compiles, and finds cached kernels, under the same key
+        config.cpp.vec_isa_ok = True
+
+
+def trust_reported_isa(verdict: Path, reported: list[str], check: Callable[[], list[str]]) -> bool:
+    """Whether the CPU's ``reported`` vector ISAs can be used unchecked: yes when the file ``verdict``
+    exists, or when ``check()`` (Inductor's check, slow) confirms every one of them, which creates it."""
+    if verdict.exists():
+        return True
+    if check() != reported:
+        return False
+    verdict.parent.mkdir(parents=True, exist_ok=True)
+    verdict.touch()
+    return True
+
+
 def compile_step(step: Callable, example_inputs: list[torch.Tensor]) -> Callable:
     """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled by Inductor.
 
@@ -59,6 +108,7 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor]) -> Callable
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+    prepare_inductor()
     graph = make_fx(step)(*example_inputs)
     try:
         constant_fold(graph)

@@ -119,3 +119,54 @@ def jsonable(value: Any) -> Any:
 def dumps_metrics(metrics: dict) -> str:
     """One line of JSON, keys in the order the example produced them."""
     return json.dumps(jsonable(metrics))
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs: int, tasks: int, device: torch.device) -> int:
+    """Worker processes for ``tasks`` independent tasks: ``jobs`` (0: one per available core), at most one
+    per task, and 1 on a GPU (a CUDA context does not survive a fork)."""
+    if jobs < 0:
+        raise InputError(f"--jobs {jobs}: expected 0 (one per CPU core) or a positive number of processes")
+    if device.type != "cpu":
+        return 1
+    return max(1, min(jobs or available_cores(), tasks))
+
+
+_forked_task: Any = None  # the function the workers of map_forked run: inherited by fork, never pickled
+
+
+def _run_forked_task(item: Any) -> bytes:
+    import pickle
+
+    return pickle.dumps(_forked_task(item), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def map_forked(fn, items: list, jobs: int) -> list:
+    """``[fn(item) for item in items]`` over ``jobs`` worker processes forked from this one, in order.
+
+    The workers are forks: they start with this process's imports, data and settings (torch threads,
+    Inductor), so ``fn`` may be any closure and needs no pickling; ``items`` and the results are pickled
+    (tensors by value). Items are handed out in order, so put long tasks first. With ``jobs <= 1`` (or
+    one item) everything runs here, the same code path without processes. Where ``fn`` raises, the
+    exception is raised here with its type and message.
+    """
+    if jobs <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _forked_task
+    _forked_task = fn
+    try:
+        with ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context("fork")) as pool:
+            return [pickle.loads(result) for result in pool.map(_run_forked_task, items)]
+    finally:
+        _forked_task = None

@@ -35,17 +35,21 @@ import importlib
 import sys
 import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyro
 import torch
 
+from deepprob.compiling import prepare_inductor
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.examples.common import fit_guide, say
 from deepprob.examples.options import (
     add_guide_arguments,
     add_run_arguments,
     add_svi_arguments,
+    non_negative_int,
     positive_int,
 )
 from deepprob.guides import GUIDES
@@ -64,7 +68,9 @@ from deepprob.inference.arviz_data import (
 from deepprob.inference.diagnostics import loo, mmd2, moment_errors, predictive_metrics, psis_khat, wasserstein2
 from deepprob.inference.kl import kl_to_reference
 from deepprob.inference.reference import check_convergence, convergence, exact_latents, run_nuts
+from deepprob.inference.svi import will_compile
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
+from deepprob.runtime import map_forked, resolve_jobs
 
 MODELS = {
     "linreg": ("deepprob.examples.linreg", "Bayesian linear regression (reference: exact posterior)"),
@@ -116,6 +122,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser, model: str) -> None:
                        help="draws from each guide (PSIS k-hat, LOO, moments) and from the exact posterior"
                        " (default: %(default)s)")
     budget = NUTS_BUDGET[model]
+    group.add_argument("--jobs", type=non_negative_int, default=0,
+                       help="processes fitting the guides and the reference side by side, each with --threads "
+                       "torch threads; 0: one per CPU core. Every fit starts from the run's seed, so the results "
+                       "do not depend on it; 1 on a GPU (default: %(default)s)")
     nuts = parser.add_argument_group("NUTS reference")
     nuts.add_argument("--chains", type=positive_int, default=budget["chains"],
                       help="chains, run one after another (default: %(default)s)")
@@ -195,32 +205,85 @@ def uncertain_points(values: torch.Tensor, k: int) -> torch.Tensor:
 # --- fitting -------------------------------------------------------------------------------------
 
 
-def fit_one(problem: Problem, args: argparse.Namespace, name: str):
-    """Fit guide ``name`` with the seed of the run (results do not depend on the order of the guides)."""
+@dataclass
+class GuideRun:
+    """What one guide's fit leaves for the comparison (the fitted guide itself stays where it was fitted)."""
+
+    losses: np.ndarray   # the loss at every step
+    elbo: float
+    draws: Draws
+    idata: az.InferenceData
+    compared: tuple[torch.Tensor, list[str]]  # compared_values of the draws
+    row: dict            # its line of the table, less the distances to the reference
+    path: Path           # its NetCDF file
+
+
+@dataclass
+class ReferenceRun:
+    draws: Draws
+    stats: dict          # method, time, convergence, reference-free metrics
+    idata: az.InferenceData
+    compared: tuple[torch.Tensor, list[str]]
+    path: Path
+
+
+def run_guide(problem: Problem, args: argparse.Namespace, name: str, progress: bool) -> GuideRun | FitDivergedError:
+    """Fit guide ``name`` from the seed of the run, draw from it, measure what needs no reference and save
+    its draws (results do not depend on the order of the guides, nor on the process that runs them)."""
     pyro.set_rng_seed(args.seed)
-    fit = fit_guide(problem.model, argparse.Namespace(**{**vars(args), "guide": name}), *problem.fit_args,
-                    init_loc_fn=problem.init_loc_fn, desc=f"compare {problem.name}/{name}")
+    options = argparse.Namespace(**{**vars(args), "guide": name, "quiet": not progress})
+    try:
+        fit = fit_guide(problem.model, options, *problem.fit_args, init_loc_fn=problem.init_loc_fn,
+                        desc=f"compare {problem.name}/{name}")
+    except FitDivergedError as err:
+        return err
     draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, args.draws)
-    return fit, draws
+    idata = to_inference_data(problem, draws, attrs={"guide": name})
+    row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
+           "khat": psis_khat(draws.log_weights)}
+    if problem.exact is not None:  # linreg, whatever the reference: KL to the truth in closed form
+        (exact,) = problem.exact.values()
+        row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact)
+    row.update(own_metrics(problem, draws, idata))
+    path = save_inference_data(idata, args.out / f"{problem.name}_{name}.nc")
+    return GuideRun(fit.losses, fit.elbo, draws, idata, compared_values(problem, draws), row, path)
 
 
-def fit_reference(problem: Problem, args: argparse.Namespace) -> tuple[Draws | None, dict]:
-    """The reference draws and what is known of them: method, time, convergence."""
+def run_reference(problem: Problem, args: argparse.Namespace) -> ReferenceRun | None:
+    """The reference draws (none with ``--reference none``), their checks and metrics, saved."""
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
     if args.reference == "none":
-        return None, {"method": "none"}
+        return None
     if args.reference == "exact":
         if problem.exact is None:
             raise InputError(f"--reference exact: {problem.name} has no closed-form posterior; use nuts or none")
         draws = draws_from_latents(problem.model, exact_latents(problem.exact, args.draws), *problem.fit_args)
-        return draws, {"method": "exact", "draws": len(draws), "seconds": time.perf_counter() - start}
-    run = run_nuts(problem.model, *problem.fit_args, chains=args.chains, warmup=args.warmup, samples=args.samples,
-                   seed=args.seed, max_tree_depth=args.max_tree_depth, progress=not args.quiet)
-    draws = draws_from_latents(problem.model, run.latents, *problem.fit_args, chains=run.chains)
-    stats = {"method": "nuts", "chains": run.chains, "warmup": args.warmup, "samples": args.samples,
-             "draws": len(draws), "seconds": run.seconds, "divergences": sum(run.divergences)}
-    return draws, stats
+        stats = {"method": "exact", "draws": len(draws), "seconds": time.perf_counter() - start}
+    else:
+        run = run_nuts(problem.model, *problem.fit_args, chains=args.chains, warmup=args.warmup,
+                       samples=args.samples, seed=args.seed, max_tree_depth=args.max_tree_depth,
+                       progress=not args.quiet)
+        draws = draws_from_latents(problem.model, run.latents, *problem.fit_args, chains=run.chains)
+        stats = {"method": "nuts", "chains": run.chains, "warmup": args.warmup, "samples": args.samples,
+                 "draws": len(draws), "seconds": run.seconds, "divergences": sum(run.divergences)}
+    idata = to_inference_data(problem, draws, attrs={"reference": args.reference})
+    compared = compared_values(problem, draws)
+    values = compared[0]
+    if args.reference == "nuts":
+        check_reference(problem, draws, values, stats, idata)
+    n = min(DISTANCE_DRAWS, len(values) // 2)
+    stats["w2_floor"] = wasserstein2(*distance_split(values, n, args.seed), values)
+    # Monte Carlo sd of one mean error (and of one relative sd error, for Gaussian draws): the
+    # guide's S independent draws against the reference's effective sample size
+    ess = stats.get("ess_bulk_min", len(draws))
+    stats["mean_err_noise"] = float(np.sqrt(1 / args.draws + 1 / ess))
+    stats["sd_err_noise"] = float(np.sqrt(0.5 / args.draws + 0.5 / ess))
+    stats.update(own_metrics(problem, draws, idata))
+    if "log_evidence" in problem.extras:
+        stats["log_evidence"] = problem.extras["log_evidence"]
+    path = save_inference_data(idata, args.out / f"{problem.name}_reference.nc")
+    return ReferenceRun(draws, stats, idata, compared, path)
 
 
 def check_reference(problem: Problem, draws: Draws, values: torch.Tensor, stats: dict, idata) -> None:
@@ -249,28 +312,29 @@ def distance_split(reference: torch.Tensor, n: int, seed: int) -> tuple[torch.Te
     return reference[order[:n]], reference[order[n:2 * n]]
 
 
-def metrics_of(problem: Problem, draws: Draws, idata, compared: tuple[torch.Tensor, list[str]],
-               ref_values: torch.Tensor | None, args) -> dict:
-    """Reference-free metrics of one fit (guide or reference), plus the distance of its ``compared``
-    values (S, P) and labels to the reference's values (R, P)."""
-    row = {}
+def own_metrics(problem: Problem, draws: Draws, idata) -> dict:
+    """The metrics of one fit (guide or reference) that need no reference: PSIS-LOO, predictive
+    accuracy on the evaluation data, the predictive at the far point."""
     loo_result = loo(idata)
-    row["elpd_loo"], row["elpd_loo_se"], row["loo_khat_max"] = (loo_result[k] for k in
-                                                                ("elpd_loo", "elpd_loo_se", "loo_khat_max"))
+    row = {key: loo_result[key] for key in ("elpd_loo", "elpd_loo_se", "loo_khat_max")}
     if problem.evaluation is not None:
         row.update(predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood))
     if problem.far_point is not None:
         row["far_point"] = float(predictive_mean(problem.model, draws.latents, problem.far_point[1])[0])
-    if ref_values is not None:
-        values, labels = compared
-        mean_err, sd_err = moment_errors(values, ref_values)
-        row["mean_err_sd"], row["sd_err_sd"] = float(mean_err.max()), float(sd_err.max())
-        row["mean_err_sd_each"] = dict(zip(labels, mean_err.tolist()))
-        row["sd_err_sd_each"] = dict(zip(labels, sd_err.tolist()))
-        n = min(DISTANCE_DRAWS, len(ref_values) // 2, len(values))
-        half, _ = distance_split(ref_values, n, args.seed)
-        row["w2"] = wasserstein2(values[:n], half, ref_values)
-        row["mmd2"] = mmd2(values[:n], half, ref_values)
+    return row
+
+
+def distances(compared: tuple[torch.Tensor, list[str]], ref_values: torch.Tensor, seed: int) -> dict:
+    """How far a fit's ``compared`` values (S, P) and labels are from the reference's values (R, P)."""
+    values, labels = compared
+    mean_err, sd_err = moment_errors(values, ref_values)
+    row = {"mean_err_sd": float(mean_err.max()), "sd_err_sd": float(sd_err.max()),
+           "mean_err_sd_each": dict(zip(labels, mean_err.tolist())),
+           "sd_err_sd_each": dict(zip(labels, sd_err.tolist()))}
+    n = min(DISTANCE_DRAWS, len(ref_values) // 2, len(values))
+    half, _ = distance_split(ref_values, n, seed)
+    row["w2"] = wasserstein2(values[:n], half, ref_values)
+    row["mmd2"] = mmd2(values[:n], half, ref_values)
     return row
 
 
@@ -293,58 +357,34 @@ def main(args):
 
 def compare(module, args, names: list[str]) -> dict:
     problem = module.prepare(args)
-    fits, draws, idatas, compared, rows = {}, {}, {}, {}, {}
-    for name in names:
-        try:
-            fits[name], draws[name] = fit_one(problem, args, name)
-        except FitDivergedError as err:
-            print(f"WARNING: guide {name} failed: {err}", file=sys.stderr, flush=True)
-            rows[name] = {"error": str(err)}
-            continue
-        idatas[name] = to_inference_data(problem, draws[name], attrs={"guide": name})
-        compared[name] = compared_values(problem, draws[name])
+    # the reference first: the longest task, so that the guides share the other workers meanwhile
+    tasks = ([None] if args.reference != "none" else []) + names
+    jobs = resolve_jobs(args.jobs, len(tasks), args.device)
+    if jobs > 1 and will_compile(args.engine, args.steps):
+        prepare_inductor()  # once here, not in every worker
 
-    ref_draws, ref_stats = fit_reference(problem, args)
-    ref_idata = ref_values = None
-    if ref_draws is not None:
-        ref_idata = to_inference_data(problem, ref_draws, attrs={"reference": args.reference})
-        ref_compared = compared_values(problem, ref_draws)
-        ref_values = ref_compared[0]
-        if args.reference == "nuts":
-            check_reference(problem, ref_draws, ref_values, ref_stats, ref_idata)
-        n = min(DISTANCE_DRAWS, len(ref_values) // 2)
-        ref_stats["w2_floor"] = wasserstein2(*distance_split(ref_values, n, args.seed), ref_values)
-        # Monte Carlo sd of one mean error (and of one relative sd error, for Gaussian draws): the
-        # guide's S independent draws against the reference's effective sample size
-        ess = ref_stats.get("ess_bulk_min", len(ref_draws))
-        ref_stats["mean_err_noise"] = float(np.sqrt(1 / args.draws + 1 / ess))
-        ref_stats["sd_err_noise"] = float(np.sqrt(0.5 / args.draws + 0.5 / ess))
-        ref_stats.update(metrics_of(problem, ref_draws, ref_idata, ref_compared, None, args))
-        if "log_evidence" in problem.extras:
-            ref_stats["log_evidence"] = problem.extras["log_evidence"]
+    def run(task):
+        if task is None:
+            return run_reference(problem, args)
+        return run_guide(problem, args, task, progress=not args.quiet and jobs == 1)
 
-    for name, fit in fits.items():
-        row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
-               "khat": psis_khat(draws[name].log_weights)}
-        if problem.exact is not None:  # linreg, whatever the reference: KL to the truth in closed form
-            (exact,) = problem.exact.values()
-            row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact)
-        row.update(metrics_of(problem, draws[name], idatas[name], compared[name], ref_values, args))
-        rows[name] = {**rows.get(name, {}), **row}
-    rows = {name: rows[name] for name in names}  # the order asked for, failed guides included
-
-    files = save_all(problem, args, idatas, ref_idata)
-    files += figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, ref_values)
-    report(problem, args, rows, ref_stats, ref_idata)
+    results = map_forked(run, tasks, jobs)
+    reference = results.pop(0) if args.reference != "none" else None
+    runs, rows = {}, {}
+    for name, result in zip(names, results):
+        if isinstance(result, FitDivergedError):
+            print(f"WARNING: guide {name} failed: {result}", file=sys.stderr, flush=True)
+            rows[name] = {"error": str(result)}
+        else:
+            runs[name] = result
+            rows[name] = {**result.row, **(distances(result.compared, reference.compared[0], args.seed)
+                                           if reference is not None else {})}
+    files = [run.path for run in runs.values()] + ([reference.path] if reference is not None else [])
+    files += figures(problem, args, runs, reference)
+    ref_stats = reference.stats if reference is not None else {"method": "none"}
+    report(problem, args, rows, ref_stats, reference.idata if reference is not None else None)
     return {"model": args.model, "reference": args.reference, "reference_stats": ref_stats, "guides": rows,
-            "draws": args.draws, "steps": args.steps, "files": [str(f) for f in files]}
-
-
-def save_all(problem, args, idatas, ref_idata) -> list:
-    paths = [save_inference_data(idata, args.out / f"{problem.name}_{name}.nc") for name, idata in idatas.items()]
-    if ref_idata is not None:
-        paths.append(save_inference_data(ref_idata, args.out / f"{problem.name}_reference.nc"))
-    return paths
+            "draws": args.draws, "steps": args.steps, "jobs": jobs, "files": [str(f) for f in files]}
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -411,18 +451,19 @@ def report(problem, args, rows, ref_stats, ref_idata) -> None:
 # --- figures -------------------------------------------------------------------------------------
 
 
-def figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, ref_values) -> list:
+def figures(problem, args, runs: dict[str, GuideRun], reference: ReferenceRun | None) -> list:
     import matplotlib.pyplot as plt
 
     paths = []
-    fitted = list(fits)
-    values = {name: compared[name][0] for name in fitted}
+    fitted = list(runs)
+    idatas = {name: run.idata for name, run in runs.items()}
+    values = {name: run.compared[0] for name, run in runs.items()}
     chains = dict.fromkeys(fitted, 1)
-    if ref_idata is not None:
-        idatas, values = {**idatas, "reference": ref_idata}, {**values, "reference": ref_values}
-        chains["reference"] = ref_draws.chains
+    if reference is not None:
+        idatas["reference"], values["reference"] = reference.idata, reference.compared[0]
+        chains["reference"] = reference.draws.chains
     # function space: f at the held-out points where the reference (else the first fit) is least sure
-    spread = values["reference" if ref_idata is not None else fitted[0]] if values else None
+    spread = values["reference" if reference is not None else fitted[0]] if values else None
 
     def views(k):
         points = uncertain_points(spread, k) if problem.function_space else None
@@ -430,30 +471,30 @@ def figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, 
 
 
     # forest: every fit on one axis
-    order = (["reference"] if ref_idata is not None else []) + fitted
+    order = (["reference"] if reference is not None else []) + fitted
     if order:
         forest = views(FOREST_POINTS)
         paths.append(forest_plot(problem, args, [_label(name, args) for name in order],
-                                 [forest[name] for name in order], standardise=ref_idata is not None))
+                                 [forest[name] for name in order], standardise=reference is not None))
 
     # pair plots: each guide over the reference
-    if ref_idata is not None:
+    if reference is not None:
         pairs = views(PAIR_POINTS)
         for name in fitted:
             paths.append(pair_plot(problem, args, name, pairs))
 
     # ELBO traces
-    if fits:
+    if runs:
         fig, axes = new_figure(size=(7, 4.5))
         ax = axes[0, 0]
         tails = []
-        for i, (name, fit) in enumerate(fits.items()):
-            elbo = -fit.losses
+        for i, (name, run) in enumerate(runs.items()):
+            elbo = -run.losses
             window = max(1, len(elbo) // 50)
             smooth = np.convolve(elbo, np.ones(window) / window, mode="valid")
             ax.plot(np.arange(len(smooth)) + window // 2, smooth, color=f"C{i}", lw=1,
                     ls="--" if name == "laplace" else "-",
-                    label=f"{name} (final {fit.elbo:.1f})" + (", MAP objective" if name == "laplace" else ""))
+                    label=f"{name} (final {run.elbo:.1f})" + (", MAP objective" if name == "laplace" else ""))
             tails.append(smooth[len(smooth) // 5:])
         low = min(np.quantile(t, 0.02) for t in tails)
         high = max(np.max(t) for t in tails)
@@ -464,7 +505,8 @@ def figures(problem, args, fits, draws, idatas, compared, ref_draws, ref_idata, 
         paths.append(save(fig, args.out / f"{problem.name}_elbo.png"))
 
     if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
-        paths.append(surfaces(problem, args, draws, ref_draws))
+        paths.append(surfaces(problem, args, {name: run.draws for name, run in runs.items()},
+                               reference.draws if reference is not None else None))
     plt.close("all")
     return paths
 

@@ -152,6 +152,11 @@ def optimise(
     return losses
 
 
+def will_compile(engine: str, steps: int) -> bool:
+    """Whether ``fit_svi(engine=engine, steps=steps)`` compiles its step where the model and guide allow it."""
+    return engine == "compiled" or (engine == "auto" and steps >= AUTO_COMPILE_STEPS)
+
+
 def fit_svi(
     model: Callable,
     guide: Callable,
@@ -209,7 +214,7 @@ def fit_svi(
                                                                                                 kwargs)
         if engine == "compiled" and problem:
             raise InputError(f"--engine compiled: not possible here, {problem} (use --engine pyro or auto)")
-        if problem is None and (engine == "compiled" or steps >= AUTO_COMPILE_STEPS):
+        if problem is None and will_compile(engine, steps):
             return _fit_compiled(model, guide, args, kwargs, start=start, steps=steps, lr=lr,
                                  num_particles=num_particles, final_lr_fraction=final_lr_fraction,
                                  average_fraction=average_fraction, elbo_particles=elbo_particles,

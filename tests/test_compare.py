@@ -57,6 +57,20 @@ def test_compare_linreg_tiny(capsys, tmp_path):
     assert reference.posterior["weight"].dims == ("chain", "draw", "feature")
 
 
+def test_results_do_not_depend_on_the_worker_processes(capsys, tmp_path):
+    argv = ["compare", "logreg", "--guides", "laplace,meanfield,mixture", "--num-points", "60", "--steps", "150",
+            "--draws", "100", "--chains", "1", "--warmup", "30", "--samples", "50"]
+    serial = run_json(capsys, *argv, "--jobs", "1", "--out", str(tmp_path / "serial"))
+    forked = run_json(capsys, *argv, "--jobs", "2", "--out", str(tmp_path / "forked"))
+    assert (serial["jobs"], forked["jobs"]) == (1, 2)
+    for out in (serial, forked):
+        out["reference_stats"].pop("seconds")
+        for row in out["guides"].values():
+            row.pop("seconds")
+    assert forked["guides"] == serial["guides"] and forked["reference_stats"] == serial["reference_stats"]
+    assert (tmp_path / "forked" / "logreg_mixture.nc").exists()
+
+
 def test_compare_logreg_with_a_small_nuts_reference(capsys, tmp_path):
     out = run_json(capsys, "compare", "logreg", "--guides", "fullrank", "--num-points", "80", "--steps", "300",
                    "--draws", "200", "--chains", "2", "--warmup", "100", "--samples", "100", "--out", str(tmp_path))

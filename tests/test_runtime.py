@@ -1,0 +1,72 @@
+"""Run-time plumbing: worker processes, the quick exit of the command, Inductor's ISA verdict."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deepprob.compiling import trust_reported_isa
+from deepprob.errors import InputError
+from deepprob.runtime import available_cores, map_forked, resolve_jobs
+
+
+def test_map_forked_keeps_the_order_and_runs_in_other_processes():
+    offset = torch.arange(3.0)  # a closure over a tensor: the workers inherit it, nothing is pickled but results
+
+    def task(i):
+        return i, os.getpid(), offset + i
+
+    results = map_forked(task, list(range(5)), jobs=2)
+    assert [r[0] for r in results] == list(range(5))
+    assert all(torch.equal(r[2], offset + i) for i, r in enumerate(results))
+    assert os.getpid() not in {r[1] for r in results}
+    assert {r[1] for r in map_forked(task, [0, 1], jobs=1)} == {os.getpid()}  # jobs=1: here, no processes
+
+
+def test_map_forked_raises_the_workers_error():
+    def task(i):
+        if i == 2:
+            raise ValueError(f"task {i} failed")
+        return i
+
+    with pytest.raises(ValueError, match="task 2 failed"):
+        map_forked(task, [0, 1, 2, 3], jobs=2)
+
+
+def test_resolve_jobs():
+    cpu = torch.device("cpu")
+    assert resolve_jobs(0, 100, cpu) == available_cores()
+    assert resolve_jobs(0, 1, cpu) == 1 and resolve_jobs(8, 3, cpu) == 3 and resolve_jobs(2, 5, cpu) == 2
+    assert resolve_jobs(4, 5, torch.device("cuda")) == 1  # a CUDA context does not survive a fork
+    with pytest.raises(InputError, match="--jobs -1"):
+        resolve_jobs(-1, 5, cpu)
+
+
+def test_the_isa_verdict_is_kept_only_when_the_check_confirms_every_reported_isa(tmp_path):
+    calls = []
+
+    def check(result):
+        def run():
+            calls.append(1)
+            return result
+        return run
+
+    verdict = tmp_path / "deepprob" / "vec-isa-ok-x"
+    assert not trust_reported_isa(verdict, ["avx512", "avx2"], check(["avx2"]))  # AVX-512 failed its check
+    assert not verdict.exists()
+    assert trust_reported_isa(verdict, ["avx512", "avx2"], check(["avx512", "avx2"])) and verdict.exists()
+    assert trust_reported_isa(verdict, ["avx512", "avx2"], check([]))  # kept: not checked again
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("argv, code, stream, text", [
+    (["linreg", "--num-points", "12", "--steps", "20", "--json", "--quiet"], 0, "stdout", '"example": "linreg"'),
+    (["linreg", "--data", "missing.csv"], 2, "stderr", "missing.csv"),
+])
+def test_the_command_exits_with_its_code_and_flushed_output(tmp_path, argv, code, stream, text):
+    run = subprocess.run([sys.executable, "-m", "deepprob", *argv, "--device", "cpu", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == code, run.stderr
+    assert text in getattr(run, stream)
