@@ -59,10 +59,14 @@ def run_example(args: argparse.Namespace) -> dict:
     import logging
 
     import pyro  # noqa: F401  (imports pyro.logger, which sets its level to INFO)
+    from tqdm import tqdm
 
     from deepprob.runtime import cpu_threads, prepare_out, resolve_device, seed_everything
 
     logging.getLogger("pyro").setLevel(logging.WARNING)  # no "Guessed max_plate_nesting" on every fit
+    # no tqdm monitor thread: workers are forked (runtime.map_forked), and a fork while that thread holds
+    # tqdm's lock would leave the child's progress bars waiting for it forever
+    tqdm.monitor_interval = 0
 
     args.device = resolve_device(args.device)
     args.out = prepare_out(args.out, args.example)

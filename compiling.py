@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,12 +60,17 @@ def prepare_inductor() -> None:
     Inductor to trust the CPU's report (``config.cpp.vec_isa_ok``) instead of checking again. Where
     the check rejected an ISA the CPU reports, nothing is kept and every process checks.
 
-    Called by :func:`compile_step`; call it before forking workers so that they inherit the work.
+    Also makes forked children compile safely (see below). Called by :func:`compile_step`; call it
+    before forking workers so that they inherit the work.
     """
     import torch._inductor.compile_fx  # noqa: F401 - the import is the work
     from torch._inductor import config, cpu_vec_isa
+    from torch._inductor.async_compile import AsyncCompile
     from torch._inductor.codecache import cache_dir
 
+    # Inductor compiles kernels on a thread pool, made once per process; a forked child inherits the pool
+    # but not its threads, and would wait forever on its first compile. The child makes a pool of its own.
+    os.register_at_fork(after_in_child=AsyncCompile.pool.cache_clear)
     if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
         return
     try:

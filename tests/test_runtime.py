@@ -70,3 +70,32 @@ def test_the_command_exits_with_its_code_and_flushed_output(tmp_path, argv, code
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == code, run.stderr
     assert text in getattr(run, stream)
+
+
+FORKED_COMPILES = """
+import math
+import random
+
+import torch
+from deepprob.compiling import compile_step
+from deepprob.runtime import map_forked
+
+torch.set_num_threads(1)
+
+def compiled(shift):  # the number is written into the kernel's C++: a new shift, a new kernel to compile
+    step = compile_step(lambda x: (x + shift).exp().sum().reshape(1), [torch.zeros(3)])
+    return float(step(torch.zeros(3))[0]), 3 * math.exp(shift)
+
+shifts = [random.random() for _ in range(3)]
+value, expected = compiled(shifts[0])  # the parent compiles first: Inductor's thread pool exists
+assert abs(value - expected) < 1e-4 * expected
+print(map_forked(compiled, shifts[1:], jobs=2))
+"""
+
+
+def test_forked_workers_compile_after_their_parent_did():
+    # a forked child inherits Inductor's compile thread pool without its threads; unhandled, it waits forever
+    run = subprocess.run([sys.executable, "-c", FORKED_COMPILES], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    values = eval(run.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    assert len(values) == 2 and all(abs(value - expected) < 1e-4 * expected for value, expected in values)
