@@ -12,7 +12,8 @@ Models: the seed's logistic regression (``two_classes`` n=2000, ``LogisticRegres
 Every engine gets one CPU thread (``--threads``; XLA's too), so the comparison is of the engines, not of
 how they share the machine. Steps/s is the median over ``--repeats`` fits of ``--steps`` steps, the
 engines alternating. Compile time is reported separately: ours cold (an empty Inductor cache, the first
-fit of a case in a fresh cache directory) and warm (the on-disk cache hit of the later fits); NumPyro's is
+fit of a case in a fresh cache directory; Inductor's start-up in the process is printed apart) and warm
+(the on-disk cache hit of the later fits); NumPyro's is
 the first ``update`` call (JAX traces and compiles in-process every time). "5000-step fit" is
 compile + 5000 steps, the cost of a default ``deepprob logreg`` fit: ours cold (the first fit ever of
 that model, data and guide) and warm (every later one), NumPyro's (the same every time). The last line
@@ -121,10 +122,18 @@ def main(argv=None):
                                f"intra_op_parallelism_threads={opts.threads}")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepprob-bench-inductor-")
+    import logging
+
     import pyro
     import torch
 
+    from deepprob.compiling import prepare_inductor
+
     torch.set_num_threads(opts.threads)
+    logging.getLogger("pyro").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    prepare_inductor()
+    inductor_start = time.perf_counter() - start
     try:
         import numpyro  # noqa: F401
         have_numpyro = True
@@ -138,6 +147,8 @@ def main(argv=None):
               f"{'numpyro':>9}")
     print(f"steps/s, median of {opts.repeats} fits ({opts.steps} steps; Pyro {opts.pyro_steps}), "
           f"{opts.threads} thread(s)")
+    print(f"Inductor start-up, once per process (its imports; in a fresh cache also the check of the CPU's vector "
+          f"instruction sets, then kept): {inductor_start:.2f} s, not counted below")
     print(header)
     for name, (model, args) in problems().items():
         case = numpyro_case(name, model, args) if have_numpyro else None

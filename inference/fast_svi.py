@@ -224,7 +224,7 @@ class SVISteps:
         self.compile = compile
         self.compiled = False  # whether the step runs compiled (set when it is built)
         self.compile_seconds = 0.0
-        self._step = None
+        self._steps = {}  # the built step by number of particles (its noise's shape)
 
     def _eager_step(self, *flat):
         n = len(self.names)
@@ -250,7 +250,8 @@ class SVISteps:
             copies = [x.clone() for x in self._state()] + list(noise)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                compiled = compile_step(self._eager_step, copies)
+                # the same state tensors every step, and noise drawn as the example's: no checks of them needed
+                compiled = compile_step(self._eager_step, copies, check_inputs=False)
             self.compiled = True
         except Exception as err:  # noqa: BLE001 - a construct Inductor cannot compile: run eagerly
             warnings.warn(f"fast SVI: compiling the step failed ({type(err).__name__}: {str(err)[:200]}); "
@@ -274,13 +275,14 @@ class SVISteps:
         if not form.stochastic:
             num_particles = 1
         named = dict(zip(self.names, self.params))
-        if self._step is None:
+        step_fn = self._steps.get(num_particles)
+        if step_fn is None:
             with rng_untouched(self.params[0].device):  # example noise for the trace: not the steps' noise
-                self._step = self._build(form.noise(named, num_particles))
+                step_fn = self._steps[num_particles] = self._build(form.noise(named, num_particles))
         state, losses = self._state(), []
         bar = tqdm(total=self.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         for step in range(self.steps):
-            losses.append(self._step(*state, *form.noise(named, num_particles)))
+            losses.append(step_fn(*state, *form.noise(named, num_particles)))
             if (step + 1) % check_every == 0 or step + 1 == self.steps:
                 recent = torch.stack(losses[-((step % check_every) + 1):])
                 self._check(recent, step + 1 - len(recent))
