@@ -14,6 +14,9 @@ InferenceData (NetCDF under --out). The table reports, per guide:
 - PSIS-LOO elpd, and predictive accuracy and log-loss (classification), the Bayesian predictive at
   the far point (logreg).
 
+The guides and the reference are fitted side by side in --jobs worker processes (forks of this one; by
+default one per CPU core), each from the run's seed, so the numbers are the same for any --jobs.
+
 The guides use each example's SVI settings, except --steps 2000 for bnn (to keep the default run to a
 few minutes on two CPU cores, NUTS included).
 
