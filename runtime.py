@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,11 @@ def available_cores() -> int:
 
 def resolve_jobs(jobs: int, tasks: int, device: torch.device) -> int:
     """Worker processes for ``tasks`` independent tasks: ``jobs`` (0: one per available core), at most one
-    per task, and 1 on a GPU (a CUDA context does not survive a fork)."""
+    per task; 1 on a GPU (a CUDA context does not survive a fork) and off Linux (the workers are forks:
+    Windows has no fork, and macOS's system libraries are not safe to use after one)."""
     if jobs < 0:
         raise InputError(f"--jobs {jobs}: expected 0 (one per CPU core) or a positive number of processes")
-    if device.type != "cpu":
+    if device.type != "cpu" or not sys.platform.startswith("linux"):
         return 1
     return max(1, min(jobs or available_cores(), tasks))
 
@@ -154,10 +156,10 @@ def map_forked(fn, items: list, jobs: int) -> list:
     The workers are forks: they start with this process's imports, data and settings (torch threads,
     Inductor), so ``fn`` may be any closure and needs no pickling; ``items`` and the results are pickled
     (tensors by value). Items are handed out in order, so put long tasks first. With ``jobs <= 1`` (or
-    one item) everything runs here, the same code path without processes. Where ``fn`` raises, the
-    exception is raised here with its type and message.
+    one item, or where there is no fork) everything runs here, the same code path without processes.
+    Where ``fn`` raises, the exception is raised here with its type and message.
     """
-    if jobs <= 1 or len(items) <= 1:
+    if jobs <= 1 or len(items) <= 1 or not hasattr(os, "fork"):
         return [fn(item) for item in items]
     import multiprocessing
     import pickle

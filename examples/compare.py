@@ -472,7 +472,6 @@ def figures(problem, args, runs: dict[str, GuideRun], reference: ReferenceRun | 
         points = uncertain_points(spread, k) if problem.function_space else None
         return {name: plotted_data(problem, idatas[name], values[name], chains[name], points) for name in values}
 
-
     # forest: every fit on one axis
     order = (["reference"] if reference is not None else []) + fitted
     if order:

@@ -35,11 +35,13 @@ def test_map_forked_raises_the_workers_error():
         map_forked(task, [0, 1, 2, 3], jobs=2)
 
 
-def test_resolve_jobs():
+def test_resolve_jobs(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_jobs(0, 100, cpu) == available_cores()
     assert resolve_jobs(0, 1, cpu) == 1 and resolve_jobs(8, 3, cpu) == 3 and resolve_jobs(2, 5, cpu) == 2
     assert resolve_jobs(4, 5, torch.device("cuda")) == 1  # a CUDA context does not survive a fork
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert resolve_jobs(4, 5, cpu) == 1  # no fork off Linux
     with pytest.raises(InputError, match="--jobs -1"):
         resolve_jobs(-1, 5, cpu)
 
