@@ -59,7 +59,7 @@ def test_compare_linreg_tiny(capsys, tmp_path):
 
 def test_results_do_not_depend_on_the_worker_processes(capsys, tmp_path):
     argv = ["compare", "logreg", "--guides", "laplace,meanfield,mixture", "--num-points", "60", "--steps", "150",
-            "--draws", "100", "--chains", "1", "--warmup", "30", "--samples", "50"]
+            "--engine", "compiled", "--draws", "100", "--chains", "1", "--warmup", "30", "--samples", "50"]
     serial = run_json(capsys, *argv, "--jobs", "1", "--out", str(tmp_path / "serial"))
     forked = run_json(capsys, *argv, "--jobs", "2", "--out", str(tmp_path / "forked"))
     assert (serial["jobs"], forked["jobs"]) == (1, 2)
