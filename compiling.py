@@ -74,8 +74,9 @@ def prepare_inductor() -> None:
     if config.cpp.vec_isa_ok is not None or platform.machine() not in ("x86_64", "AMD64"):
         return
     try:
+        flags = cpu_vec_isa.x86_isa_checker()
         reported = [str(isa) for isa in cpu_vec_isa.supported_vec_isa_list
-                    if all(flag in cpu_vec_isa.x86_isa_checker() for flag in str(isa).split())]
+                    if all(flag in flags for flag in str(isa).split())]
         machine = f"{torch.__version__} {config.cpp.cxx} {platform.processor()} {' '.join(reported)}"
         verdict = Path(cache_dir()) / "deepprob" / f"vec-isa-ok-{hashlib.sha256(machine.encode()).hexdigest()[:16]}"
         trusted = trust_reported_isa(verdict, reported, lambda: [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()])

@@ -13,8 +13,8 @@ Every engine gets one CPU thread (``--threads``; XLA's too), so the comparison i
 how they share the machine. Steps/s is the median over ``--repeats`` fits of ``--steps`` steps, the
 engines alternating. Compile time is reported separately: ours cold (an empty Inductor cache, the first
 fit of a case in a fresh cache directory; Inductor's start-up in the process is printed apart) and warm
-(the on-disk cache hit of the later fits); NumPyro's is
-the first ``update`` call (JAX traces and compiles in-process every time). "5000-step fit" is
+(the on-disk cache hit of the later fits); NumPyro's is the first ``update`` call (JAX traces and
+compiles in-process every time). "5000-step fit" is
 compile + 5000 steps, the cost of a default ``deepprob logreg`` fit: ours cold (the first fit ever of
 that model, data and guide) and warm (every later one), NumPyro's (the same every time). The last line
 is JSON:

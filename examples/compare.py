@@ -213,7 +213,6 @@ class GuideRun:
     """What one guide's fit leaves for the comparison (the fitted guide itself stays where it was fitted)."""
 
     losses: np.ndarray   # the loss at every step
-    elbo: float
     draws: Draws
     idata: az.InferenceData
     compared: tuple[torch.Tensor, list[str]]  # compared_values of the draws
@@ -249,7 +248,7 @@ def run_guide(problem: Problem, args: argparse.Namespace, name: str, progress: b
         row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact)
     row.update(own_metrics(problem, draws, idata))
     path = save_inference_data(idata, args.out / f"{problem.name}_{name}.nc")
-    return GuideRun(fit.losses, fit.elbo, draws, idata, compared_values(problem, draws), row, path)
+    return GuideRun(fit.losses, draws, idata, compared_values(problem, draws), row, path)
 
 
 def run_reference(problem: Problem, args: argparse.Namespace) -> ReferenceRun | None:
@@ -361,7 +360,8 @@ def main(args):
 def compare(module, args, names: list[str]) -> dict:
     problem = module.prepare(args)
     # the reference first: the longest task, so that the guides share the other workers meanwhile
-    tasks = ([None] if args.reference != "none" else []) + names
+    has_reference = args.reference != "none"
+    tasks = ([None] if has_reference else []) + names
     jobs = resolve_jobs(args.jobs, len(tasks), args.device)
     if jobs > 1 and will_compile(args.engine, args.steps):
         prepare_inductor()  # once here, not in every worker
@@ -372,7 +372,7 @@ def compare(module, args, names: list[str]) -> dict:
         return run_guide(problem, args, task, progress=not args.quiet and jobs == 1)
 
     results = map_forked(run, tasks, jobs)
-    reference = results.pop(0) if args.reference != "none" else None
+    reference = results.pop(0) if has_reference else None
     runs, rows = {}, {}
     for name, result in zip(names, results):
         if isinstance(result, FitDivergedError):
@@ -496,7 +496,7 @@ def figures(problem, args, runs: dict[str, GuideRun], reference: ReferenceRun | 
             smooth = np.convolve(elbo, np.ones(window) / window, mode="valid")
             ax.plot(np.arange(len(smooth)) + window // 2, smooth, color=f"C{i}", lw=1,
                     ls="--" if name == "laplace" else "-",
-                    label=f"{name} (final {run.elbo:.1f})" + (", MAP objective" if name == "laplace" else ""))
+                    label=f"{name} (final {run.row['elbo']:.1f})" + (", MAP objective" if name == "laplace" else ""))
             tails.append(smooth[len(smooth) // 5:])
         low = min(np.quantile(t, 0.02) for t in tails)
         high = max(np.max(t) for t in tails)
