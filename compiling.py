@@ -100,8 +100,16 @@ def trust_reported_isa(verdict: Path, reported: list[str], check: Callable[[], l
     return True
 
 
-def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_inputs: bool = True) -> Callable:
-    """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled by Inductor.
+BACKENDS = ("inductor", "c", "auto")
+
+
+def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_inputs: bool = True,
+                 backend: str = "inductor") -> Callable:
+    """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled.
+
+    ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`deepprob.c_step`: CPU only, a
+    subset of aten operations, compiled in well under a second, for small graphs); ``"auto"``, C where
+    it applies, else Inductor.
 
     The compiled step takes tensors of the sizes, strides and dtypes of ``example_inputs``. With
     ``check_inputs=False`` it no longer checks, at each call, that they have them (and are aligned as the
@@ -123,6 +131,16 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend != "inductor":
+        from deepprob.c_step import Unsupported, compile_c
+
+        try:
+            return compile_c(step, example_inputs)
+        except Unsupported:
+            if backend == "c":
+                raise
     prepare_inductor()
     graph = make_fx(step)(*example_inputs)
     try:

@@ -5,16 +5,19 @@ Models: the seed's logistic regression (``two_classes`` n=2000, ``LogisticRegres
 ``meanfield`` (AutoDiagonalNormal) and ``fullrank`` (AutoMultivariateNormal) guides, one particle a step.
 
 - pyro: ``fit_svi(engine="pyro")``, Pyro's ``Trace_ELBO`` each step.
-- ours: ``fit_svi(engine="compiled")``: the same estimator and Adam, one compiled kernel a step.
+- ours: ``fit_svi(engine="compiled")``: the same estimator and Adam, the whole step one compiled C
+  function (``deepprob.c_step``; the "by" column says which compiler built it: ``c``, or ``inductor``
+  where the C backend does not apply).
 - numpyro (the optional ``bench`` extra, ``pip install -e ".[bench]"``): the same model and guide written
   in NumPyro, ``jax.jit(svi.update)`` called once a step; skipped, with a note, when not installed.
 
 Every engine gets one CPU thread (``--threads``; XLA's too), so the comparison is of the engines, not of
 how they share the machine. Steps/s is the median over ``--repeats`` fits of ``--steps`` steps, the
-engines alternating. Compile time is reported separately: ours cold (an empty Inductor cache, the first
-fit of a case in a fresh cache directory; Inductor's start-up in the process is printed apart) and warm
-(the on-disk cache hit of the later fits); NumPyro's is the first ``update`` call (JAX traces and
-compiles in-process every time). "5000-step fit" is
+engines alternating. Compile time is reported separately: ours cold (the first fit of a case in a fresh
+compile cache directory) and warm (the on-disk cache hit of the later fits); NumPyro's is the first
+``update`` call (JAX traces and compiles in-process every time), median over the repeats. Once per
+process, torch's first ``make_fx`` trace loads its tracing machinery (about a second): that start-up
+is printed apart, as JAX's import is. "5000-step fit" is
 compile + 5000 steps, the cost of a default ``deepprob logreg`` fit: ours cold (the first fit ever of
 that model, data and guide) and warm (every later one), NumPyro's (the same every time). The last line
 is JSON:
@@ -51,13 +54,13 @@ def problems():
 
 
 def time_torch(model, guide_name, args, steps, engine):
-    """(steps/s of the loop, compile seconds) of one ``fit_svi`` on the given engine."""
+    """(steps/s of the loop, compile seconds, compiler) of one ``fit_svi`` on the given engine."""
     from deepprob.guides.registry import build_guide
     from deepprob.inference.svi import fit_svi
 
     guide = build_guide(guide_name, model)
     fit = fit_svi(model, guide, *args, steps=steps, lr=0.01, elbo_particles=0, progress=False, engine=engine)
-    return fit.extras["steps_per_second"], fit.extras["compile_seconds"]
+    return fit.extras["steps_per_second"], fit.extras["compile_seconds"], fit.extras["compiled_by"]
 
 
 def numpyro_case(name, model, args):
@@ -117,23 +120,23 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="fits per engine and case (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every engine (default: %(default)s)")
     opts = parser.parse_args(argv)
-    # before torch and jax start: one thread each, and a fresh Inductor cache, so that compiles are cold
+    # before torch and jax start: one thread each, and a fresh compile cache (ours and Inductor's), so that
+    # compiles are cold
     os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={'true' if opts.threads > 1 else 'false'} "
                                f"intra_op_parallelism_threads={opts.threads}")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepprob-bench-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepprob-bench-cache-")
     import logging
 
     import pyro
     import torch
-
-    from deepprob.compiling import prepare_inductor
+    from torch.fx.experimental.proxy_tensor import make_fx
 
     torch.set_num_threads(opts.threads)
     logging.getLogger("pyro").setLevel(logging.WARNING)
     start = time.perf_counter()
-    prepare_inductor()
-    inductor_start = time.perf_counter() - start
+    make_fx(torch.func.functionalize(torch.exp))(torch.zeros(1))
+    trace_start = time.perf_counter() - start
     try:
         import numpyro  # noqa: F401
         have_numpyro = True
@@ -142,13 +145,13 @@ def main(argv=None):
         print('NumPyro is not installed (the optional extra: pip install -e ".[bench]"): its columns are null')
 
     results = {}
-    header = (f"{'case':<18}{'pyro':>8}{'ours':>9}{'numpyro':>9}{'ours/pyro':>10}{'ours/np':>9}"
+    header = (f"{'case':<18}{'by':>3}{'pyro':>7}{'ours':>9}{'numpyro':>9}{'ours/pyro':>10}{'ours/np':>9}"
               f"{'compile s: ours cold':>22}{'warm':>6}{'numpyro':>9}{'5000-step fit s: ours cold':>28}{'warm':>6}"
               f"{'numpyro':>9}")
     print(f"steps/s, median of {opts.repeats} fits ({opts.steps} steps; Pyro {opts.pyro_steps}), "
           f"{opts.threads} thread(s)")
-    print(f"Inductor start-up, once per process (its imports; in a fresh cache also the check of the CPU's vector "
-          f"instruction sets, then kept): {inductor_start:.2f} s, not counted below")
+    print(f"start-up, once per process (torch's first make_fx trace, its lazy imports): {trace_start:.2f} s, "
+          "not counted below")
     print(header)
     for name, (model, args) in problems().items():
         case = numpyro_case(name, model, args) if have_numpyro else None
@@ -156,7 +159,7 @@ def main(argv=None):
             pyro.set_rng_seed(0)
             ours, pyros, nps, compiles, np_compiles = [], [], [], [], []
             for repeat in range(opts.repeats):
-                rate, seconds = time_torch(model, guide_name, args, opts.steps, "compiled")
+                rate, seconds, compiled_by = time_torch(model, guide_name, args, opts.steps, "compiled")
                 ours.append(rate)
                 compiles.append(seconds)
                 pyros.append(time_torch(model, guide_name, args, opts.pyro_steps, "pyro")[0])
@@ -171,14 +174,15 @@ def main(argv=None):
             fit_ours, fit_warm = cold + 5000 / a, warm + 5000 / a
             fit_np = np_compile + 5000 / c if c else None
             results[f"{name}_{guide_name}"] = {
-                "ours": round(a), "pyro": round(b), "numpyro": round(c) if c else None,
+                "ours": round(a), "pyro": round(b), "numpyro": round(c) if c else None, "ours_compiled_by": compiled_by,
                 "ours_compile_s_cold": round(cold, 2), "ours_compile_s_warm": round(warm, 2),
                 "numpyro_compile_s": round(np_compile, 2) if np_compile else None,
                 "ours_5000_step_fit_s_cold": round(fit_ours, 2), "ours_5000_step_fit_s_warm": round(fit_warm, 2),
                 "numpyro_5000_step_fit_s": round(fit_np, 2) if c else None,
             }
             fmt = lambda x, f: "null" if x is None else format(x, f)  # noqa: E731
-            print(f"{name + '_' + guide_name:<18}{b:>8.0f}{a:>9.0f}{fmt(c, '.0f'):>9}{a / b:>9.1f}x"
+            print(f"{name + '_' + guide_name:<18}{compiled_by or 'eager':>3}{b:>7.0f}{a:>9.0f}{fmt(c, '.0f'):>9}"
+                  f"{a / b:>9.1f}x"
                   f"{fmt(c and a / c, '.2f'):>8}x{cold:>22.2f}{warm:>6.2f}{fmt(np_compile, '.2f'):>9}"
                   f"{fit_ours:>28.2f}{fit_warm:>6.2f}{fmt(fit_np, '.2f'):>9}", flush=True)
     print(json.dumps(results))

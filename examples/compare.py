@@ -45,6 +45,7 @@ import numpy as np
 import pyro
 import torch
 
+from deepprob.c_step import c_compiler
 from deepprob.compiling import prepare_inductor
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.examples.common import fit_guide, say
@@ -363,8 +364,8 @@ def compare(module, args, names: list[str]) -> dict:
     has_reference = args.reference != "none"
     tasks = ([None] if has_reference else []) + names
     jobs = resolve_jobs(args.jobs, len(tasks), args.device)
-    if jobs > 1 and will_compile(args.engine, args.steps):
-        prepare_inductor()  # once here, not in every worker
+    if jobs > 1 and will_compile(args.engine, args.steps) and c_compiler() is None:
+        prepare_inductor()  # the steps compile with Inductor: import it once here, not in every worker
 
     def run(task):
         if task is None:

@@ -43,6 +43,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 from tqdm.auto import tqdm
 
+from deepprob.c_step import CStep
 from deepprob.compiling import adam_update_, compile_step
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.inference.reparam import Reparameterised, reparameterised
@@ -201,14 +202,19 @@ class SVISteps:
             Adam (``torch.optim.Adam``'s defaults) with the learning rate decaying from ``lr`` to
             ``lr * final_lr_fraction`` over ``steps``, and the iterates of the last ``average_fraction``
             of the steps averaged (the parameters end at their mean).
-        compile: ``True``: trace and compile (Inductor); ``False``: run the same step eagerly.
+        compile: ``True``: trace and compile; ``False``: run the same step eagerly.
+        backend: the compiler (:func:`~deepprob.compiling.compile_step`): ``"auto"`` (default) compiles
+            to one C function where the step's operations allow (:mod:`deepprob.c_step`, CPU), else
+            with Inductor; ``"c"`` or ``"inductor"`` force one.
 
     Attributes:
         compile_seconds: time spent tracing and compiling (0 when eager).
+        compiled_by: the compiler that built the step (``"c"``, ``"inductor"``), or None when eager.
     """
 
     def __init__(self, loss: Callable, params: dict[str, torch.Tensor], *, steps: int, lr: float,
-                 final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True):
+                 final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True,
+                 backend: str = "auto"):
         self.loss, self.names, self.steps = loss, list(params), steps
         self.params = [p.detach() for p in params.values()]  # shares storage: updated in place
         zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
@@ -221,8 +227,9 @@ class SVISteps:
         self.hyper = (scalar(lr), scalar(math.log(final_lr_fraction) / max(1, steps)), scalar(average_from),
                       scalar(1.0 / max(1, steps - average_from)))
         self.averaging = average_from < steps
-        self.compile = compile
+        self.compile, self.backend = compile, backend
         self.compiled = False  # whether the step runs compiled (set when it is built)
+        self.compiled_by = None  # "c" or "inductor" once compiled
         self.compile_seconds = 0.0
         self._steps = {}  # the built step by number of particles (its noise's shape)
 
@@ -251,8 +258,9 @@ class SVISteps:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # the same state tensors every step, and noise drawn as the example's: no checks of them needed
-                compiled = compile_step(self._eager_step, copies, check_inputs=False)
+                compiled = compile_step(self._eager_step, copies, check_inputs=False, backend=self.backend)
             self.compiled = True
+            self.compiled_by = "c" if isinstance(compiled, CStep) else "inductor"
         except Exception as err:  # noqa: BLE001 - a construct Inductor cannot compile: run eagerly
             warnings.warn(f"fast SVI: compiling the step failed ({type(err).__name__}: {str(err)[:200]}); "
                           "running it eagerly", stacklevel=3)

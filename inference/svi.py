@@ -235,7 +235,8 @@ def fit_svi(
     loop_start = time.perf_counter()
     losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
                       average_fraction=average_fraction, progress=progress, desc=desc)
-    extras = {"engine": "pyro", "compile_seconds": 0.0, "steps_per_second": steps / (time.perf_counter() - loop_start)}
+    extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
+              "steps_per_second": steps / (time.perf_counter() - loop_start)}
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras)
 
 
@@ -273,7 +274,8 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
         loop_start = time.perf_counter()
         losses = runner.run(num_particles, progress=progress, desc=desc)
         loop_seconds = time.perf_counter() - loop_start - runner.compile_seconds
-    extras = {"engine": "compiled" if runner.compiled else "eager", "compile_seconds": runner.compile_seconds,
+    extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
+              "compile_seconds": runner.compile_seconds,
               "steps_per_second": steps / max(loop_seconds, 1e-9)}
 
     def elbo_fn(n):

@@ -10,6 +10,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 
+from deepprob.c_step import c_compiler
 from deepprob.datasets.synthetic import two_classes, two_moons
 from deepprob.errors import FitDivergedError, InputError
 from deepprob.examples import linreg
@@ -85,12 +86,37 @@ def test_the_compiled_steps_are_the_steps_of_the_pyro_engine():
         fit = fit_svi(model, guide, *args, steps=80, lr=0.05, num_particles=3, average_fraction=0.25,
                       elbo_particles=0, progress=False, engine=engine)
         assert fit.extras["engine"] == engine
+        assert fit.extras["compiled_by"] == ("c" if c_compiler() and engine == "compiled" else
+                                             None if engine == "pyro" else "inductor")
         ends[engine] = ({k: v.detach().clone() for k, v in guide_parameters(guide).items()}, fit.losses)
     (p_pyro, l_pyro), (p_fast, l_fast) = ends["pyro"], ends["compiled"]
     assert l_fast.shape == (80,)
     torch.testing.assert_close(torch.as_tensor(l_fast), torch.as_tensor(l_pyro), rtol=1e-4, atol=1e-3)
     for name in p_pyro:
         torch.testing.assert_close(p_fast[name], p_pyro[name], rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.mark.skipif(c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
+@pytest.mark.parametrize("problem", [logreg, bnn_regression])
+@pytest.mark.parametrize("guide_name", list(GUIDES))
+def test_the_c_step_takes_the_eager_steps(problem, guide_name):
+    """Every guide's whole step (loss, gradients, Adam, averaging) compiled to C: with the same noise,
+    30 steps end where the eager steps end."""
+    model, args = problem()
+    ends = {}
+    for compiled in (False, True):
+        guide = perturbed_guide(guide_name, model, args)
+        params = guide_parameters(guide)
+        with pyro.validation_enabled(False):  # as fit_svi runs it: Pyro's checks would read values while tracing
+            steps = SVISteps(svi_loss_fn(model, guide, *args), params, steps=30, lr=0.02, compile=compiled,
+                             backend="c")
+            pyro.set_rng_seed(5)
+            losses = steps.run(num_particles=2)
+        assert steps.compiled_by == ("c" if compiled else None)
+        ends[compiled] = losses, {k: v.detach().clone() for k, v in params.items()}
+    torch.testing.assert_close(torch.as_tensor(ends[True][0]), torch.as_tensor(ends[False][0]), rtol=1e-4, atol=1e-3)
+    for name, value in ends[False][1].items():
+        torch.testing.assert_close(ends[True][1][name], value, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_eager_steps_match_torch_adam_for_a_quadratic():

@@ -1,0 +1,876 @@
+"""A traced step as one plain C function, compiled by the system's C compiler in a fraction of a second.
+
+Inductor turns a small model's training step into fast code, but its first compile costs seconds
+(its Python passes, then one g++ run per kernel with the 150 MB precompiled header of ATen). For the
+small static graphs of SVI on this project's models, this module does the same job the simple way:
+
+1. ``make_fx(functionalize(step))`` traces the step into aten operations without views or in-place
+   updates (those become plain functions; the updates of the inputs are ``copy_`` at the end);
+2. every value gets a buffer of its static size, or is a strided view of another value's buffer
+   (views cost nothing, their strides are worked out on meta tensors);
+3. every operation becomes a C loop nest over its static shape (elementwise with broadcasting,
+   reductions, ``mm``/``bmm``, triangular solves, scatters into views), in one function;
+4. ``cc -O3 -march=native`` compiles it (vector math from glibc's libmvec through ``omp declare
+   simd``), and ``ctypes`` calls it with the tensors' data pointers.
+
+An operation outside the supported set raises :class:`Unsupported`; the caller then compiles with
+Inductor. The compiled library is cached on disk by the hash of its source.
+
+Arithmetic is IEEE single/double as torch's; sums accumulate in double, so results agree with torch's
+to float rounding (not bit for bit).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import math
+import operator
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+aten = torch.ops.aten
+
+C_TYPES = {torch.float32: "float", torch.float64: "double", torch.bool: "unsigned char",
+           torch.int64: "int64_t", torch.int32: "int32_t", torch.uint8: "unsigned char"}
+FLOATS = (torch.float32, torch.float64)
+# graphs bigger than this (elements over all buffers) are left to Inductor, whose matmuls are BLAS calls
+MAX_ELEMENTS = 4_000_000
+# glibc's vector math (libmvec) as OpenMP "declare simd" functions: the loops calling them vectorise
+SIMD_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "pow", "sin", "cos")
+
+
+class Unsupported(Exception):
+    """The graph uses an operation (or a platform) this backend does not handle: use Inductor."""
+
+
+@functools.cache
+def c_compiler() -> str | None:
+    """The C compiler to use (``CC``, else ``cc``/``gcc``), or None where this backend does not run."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A tensor value of the generated code: ``buf[offset + sum_d i_d * strides[d]]`` over ``sizes``."""
+
+    buf: str
+    dtype: torch.dtype
+    sizes: tuple[int, ...]
+    strides: tuple[int, ...]
+    offset: int = 0
+
+    def meta(self) -> torch.Tensor:
+        extent = self.offset + sum((s - 1) * st for s, st in zip(self.sizes, self.strides)) + 1
+        base = torch.empty(max(extent, 1), dtype=self.dtype, device="meta")
+        return base.as_strided(self.sizes, self.strides, self.offset)
+
+
+def transposed(ref: Ref) -> Ref:
+    """``ref`` with its last two dimensions swapped (a view)."""
+    sizes, strides = list(ref.sizes), list(ref.strides)
+    sizes[-2:], strides[-2:] = sizes[:-3:-1], strides[:-3:-1]
+    return Ref(ref.buf, ref.dtype, tuple(sizes), tuple(strides), ref.offset)
+
+
+def for_loop(var: str, size: int) -> str:
+    return f"for (int64_t {var} = 0; {var} < {size}; {var}++) {{"
+
+
+def contiguous_strides(sizes: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for s in reversed(sizes):
+        strides.append(step)
+        step *= max(s, 1)
+    return tuple(reversed(strides))
+
+
+def c_literal(value, dtype: torch.dtype) -> str:
+    ctype = C_TYPES[dtype]
+    if isinstance(value, bool):
+        value = int(value)
+    if dtype in FLOATS:
+        value = float(value)
+        if math.isnan(value):
+            return f"(({ctype})NAN)"
+        if math.isinf(value):
+            return f"(({ctype})({'-' if value < 0 else ''}INFINITY))"
+        return f"(({ctype}){value!r})"
+    return f"(({ctype}){int(value)})"
+
+
+def math_call(name: str, dtype: torch.dtype, *args: str) -> str:
+    suffix = "f" if dtype == torch.float32 else ""
+    return f"{name}{suffix}({', '.join(args)})"
+
+
+def math_fn(dtype: torch.dtype) -> Callable[..., str]:
+    return lambda name, *args: math_call(name, dtype, *args)
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+# views: the non-copying op that gives the strides (functionalize turns views into their *_copy twins)
+VIEW_OPS = {
+    "view": aten.view.default, "_unsafe_view": aten.view.default, "reshape": aten.reshape.default,
+    "alias": aten.alias.default, "detach": aten.alias.default, "clone": aten.alias.default,
+    "lift_fresh": aten.alias.default, "lift_fresh_copy": aten.alias.default,
+    "permute": aten.permute.default, "t": aten.t.default, "transpose": aten.transpose.int,
+    "expand": aten.expand.default, "slice": aten.slice.Tensor, "select": aten.select.int,
+    "diagonal": aten.diagonal.default, "squeeze": None, "unsqueeze": aten.unsqueeze.default,
+    "as_strided": aten.as_strided.default,
+}
+# scatters: value = base with the view (of base's shape) replaced by src
+SCATTER_OPS = {"slice_scatter": aten.slice.Tensor, "select_scatter": aten.select.int,
+               "diagonal_scatter": aten.diagonal.default, "as_strided_scatter": aten.as_strided.default}
+# backward of a view: zeros of input_sizes with the view replaced by grad
+VIEW_BACKWARD_OPS = {"slice_backward": aten.slice.Tensor, "select_backward": aten.select.int,
+                     "diagonal_backward": aten.diagonal.default}
+CREATION_OPS = {"full", "zeros", "ones", "empty", "new_zeros", "new_ones", "new_full", "new_empty", "zeros_like",
+                "ones_like", "full_like", "empty_like", "scalar_tensor", "eye", "arange", "fill", "empty_permuted",
+                "empty_strided", "new_empty_strided"}
+REDUCTIONS = {"sum", "mean", "amax", "amin", "prod"}
+
+
+def _base_name(target) -> str:
+    name = target.__name__.split(".")[0]
+    return name[:-5] if name.endswith("_copy") and name not in ("_to_copy",) else name
+
+
+def unary(name: str, dtype: torch.dtype, a: str) -> str | None:
+    """The C expression of the unary operation ``name`` of ``a`` in ``dtype``, or None if unknown."""
+    f = math_fn(dtype)
+    table = {
+        "neg": lambda: f"(-{a})", "exp": lambda: f("exp", a), "log": lambda: f("log", a),
+        "log1p": lambda: f("log1p", a), "expm1": lambda: f("expm1", a), "sqrt": lambda: f("sqrt", a),
+        "rsqrt": lambda: f"(({C_TYPES[dtype]})1 / {f('sqrt', a)})", "tanh": lambda: f("tanh", a),
+        "sigmoid": lambda: f"(({C_TYPES[dtype]})1 / (({C_TYPES[dtype]})1 + {f('exp', '-' + a)}))",
+        "abs": lambda: f("fabs", a), "reciprocal": lambda: f"(({C_TYPES[dtype]})1 / {a})",
+        "sin": lambda: f("sin", a), "cos": lambda: f("cos", a), "relu": lambda: f"({a} > 0 ? {a} : 0)",
+        "logical_not": lambda: f"(!{a})", "sign": lambda: f"(({a} > 0) - ({a} < 0))",
+        "square": lambda: f"({a} * {a})",
+    }
+    return table[name]() if name in table else None
+
+
+def binary(name: str, dtype: torch.dtype, a: str, b: str, alpha: str | None) -> str | None:
+    """The C expression of the binary operation ``name`` of ``a`` and ``b`` (``alpha``: add/sub's
+    multiplier of ``b``) in ``dtype``, or None if unknown."""
+    scaled_b = b if alpha is None else f"({alpha} * {b})"
+    f = math_fn(dtype)
+    table = {
+        "add": lambda: f"({a} + {scaled_b})", "sub": lambda: f"({a} - {scaled_b})",
+        "rsub": lambda: f"({b} - {a if alpha is None else f'({alpha} * {a})'})",
+        "mul": lambda: f"({a} * {b})", "div": lambda: f"({a} / {b})",
+        "pow": lambda: f("pow", a, b), "maximum": lambda: f"({a} > {b} ? {a} : {b})",
+        "minimum": lambda: f"({a} < {b} ? {a} : {b})", "atan2": lambda: f("atan2", a, b),
+        "gt": lambda: f"({a} > {b})", "ge": lambda: f"({a} >= {b})", "lt": lambda: f"({a} < {b})",
+        "le": lambda: f"({a} <= {b})", "eq": lambda: f"({a} == {b})", "ne": lambda: f"({a} != {b})",
+        "logical_and": lambda: f"({a} && {b})", "logical_or": lambda: f"({a} || {b})",
+        "bitwise_and": lambda: f"({a} & {b})", "bitwise_or": lambda: f"({a} | {b})",
+        "bitwise_xor": lambda: f"({a} ^ {b})",
+        "tanh_backward": lambda: f"({a} * (1 - {b} * {b}))",
+        "sigmoid_backward": lambda: f"({a} * {b} * (1 - {b}))",
+    }
+    return table[name]() if name in table else None
+
+
+# operations whose arithmetic runs in the operands' promoted type, not the result's
+COMPARISONS = {"gt", "ge", "lt", "le", "eq", "ne", "logical_and", "logical_or", "logical_not"}
+
+
+class Generator:
+    """C source of one traced graph: ``void step(void **args)`` with args = inputs, constants, outputs."""
+
+    def __init__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[torch.Tensor]):
+        self.gm, self.example_inputs = gm, list(example_inputs)
+        self.lines: list[str] = []
+        self.buffers: list[str] = []
+        self.constants: list[torch.Tensor] = []
+        self.refs: dict = {}
+        self.elements = 0
+        self.n_args = 0
+        self.outputs: list[tuple[torch.Size, torch.dtype]] = []
+        self.uses_simd: set[str] = set()
+        self.input_updates: list[tuple[Ref, Ref]] = []  # (input, new value)
+        self.loop_depth = 0
+
+    # buffers and arguments
+    def arg_ref(self, t: torch.Tensor, index: int) -> Ref:
+        if t.dtype not in C_TYPES:
+            raise Unsupported(f"dtype {t.dtype}")
+        return Ref(f"(({C_TYPES[t.dtype]}*)args[{index}])", t.dtype, tuple(t.shape), tuple(t.stride()), 0)
+
+    def new_buffer(self, sizes: Sequence[int], dtype: torch.dtype) -> Ref:
+        if dtype not in C_TYPES:
+            raise Unsupported(f"dtype {dtype}")
+        n = math.prod(sizes)
+        self.elements += n
+        if self.elements > MAX_ELEMENTS:
+            raise Unsupported(f"more than {MAX_ELEMENTS} elements")
+        name = f"b{len(self.buffers)}"
+        # static: the graph's intermediates live between calls, aligned for vector loads
+        self.buffers.append(f"static {C_TYPES[dtype]} {name}[{max(n, 1)}] __attribute__((aligned(64)));")
+        return Ref(name, dtype, tuple(sizes), contiguous_strides(sizes), 0)
+
+    def constant(self, t: torch.Tensor) -> Ref:
+        t = t.detach().contiguous()
+        self.constants.append(t)
+        return self.arg_ref(t, -len(self.constants))  # index fixed up in source()
+
+    # loops
+    def index(self, ref: Ref, shape: Sequence[int], vars_: Sequence[str], extra: str = "") -> str:
+        """``ref`` broadcast to ``shape`` at loop variables ``vars_`` (plus the offset ``extra``): the C
+        element expression."""
+        return f"{ref.buf}[{self.offset(ref, shape, vars_)}{extra}]"
+
+    def offset(self, ref: Ref, shape: Sequence[int], vars_: Sequence[str]) -> str:
+        """The position of ``ref``'s element at loop variables ``vars_`` (``ref`` broadcast to ``shape``)."""
+        nd = len(shape)
+        if len(ref.sizes) > nd:
+            raise Unsupported("broadcast to fewer dimensions")
+        pad = nd - len(ref.sizes)
+        terms = [str(ref.offset)] if ref.offset else []
+        for d, (size, stride) in enumerate(zip(ref.sizes, ref.strides)):
+            if size != 1 and stride != 0:
+                if size != shape[pad + d]:
+                    raise Unsupported(f"shape {ref.sizes} does not broadcast to {tuple(shape)}")
+                terms.append(vars_[pad + d] if stride == 1 else f"{vars_[pad + d]} * {stride}")
+        return " + ".join(terms) or "0"
+
+    def loop_nest(self, shape: Sequence[int], refs: Sequence[Ref], body: Callable[[list[str]], list[str]],
+                  keep_last: int = 0, simd: bool = True) -> None:
+        """Emit loops over ``shape`` (dimensions merged where every ref allows it, except the last
+        ``keep_last``); ``body(vars)`` gives the statements of the innermost loop."""
+        shape = list(shape)
+        merged_shape, merged_refs = self._coalesce(shape, refs, keep_last)
+        depth = len(merged_shape)
+        vars_ = [f"i{self.loop_depth + d}" for d in range(depth)]
+        self.loop_depth += depth
+        stmts = body(vars_, merged_shape, merged_refs)
+        indent = "  "
+        opened = 0
+        for d, size in enumerate(merged_shape):
+            if d == depth - 1 and simd:
+                self.lines.append(f"{indent}#pragma omp simd")
+            self.lines.append(indent + for_loop(vars_[d], size))
+            indent += "  "
+            opened += 1
+        self.lines.extend(indent + s for s in stmts)
+        for _ in range(opened):
+            indent = indent[:-2]
+            self.lines.append(f"{indent}}}")
+        self.loop_depth -= depth
+
+    @staticmethod
+    def _coalesce(shape: list[int], refs: Sequence[Ref], keep_last: int):
+        """Merge adjacent dimensions that every ref (broadcast to ``shape``) walks with one stride."""
+        nd = len(shape)
+        full = []
+        for ref in refs:
+            pad = nd - len(ref.sizes)
+            strides = [0] * pad + [0 if sz == 1 else st for sz, st in zip(ref.sizes, ref.strides)]
+            full.append(strides)
+        dims = list(range(nd))
+        out_shape, out_strides = [], [[] for _ in refs]
+        for d in dims:
+            if shape[d] == 1 and nd - d > keep_last:
+                continue  # a size-1 dimension loops once
+            can_merge = (out_shape and nd - d > keep_last and nd - (d - 1) > keep_last
+                         and all(s[-1] == st[d] * shape[d] for s, st in zip(out_strides, full)))
+            if can_merge:
+                out_shape[-1] *= shape[d]
+                for s, st in zip(out_strides, full):
+                    s[-1] = st[d]
+            else:
+                out_shape.append(shape[d])
+                for s, st in zip(out_strides, full):
+                    s.append(st[d])
+        new_refs = [Ref(r.buf, r.dtype, tuple(out_shape), tuple(s), r.offset) for r, s in zip(refs, out_strides)]
+        return out_shape, new_refs
+
+    def elementwise(self, out: Ref, operands: Sequence[Ref | str], expr: Callable[[list[str], list[str]], str],
+                    keep_last: int = 0) -> None:
+        """out = expr(operand elements) over out's shape; operands are Refs or C scalar expressions."""
+        refs = [out] + [o for o in operands if isinstance(o, Ref)]
+
+        def body(vars_, shape, merged):
+            it = iter(merged[1:])
+            values = [self.index(next(it), shape, vars_) if isinstance(o, Ref) else o for o in operands]
+            return [f"{self.index(merged[0], shape, vars_)} = ({C_TYPES[out.dtype]})({expr(values, vars_)});"]
+
+        self.loop_nest(out.sizes, refs, body, keep_last=keep_last)
+
+    def materialise(self, ref: Ref) -> Ref:
+        out = self.new_buffer(ref.sizes, ref.dtype)
+        self.elementwise(out, [ref], lambda v, _: v[0])
+        return out
+
+    # graph
+    def value(self, arg):
+        if isinstance(arg, torch.fx.Node):
+            if arg not in self.refs:  # a folded constant, first used here
+                value = self.folded[arg]
+                if not isinstance(value, torch.Tensor):
+                    return value
+                self.refs[arg] = self.constant(value)
+            return self.refs[arg]
+        return arg
+
+    def generate(self) -> None:
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        for i, (node, example) in enumerate(zip(placeholders, self.example_inputs)):
+            self.refs[node] = self.arg_ref(example, i)
+        self.n_args = len(placeholders)
+        self.folded = {}
+        for node in self.gm.graph.nodes:
+            if node.op == "get_attr":
+                self.folded[node] = getattr(self.gm, node.target)
+            elif node.op == "call_function":
+                if self.foldable(node):
+                    self.folded[node] = node.target(*torch.fx.node.map_arg(node.args, self.folded.__getitem__),
+                                                    **torch.fx.node.map_arg(node.kwargs, self.folded.__getitem__))
+                elif node.target is operator.getitem:
+                    self.refs[node] = self.value(node.args[0])[node.args[1]]
+                else:
+                    self.refs[node] = self.call(node)
+            elif node.op == "output":
+                self.write_outputs(node.args[0])
+        self.write_input_updates()
+
+    def write_input_updates(self) -> None:
+        """The in-place updates of the inputs, last: after the outputs (which may read the inputs' old
+        values), and with every value read from an updated input copied out before the first update."""
+        updated = {dst.buf for dst, _ in self.input_updates}
+        sources = [self.materialise(src) if src.buf in updated else src for _, src in self.input_updates]
+        for (dst, _), src in zip(self.input_updates, sources):
+            self.elementwise(dst, [src], lambda v, _: v[0])
+
+    def foldable(self, node) -> bool:
+        """Whether ``node`` depends on constants only (so it is computed once, now)."""
+        if isinstance(node.target, torch._ops.OpOverload) and (
+                torch.Tag.nondeterministic_seeded in node.target.tags or node.target.overloadpacket is aten.copy_):
+            return False
+        return all(arg in self.folded for arg in node.all_input_nodes)
+
+    def write_outputs(self, outputs) -> None:
+        flat, self.output_spec = torch.utils._pytree.tree_flatten(outputs)
+        for node in flat:
+            ref = self.value(node)
+            if not isinstance(ref, Ref):
+                raise Unsupported("non-tensor output")
+            index = len(self.outputs)
+            self.outputs.append((torch.Size(ref.sizes), ref.dtype))
+            out = Ref(f"(({C_TYPES[ref.dtype]}*)args[OUT + {index}])", ref.dtype, ref.sizes,
+                      contiguous_strides(ref.sizes))
+            self.elementwise(out, [ref], lambda v, _: v[0])
+
+    def node_meta(self, node) -> torch.Tensor:
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            raise Unsupported(f"{node.target}: output is not one tensor")
+        return val
+
+    def call(self, node):
+        target = node.target
+        if target is aten._linalg_check_errors.default:
+            return None
+        name = _base_name(target.overloadpacket) if hasattr(target, "overloadpacket") else None
+        if name is None:
+            raise Unsupported(f"{target}")
+        args = list(torch.fx.node.map_aggregate(node.args, self.value))
+        kwargs = dict(torch.fx.node.map_aggregate(dict(node.kwargs), self.value))
+        if name == "linalg_cholesky_ex":
+            return self.cholesky(args[0], kwargs.get("upper", args[1] if len(args) > 1 else False))
+        val = self.node_meta(node)
+        shape, dtype = tuple(val.shape), val.dtype
+        if name in VIEW_OPS:
+            return self.view(name, args, kwargs, shape)
+        if name in CREATION_OPS:
+            return self.creation(node)
+        if name == "copy_":  # functionalised update of an input: written by write_input_updates
+            self.input_updates.append((args[0], args[1]))
+            return args[0]
+        out = self.new_buffer(shape, dtype)
+        if name in ("copy", "_to_copy"):
+            src = args[1] if name == "copy" else args[0]
+            self.elementwise(out, [src], lambda v, _: v[0])
+        elif name in SCATTER_OPS:
+            self.scatter(out, args[0], args[1], SCATTER_OPS[name], args[2:], kwargs)
+        elif name in VIEW_BACKWARD_OPS:
+            self.elementwise(out, [], lambda v, _: "0")
+            self.scatter(out, None, args[0], VIEW_BACKWARD_OPS[name], args[2:], kwargs)
+        elif name in REDUCTIONS:
+            self.reduction(name, out, args, kwargs)
+        elif name == "index":
+            self.gather(out, args[0], args[1])
+        elif name in ("index_put", "_index_put_impl"):
+            self.scatter_rows(out, args[0], args[1], args[2], args[3] if len(args) > 3 else kwargs.get("accumulate"))
+        elif name in ("_log_softmax", "_softmax", "logsumexp"):
+            self.normalise(name, out, args[0], args[1])
+        elif name in ("_log_softmax_backward_data", "_softmax_backward_data"):
+            self.normalise_backward(name, out, args[0], args[1], args[2])
+        elif name in ("mm", "bmm", "matmul"):
+            self.matmul(out, args[0], args[1])
+        elif name == "linalg_solve_triangular":
+            self.solve_triangular(out, args[0], args[1], kwargs.get("upper", args[2] if len(args) > 2 else None),
+                                  kwargs.get("left", True), kwargs.get("unitriangular", False))
+        elif name in ("tril", "triu"):
+            k = args[1] if len(args) > 1 else kwargs.get("diagonal", 0)
+            cond = "<=" if name == "tril" else ">="
+            self.elementwise(out, [args[0]], lambda v, i: f"(({i[-1]} - {i[-2]}) {cond} {k} ? {v[0]} : 0)",
+                             keep_last=2)
+        else:
+            self.pointwise(name, node, out, args, kwargs)
+        return out
+
+    def pointwise(self, name, node, out: Ref, args, kwargs) -> None:
+        """Elementwise operations (broadcasting, Python scalars as literals)."""
+        tensors = [a for a in args if isinstance(a, Ref)]
+        if not tensors:
+            raise Unsupported(f"{node.target}: no tensor operand")
+        # the type the arithmetic runs in: the result's, or for comparisons the operands' promoted type
+        if name in COMPARISONS:
+            metas = [a.meta() if isinstance(a, Ref) else a for a in args[:2]]
+            compute = torch.result_type(*metas) if len(metas) == 2 else metas[0].dtype
+        else:
+            compute = out.dtype
+        if compute not in C_TYPES:
+            raise Unsupported(f"dtype {compute}")
+        ctype = C_TYPES[compute]
+        operands, slots = [], []
+        for a in args:
+            if isinstance(a, Ref):
+                slots.append(len(operands))
+                operands.append(a)
+            elif isinstance(a, (int, float, bool)):
+                slots.append(c_literal(a, compute))
+            else:
+                slots.append(None)
+
+        def cast(values):
+            it = iter(values)
+            return [f"(({ctype}){next(it)})" if isinstance(s, int) else s for s in slots]
+
+        if compute in FLOATS and name in SIMD_FUNCTIONS + ("pow", "sigmoid", "softplus", "softplus_backward"):
+            self.uses_simd.add(compute)
+        if name == "where":  # the condition as it is, the two values in the result's type
+            def select(v, _):
+                it = iter(v)
+                cond, a, b = (next(it) if isinstance(slot, int) else slot for slot in slots[:3])
+                return f"({cond} ? (({ctype}){a}) : (({ctype}){b}))"
+            self.elementwise(out, operands, select)
+            return
+        if name in ("clamp", "clamp_min", "clamp_max"):
+            lo = args[1] if name in ("clamp", "clamp_min") else kwargs.get("min")
+            hi = args[1] if name == "clamp_max" else (args[2] if len(args) > 2 else kwargs.get("max"))
+            if isinstance(lo, Ref) or isinstance(hi, Ref):
+                raise Unsupported("clamp by tensors")
+
+            def clamp(v, _):
+                x = cast(v)[0]
+                if lo is not None:
+                    x = f"({x} < {c_literal(lo, compute)} ? {c_literal(lo, compute)} : {x})"
+                if hi is not None:
+                    x = f"({x} > {c_literal(hi, compute)} ? {c_literal(hi, compute)} : {x})"
+                return x
+            self.elementwise(out, operands, clamp)
+            return
+        if name in ("softplus", "softplus_backward"):
+            grad_first = name == "softplus_backward"
+            beta, threshold = (args[2:4] if grad_first else args[1:3]) if len(args) > 2 + grad_first else (1, 20)
+            b, th = c_literal(beta, compute), c_literal(threshold, compute)
+            f = math_fn(compute)
+            if grad_first:
+                def expr(v, _):
+                    g, x = cast(v)[:2]
+                    z = f("exp", f"{x} * {b}")
+                    return f"({x} * {b} > {th} ? {g} : {g} * {z} / ({z} + 1))"
+            else:
+                def expr(v, _):
+                    x = cast(v)[0]
+                    return f"({x} * {b} > {th} ? {x} : {f('log1p', f('exp', f'{x} * {b}'))} / {b})"
+            self.elementwise(out, operands, expr)
+            return
+        if name == "pow" and isinstance(args[1], (int, float)) and isinstance(args[0], Ref):
+            e = float(args[1])
+            special = {2.0: lambda x: f"({x} * {x})", 1.0: lambda x: x, 0.5: lambda x: math_call("sqrt", compute, x),
+                       -1.0: lambda x: f"(({ctype})1 / {x})", 3.0: lambda x: f"({x} * {x} * {x})"}
+            if e in special:
+                self.elementwise(out, operands, lambda v, _: special[e](cast(v)[0]))
+                return
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 and name in ("add", "sub", "rsub") else None)
+        alpha = None if alpha is None or alpha == 1 else c_literal(alpha, compute)
+        n_values = len([s for s in slots[:2] if s is not None])
+        if n_values == 1 and unary(name, compute, "x") is not None:
+            self.elementwise(out, operands, lambda v, _: unary(name, compute, cast(v)[0]))
+            return
+        if n_values == 2 and binary(name, compute, "a", "b", alpha) is not None:
+            self.elementwise(out, operands, lambda v, _: binary(name, compute, *cast(v)[:2], alpha))
+            return
+        raise Unsupported(f"{node.target}")
+
+    def view(self, name: str, args, kwargs, shape) -> Ref:
+        src = args[0]
+        if not isinstance(src, Ref):
+            raise Unsupported(f"{name} of a non-tensor")
+        op = VIEW_OPS[name]
+        meta_args = list(args[1:])
+        for attempt in range(2):
+            try:
+                m = src.meta()
+                if op is aten.alias.default:  # clone's memory_format: any layout will do
+                    res = m
+                elif name == "squeeze":
+                    res = m.squeeze(*meta_args) if meta_args else m.squeeze()
+                else:
+                    res = op(m, *meta_args, **kwargs)
+                break
+            except RuntimeError:
+                if attempt:
+                    raise
+                src = self.materialise(src)
+        if tuple(res.shape) != shape:
+            raise Unsupported(f"{name}: shape {tuple(res.shape)} != traced {shape}")
+        return Ref(src.buf, src.dtype, tuple(res.shape), tuple(res.stride()), res.storage_offset())
+
+    def scatter(self, out: Ref, base: Ref | None, src, view_op, view_args, kwargs) -> None:
+        if base is not None:
+            self.elementwise(out, [base], lambda v, _: v[0])
+        m = view_op(out.meta(), *view_args, **kwargs)
+        target = Ref(out.buf, out.dtype, tuple(m.shape), tuple(m.stride()), m.storage_offset())
+        if isinstance(src, Ref):
+            self.elementwise(target, [src], lambda v, _: v[0])
+        else:
+            self.elementwise(target, [], lambda v, _: c_literal(src, out.dtype))
+
+    def creation(self, node) -> Ref:
+        """Values that depend on no input (zeros, eye, arange, ...): computed now, passed as constants."""
+        def concrete(a):
+            if isinstance(a, torch.fx.Node):
+                v = self.node_meta(a)
+                return torch.zeros(v.shape, dtype=v.dtype)
+            return a
+        args = [concrete(a) for a in node.args]
+        kwargs = {k: concrete(v) for k, v in node.kwargs.items()}
+        kwargs.pop("pin_memory", None)
+        if "device" in kwargs:
+            kwargs["device"] = "cpu"
+        name = _base_name(node.target.overloadpacket)
+        if name in ("empty", "empty_like", "new_empty", "empty_permuted", "empty_strided", "new_empty_strided"):
+            val = self.node_meta(node)
+            value = torch.zeros(val.shape, dtype=val.dtype)  # uninitialised in torch: any value will do
+        else:
+            value = node.target(*args, **kwargs)
+        return self.constant(value)
+
+    def reduction(self, name: str, out: Ref, args, kwargs) -> None:
+        """sum, mean, prod, amax or amin over some dimensions (all by default), accumulated in double for
+        floats; ``out`` has the traced shape (with or without the kept size-1 dimensions: same layout)."""
+        x = args[0]
+        nd = len(x.sizes)
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        dims = range(nd) if dims is None or dims == [] else [dims] if isinstance(dims, int) else dims
+        dims = sorted(d % nd for d in dims) if nd else []
+        kept = [d for d in range(nd) if d not in dims]
+        outer, inner = tuple(x.sizes[d] for d in kept), tuple(x.sizes[d] for d in dims)
+        # x with the reduced dimensions innermost
+        xp = Ref(x.buf, x.dtype, outer + inner, tuple(x.strides[d] for d in kept + dims), x.offset)
+        acc = "double" if x.dtype in FLOATS or name in ("sum", "mean") else C_TYPES[x.dtype]
+        init = {"sum": "0", "mean": "0", "prod": "1", "amax": "-INFINITY", "amin": "INFINITY"}[name]
+        combine = {"sum": "acc += {v};", "mean": "acc += {v};", "prod": "acc *= {v};",
+                   "amax": "acc = ({v} > acc || {v} != {v}) ? {v} : acc;",  # nan wins, as in torch
+                   "amin": "acc = ({v} < acc || {v} != {v}) ? {v} : acc;"}[name]
+        finish = f"acc / {math.prod(inner)}" if name == "mean" else "acc"
+        outer_vars = [f"o{d}" for d in range(len(outer))]
+        inner_vars = [f"r{d}" for d in range(len(inner))]
+        lines = ["{"] + [for_loop(v, n) for v, n in zip(outer_vars, outer)] + [f"  {acc} acc = {init};"]
+        for d, (v, n) in enumerate(zip(inner_vars, inner)):
+            if d == len(inner) - 1 and name in ("sum", "mean"):
+                lines.append("  #pragma omp simd reduction(+:acc)")
+            lines.append("  " + for_loop(v, n))
+        element = self.index(xp, outer + inner, outer_vars + inner_vars)
+        lines.append("    " + combine.format(v=f"({acc}){element}"))
+        lines += ["  }"] * len(inner)
+        target = self.index(Ref(out.buf, out.dtype, outer, contiguous_strides(outer)), outer, outer_vars)
+        lines.append(f"  {target} = ({C_TYPES[out.dtype]})({finish});")
+        lines += ["}"] * len(outer) + ["}"]
+        self.lines += ["  " + line for line in lines]
+
+    def reduce(self, name: str, x: Ref, dims: Sequence[int]) -> Ref:
+        """A new buffer: ``name`` (sum, amax, ...) of ``x`` over ``dims``, the dimensions kept (size 1)."""
+        nd = len(x.sizes)
+        dims = [d % nd for d in dims]
+        out = self.new_buffer(tuple(1 if d in dims else n for d, n in enumerate(x.sizes)), x.dtype)
+        self.reduction(name, out, [x, dims, True], {})
+        return out
+
+    def normalise(self, name: str, out: Ref, x: Ref, dims) -> None:
+        """log_softmax, softmax or logsumexp of ``x`` over ``dims``, with the maximum subtracted first."""
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        f = math_fn(x.dtype)
+        self.uses_simd.add(x.dtype)
+        top = self.reduce("amax", x, dims)
+        # an all -inf slice: subtract 0 instead (as torch does), so the result is -inf, not nan
+        safe = self.new_buffer(top.sizes, top.dtype)
+        self.elementwise(safe, [top], lambda v, _: f"(isinf({v[0]}) ? 0 : {v[0]})")
+        shifted = self.new_buffer(x.sizes, x.dtype)
+        self.elementwise(shifted, [x, safe], lambda v, _: f("exp", f"{v[0]} - {v[1]}"))
+        total = self.reduce("sum", shifted, dims)
+        if name == "logsumexp":
+            flat = Ref(out.buf, out.dtype, total.sizes, total.strides)
+            self.elementwise(flat, [total, safe], lambda v, _: f"{f('log', v[0])} + {v[1]}")
+        elif name == "_log_softmax":
+            self.elementwise(out, [x, safe, total], lambda v, _: f"{v[0]} - {v[1]} - {f('log', v[2])}")
+        else:
+            self.elementwise(out, [shifted, total], lambda v, _: f"{v[0]} / {v[1]}")
+
+    def normalise_backward(self, name: str, out: Ref, grad: Ref, output: Ref, dim: int) -> None:
+        f = math_fn(out.dtype)
+        if name == "_log_softmax_backward_data":  # g - exp(y) sum(g)
+            total = self.reduce("sum", grad, [dim])
+            self.elementwise(out, [grad, output, total], lambda v, _: f"{v[0]} - {f('exp', v[1])} * {v[2]}")
+        else:  # y (g - sum(g y))
+            product = self.new_buffer(grad.sizes, grad.dtype)
+            self.elementwise(product, [grad, output], lambda v, _: f"{v[0]} * {v[1]}")
+            total = self.reduce("sum", product, [dim])
+            self.elementwise(out, [output, grad, total], lambda v, _: f"{v[0]} * ({v[1]} - {v[2]})")
+
+    def _row_index(self, indices, x: Ref) -> Ref:
+        """The one index tensor of ``x[idx]`` (rows: the first dimension). Its values are not checked (torch
+        raises for a row out of range): an out-of-range row reads or writes the nearest row."""
+        if len(indices) != 1 or not isinstance(indices[0], Ref) or indices[0].dtype not in (torch.int64, torch.int32):
+            raise Unsupported("indexing other than x[integer tensor]")
+        return indices[0]
+
+    def gather(self, out: Ref, x: Ref, indices) -> None:
+        """out[j..., b...] = x[idx[j...], b...]."""
+        idx = self._row_index(indices, x)
+        rows, rest = x.sizes[0], x.sizes[1:]
+        row_ref = Ref(x.buf, x.dtype, rest, x.strides[1:], x.offset)
+        k = len(idx.sizes)
+
+        def body(vars_, shape, merged):
+            r = f"(int64_t){self.index(idx, shape[:k], vars_[:k])}"
+            element = self.index(row_ref, shape[k:], vars_[k:], f" + row_at({r}, {rows}) * {x.strides[0]}")
+            return [f"{self.index(out, shape, vars_)} = {element};"]
+        self.loop_nest(out.sizes, [], body, keep_last=len(out.sizes), simd=False)
+
+    def scatter_rows(self, out: Ref, base: Ref, indices, values, accumulate) -> None:
+        """out = base; out[idx[j...], b...] (+)= values[j..., b...], in order (repeated rows add up)."""
+        idx = self._row_index(indices, base)
+        self.elementwise(out, [base], lambda v, _: v[0])
+        rows, k = out.sizes[0], len(idx.sizes)
+        row_ref = Ref(out.buf, out.dtype, out.sizes[1:], out.strides[1:])
+        shape = idx.sizes + out.sizes[1:]
+        op = "+=" if accumulate else "="
+
+        def body(vars_, shape_, merged):
+            r = f"(int64_t){self.index(idx, shape[:k], vars_[:k])}"
+            target = self.index(row_ref, shape[k:], vars_[k:], f" + row_at({r}, {rows}) * {out.strides[0]}")
+            return [f"{target} {op} {self.index(values, shape, vars_)};"]
+        self.loop_nest(shape, [], body, keep_last=len(shape), simd=False)
+
+    def cholesky(self, A: Ref, upper) -> tuple[Ref, Ref]:
+        """(L, info) of ``linalg_cholesky_ex``: L L^T = A, lower, over the batch; info all 0 (errors are
+        not reported: they show as nan in L)."""
+        if upper:
+            raise Unsupported("linalg_cholesky_ex(upper=True)")
+        L = self.new_buffer(A.sizes, A.dtype)
+        info = self.new_buffer(A.sizes[:-2], torch.int32)
+        self.elementwise(info, [], lambda v, _: "0")
+        self.elementwise(L, [A], lambda v, i: f"({i[-1]} <= {i[-2]} ? {v[0]} : 0)", keep_last=2)
+        n, batch, ctype = A.sizes[-1], math.prod(A.sizes[:-2]), C_TYPES[A.dtype]
+        self.lines += [  # Cholesky-Banachiewicz, row by row, in place on the lower triangle of L
+            "  " + for_loop("q", batch),
+            f"    {ctype} *a = {L.buf} + q * {n * n};",
+            "    " + for_loop("j", n),
+            f"      double acc = a[j * {n} + j];",
+            f"      for (int64_t k = 0; k < j; k++) acc -= (double)a[j * {n} + k] * a[j * {n} + k];",
+            f"      a[j * {n} + j] = ({ctype})sqrt(acc);",
+            f"      for (int64_t i = j + 1; i < {n}; i++) {{",
+            f"        double s = a[i * {n} + j];",
+            f"        for (int64_t k = 0; k < j; k++) s -= (double)a[i * {n} + k] * a[j * {n} + k];",
+            f"        a[i * {n} + j] = ({ctype})(s / a[j * {n} + j]);",
+            "      }", "    }", "  }",
+        ]
+        return L, info
+
+    def matmul(self, out: Ref, a: Ref, b: Ref) -> None:
+        """out = a @ b: (M, K) @ (K, N), or batched (Q, M, K) @ (Q, K, N) (a batch of 1 broadcasts)."""
+        if len(a.sizes) != len(b.sizes) or len(a.sizes) not in (2, 3):
+            raise Unsupported("matmul of these ranks")
+        batch = len(a.sizes) == 3
+        M, K = a.sizes[-2:]
+        N = b.sizes[-1]
+        acc = "double" if out.dtype in FLOATS else C_TYPES[out.dtype]
+        bs = [f"for (int64_t q = 0; q < {out.sizes[0]}; q++) {{"] if batch else []
+
+        def el(ref, i, j):
+            terms = [str(ref.offset)] if ref.offset else []
+            if batch and ref.sizes[0] != 1:
+                terms.append(f"q * {ref.strides[0]}")
+            terms += [f"{i} * {ref.strides[-2]}", f"{j} * {ref.strides[-1]}"]
+            return f"{ref.buf}[{' + '.join(terms)}]"
+        self.lines.append("  {")
+        self.lines.extend("  " + s for s in bs)
+        self.lines.append(f"  for (int64_t m = 0; m < {M}; m++) for (int64_t n = 0; n < {N}; n++) {{")
+        self.lines.append(f"    {acc} acc = 0;")
+        self.lines.append("    #pragma omp simd reduction(+:acc)")
+        self.lines.append(f"    {for_loop('k', K)} acc += ({acc}){el(a, 'm', 'k')} * ({acc}){el(b, 'k', 'n')}; }}")
+        self.lines.append(f"    {el(out, 'm', 'n')} = ({C_TYPES[out.dtype]})acc;")
+        self.lines.append("  }")
+        self.lines.extend("  }" for _ in bs)
+        self.lines.append("  }")
+
+    def solve_triangular(self, out: Ref, A: Ref, B: Ref, upper, left, unitriangular) -> None:
+        """X with A X = B (A (..., n, n) triangular), over broadcast batch dimensions."""
+        if upper is None:
+            raise Unsupported("linalg_solve_triangular without upper")
+        if not left:  # X A = B  <=>  A^T X^T = B^T
+            A, B, out, upper = transposed(A), transposed(B), transposed(out), not upper
+        n, k = out.sizes[-2:]
+        batch = out.sizes[:-2]
+        # copy B into out (broadcast), then substitute in place, column by column
+        self.elementwise(out, [B], lambda v, _: v[0])
+        acc = "double"
+        depth0 = self.loop_depth
+        bvars = [f"p{depth0 + d}" for d in range(len(batch))]
+        Ab = Ref(A.buf, A.dtype, A.sizes[:-2], A.strides[:-2], A.offset)
+        Ob = Ref(out.buf, out.dtype, out.sizes[:-2], out.strides[:-2], out.offset)
+        a_base = self.offset(Ab, batch, bvars) if batch else str(A.offset)
+        o_base = self.offset(Ob, batch, bvars) if batch else str(out.offset)
+        sa, ta = A.strides[-2:]
+        so, to = out.strides[-2:]
+        self.lines.append("  {")
+        for d, size in enumerate(batch):
+            self.lines.append(f"  for (int64_t {bvars[d]} = 0; {bvars[d]} < {size}; {bvars[d]}++) {{")
+        rows = f"for (int64_t r = 0; r < {n}; r++)" if not upper else f"for (int64_t r = {n} - 1; r >= 0; r--)"
+        others = "for (int64_t s = 0; s < r; s++)" if not upper else f"for (int64_t s = r + 1; s < {n}; s++)"
+        self.lines.append(f"  for (int64_t c = 0; c < {k}; c++) {rows} {{")
+        self.lines.append(f"    {acc} acc = {out.buf}[{o_base} + r * {so} + c * {to}];")
+        self.lines.append(f"    {others} acc -= ({acc}){A.buf}[{a_base} + r * {sa} + s * {ta}] * "
+                          f"({acc}){out.buf}[{o_base} + s * {so} + c * {to}];")
+        divide = "" if unitriangular else f" / ({acc}){A.buf}[{a_base} + r * {sa} + r * {ta}]"
+        self.lines.append(f"    {out.buf}[{o_base} + r * {so} + c * {to}] = ({C_TYPES[out.dtype]})(acc{divide});")
+        self.lines.append("  }")
+        self.lines.extend("  }" for _ in batch)
+        self.lines.append("  }")
+
+    def source(self) -> str:
+        n_in, n_const = self.n_args, len(self.constants)
+        body = "\n".join(self.lines)
+        # constants were numbered -1, -2, ... while generating: they follow the inputs
+        for j in range(n_const, 0, -1):
+            body = body.replace(f"args[{-j}]", f"args[{n_in + j - 1}]")
+        body = body.replace("args[OUT + ", f"args[{n_in + n_const} + ")
+        decls = ["#include <math.h>", "#include <stdint.h>",
+                 # row r of n (negative: from the end); out of range: the nearest row (memory stays safe)
+                 "static inline int64_t row_at(int64_t r, int64_t n) {",
+                 "  r = r < 0 ? r + n : r;", "  return r < 0 ? 0 : (r >= n ? n - 1 : r);", "}"]
+        for dtype in sorted(self.uses_simd, key=str):
+            suffix, ctype = ("f", "float") if dtype == torch.float32 else ("", "double")
+            for f in SIMD_FUNCTIONS:
+                args = f"{ctype}, {ctype}" if f == "pow" else ctype
+                decls.append(f"#pragma omp declare simd notinbranch\n{ctype} {f}{suffix}({args});")
+        return "\n".join(decls + self.buffers + ["void step(void **args) {", body, "}", ""])
+
+
+# --- building and calling -------------------------------------------------------------------------
+
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-shared", "-fPIC")
+
+
+def cache_dir() -> Path:
+    """Where compiled steps are kept: beside Inductor's cache (its folder rule, without importing it)."""
+    root = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not root:
+        import getpass
+
+        root = Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+    return Path(root) / "deepprob-c"
+
+
+def build_library(source: str) -> Path:
+    """The shared library of ``source``, from the cache or compiled now (written atomically)."""
+    cc = c_compiler()
+    if cc is None:
+        raise Unsupported("no C compiler on a Linux x86-64 machine")
+    key = hashlib.sha256((source + " ".join(FLAGS) + cc).encode()).hexdigest()[:32]
+    path = cache_dir() / f"step-{key}.so"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        src = Path(tmp) / "step.c"
+        src.write_text(source)
+        lib = Path(tmp) / "step.so"
+        result = subprocess.run([cc, *FLAGS, str(src), "-o", str(lib), "-lm", "-lmvec"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise Unsupported(f"{cc} failed: {result.stderr[-500:]}")
+        os.replace(lib, path)
+    return path
+
+
+class CStep:
+    """The compiled step: call with tensors laid out as the example inputs; returns the graph's outputs."""
+
+    def __init__(self, library: Path, constants: list[torch.Tensor], outputs, n_inputs: int, spec):
+        self._lib = ctypes.CDLL(str(library))
+        self._fn = self._lib.step
+        self._fn.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+        self._fn.restype = None
+        self._constants = constants  # kept alive: the library reads them
+        self._outputs = outputs
+        self._n_inputs = n_inputs
+        self._spec = spec  # the structure of the outputs: one tensor (the common case) or nested
+        self._single = spec.is_leaf()
+        self._args = (ctypes.c_void_p * (n_inputs + len(constants) + len(outputs)))()
+        for j, c in enumerate(constants):
+            self._args[n_inputs + j] = c.data_ptr()
+        self._out_at = n_inputs + len(constants)
+
+    def __call__(self, *inputs: torch.Tensor):
+        args = self._args
+        for i, x in enumerate(inputs):
+            args[i] = x.data_ptr()
+        results = [torch.empty(shape, dtype=dtype) for shape, dtype in self._outputs]
+        for j, r in enumerate(results):
+            args[self._out_at + j] = r.data_ptr()
+        self._fn(args)
+        return results[0] if self._single else torch.utils._pytree.tree_unflatten(results, self._spec)
+
+
+def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
+    """``step`` traced and compiled to C (see the module's docstring).
+
+    Raises:
+        Unsupported: an operation, dtype, device or platform this backend does not handle.
+    """
+    from torch.func import functionalize
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    if c_compiler() is None:
+        raise Unsupported("not a Linux x86-64 machine with a C compiler")
+    if any(x.device.type != "cpu" for x in example_inputs):
+        raise Unsupported("tensors not on the CPU")
+    gm = make_fx(functionalize(step, remove="mutations_and_views"))(*example_inputs)
+    gen = Generator(gm, example_inputs)
+    gen.generate()
+    library = build_library(gen.source())
+    return CStep(library, gen.constants, gen.outputs, len(example_inputs), gen.output_spec)
