@@ -805,12 +805,23 @@ def cache_dir() -> Path:
     return Path(root) / "deepprob-c"
 
 
+@functools.cache
+def cpu_signature() -> str:
+    """The CPU's model and instruction-set flags (Linux's /proc/cpuinfo), or '' where unreadable."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(next((line for line in lines if line.startswith(k)), "") for k in ("model name", "flags"))
+
+
 def build_library(source: str) -> Path:
     """The shared library of ``source``, from the cache or compiled now (written atomically)."""
     cc = c_compiler()
     if cc is None:
         raise Unsupported("no C compiler on a Linux x86-64 machine")
-    key = hashlib.sha256((source + " ".join(FLAGS) + cc).encode()).hexdigest()[:32]
+    # -march=native: the library is for this CPU (a cache folder shared between machines stays safe)
+    key = hashlib.sha256("\n".join([source, *FLAGS, cc, cpu_signature()]).encode()).hexdigest()[:32]
     path = cache_dir() / f"step-{key}.so"
     if path.exists():
         return path
@@ -828,7 +839,11 @@ def build_library(source: str) -> Path:
 
 
 class CStep:
-    """The compiled step: call with tensors laid out as the example inputs; returns the graph's outputs."""
+    """The compiled step: call it with tensors of the example inputs' sizes, strides and dtypes (not
+    checked, as ``compile_step(check_inputs=False)``); returns the graph's outputs as new tensors.
+
+    The intermediates live in the library's static buffers: one call at a time (not thread-safe).
+    """
 
     def __init__(self, library: Path, constants: list[torch.Tensor], outputs, n_inputs: int, spec):
         self._lib = ctypes.CDLL(str(library))
@@ -846,6 +861,8 @@ class CStep:
         self._out_at = n_inputs + len(constants)
 
     def __call__(self, *inputs: torch.Tensor):
+        if len(inputs) != self._n_inputs:
+            raise TypeError(f"the compiled step takes {self._n_inputs} tensors, got {len(inputs)}")
         args = self._args
         for i, x in enumerate(inputs):
             args[i] = x.data_ptr()
@@ -873,4 +890,7 @@ def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
     gen = Generator(gm, example_inputs)
     gen.generate()
     library = build_library(gen.source())
-    return CStep(library, gen.constants, gen.outputs, len(example_inputs), gen.output_spec)
+    try:
+        return CStep(library, gen.constants, gen.outputs, len(example_inputs), gen.output_spec)
+    except OSError as err:  # the library does not load (a missing libmvec, say)
+        raise Unsupported(f"loading the compiled step failed: {err}") from err

@@ -59,8 +59,9 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float,
     group.add_argument(
         "--engine", choices=ENGINES, default="auto",
         help="how the steps run: pyro (Pyro's Trace_ELBO each step), compiled (the same estimator and Adam "
-             "compiled into one kernel per step: ~20-50x faster after a compile of a few seconds, cached on "
-             "disk), auto (compiled for fits of 2000 steps or more) (default: %(default)s)",
+             "compiled into one C function per step on the CPU: ~50-100x faster after a compile of about a "
+             "second, cached on disk; Inductor where C does not apply, a GPU say), auto (compiled for fits "
+             "of 2000 steps or more) (default: %(default)s)",
     )
 
 

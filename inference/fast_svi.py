@@ -16,10 +16,11 @@ The model runs once, for all S particles at once (a particle plate left of its o
 whole step: ``make_fx`` traces loss, gradient (``torch.func``) and Adam's update (the arithmetic of
 ``torch.optim.Adam``, exponential learning-rate decay and Polyak averaging as in
 :func:`~deepprob.inference.svi.optimise`) into one graph of aten operations, with Pyro's Python gone;
-constant subexpressions (the prior's Cholesky factor, say) are folded, and Inductor compiles the rest
-into C++ (or Triton on a GPU) that updates the parameters in place. A step then costs tens of
-microseconds instead of a millisecond or two. The price is the compile, a few seconds per model and
-guide, which is why ``fit_svi`` takes this path by itself only for long fits.
+constant subexpressions (the prior's Cholesky factor, say) are folded, and the rest becomes one C
+function (:mod:`deepprob.c_step`, on the CPU, compiled in well under a second) or, where that does not
+apply (a GPU, an operation it lacks, a big graph), Inductor's C++ or Triton kernels, which take seconds
+to compile. Either updates the parameters in place; a step then costs tens of microseconds instead of a
+millisecond or two, so ``fit_svi`` takes this path by itself for fits of 2,000 steps or more.
 
     loss = svi_loss_fn(model, guide, X, y)              # (params dict, noise tuple) -> loss
     steps = SVISteps(loss, guide_parameters(guide), lr=0.01, steps=5000)
@@ -261,7 +262,7 @@ class SVISteps:
                 compiled = compile_step(self._eager_step, copies, check_inputs=False, backend=self.backend)
             self.compiled = True
             self.compiled_by = "c" if isinstance(compiled, CStep) else "inductor"
-        except Exception as err:  # noqa: BLE001 - a construct Inductor cannot compile: run eagerly
+        except Exception as err:  # noqa: BLE001 - a construct no compiler takes: run eagerly
             warnings.warn(f"fast SVI: compiling the step failed ({type(err).__name__}: {str(err)[:200]}); "
                           "running it eagerly", stacklevel=3)
             compiled = self._eager_step
