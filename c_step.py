@@ -745,31 +745,23 @@ class Generator:
             A, B, out, upper = transposed(A), transposed(B), transposed(out), not upper
         n, k = out.sizes[-2:]
         batch = out.sizes[:-2]
-        # copy B into out (broadcast), then substitute in place, column by column
+        # B copied into out (broadcast), then substitution in place, column by column, in double
         self.elementwise(out, [B], lambda v, _: v[0])
-        acc = "double"
-        depth0 = self.loop_depth
-        bvars = [f"p{depth0 + d}" for d in range(len(batch))]
-        Ab = Ref(A.buf, A.dtype, A.sizes[:-2], A.strides[:-2], A.offset)
-        Ob = Ref(out.buf, out.dtype, out.sizes[:-2], out.strides[:-2], out.offset)
-        a_base = self.offset(Ab, batch, bvars) if batch else str(A.offset)
-        o_base = self.offset(Ob, batch, bvars) if batch else str(out.offset)
-        sa, ta = A.strides[-2:]
-        so, to = out.strides[-2:]
-        self.lines.append("  {")
-        for d, size in enumerate(batch):
-            self.lines.append(f"  for (int64_t {bvars[d]} = 0; {bvars[d]} < {size}; {bvars[d]}++) {{")
-        rows = f"for (int64_t r = 0; r < {n}; r++)" if not upper else f"for (int64_t r = {n} - 1; r >= 0; r--)"
-        others = "for (int64_t s = 0; s < r; s++)" if not upper else f"for (int64_t s = r + 1; s < {n}; s++)"
-        self.lines.append(f"  for (int64_t c = 0; c < {k}; c++) {rows} {{")
-        self.lines.append(f"    {acc} acc = {out.buf}[{o_base} + r * {so} + c * {to}];")
-        self.lines.append(f"    {others} acc -= ({acc}){A.buf}[{a_base} + r * {sa} + s * {ta}] * "
-                          f"({acc}){out.buf}[{o_base} + s * {so} + c * {to}];")
-        divide = "" if unitriangular else f" / ({acc}){A.buf}[{a_base} + r * {sa} + r * {ta}]"
-        self.lines.append(f"    {out.buf}[{o_base} + r * {so} + c * {to}] = ({C_TYPES[out.dtype]})(acc{divide});")
-        self.lines.append("  }")
-        self.lines.extend("  }" for _ in batch)
-        self.lines.append("  }")
+        bvars = [f"p{d}" for d in range(len(batch))]
+        a_base = self.offset(Ref(A.buf, A.dtype, A.sizes[:-2], A.strides[:-2], A.offset), batch, bvars)
+        o_base = self.offset(Ref(out.buf, out.dtype, batch, out.strides[:-2], out.offset), batch, bvars)
+        (sa, ta), (so, to) = A.strides[-2:], out.strides[-2:]
+        a = lambda i, j: f"(double){A.buf}[{a_base} + {i} * {sa} + {j} * {ta}]"  # noqa: E731
+        x = lambda i, j: f"{out.buf}[{o_base} + {i} * {so} + {j} * {to}]"  # noqa: E731
+        rows = f"for (int64_t r = {n} - 1; r >= 0; r--)" if upper else f"for (int64_t r = 0; r < {n}; r++)"
+        solved = f"for (int64_t s = r + 1; s < {n}; s++)" if upper else "for (int64_t s = 0; s < r; s++)"
+        divide = "" if unitriangular else f" / {a('r', 'r')}"
+        self.lines += ["  {", *("  " + for_loop(v, size) for v, size in zip(bvars, batch)),
+                       f"  {for_loop('c', k)} {rows} {{",
+                       f"    double acc = {x('r', 'c')};",
+                       f"    {solved} acc -= {a('r', 's')} * (double){x('s', 'c')};",
+                       f"    {x('r', 'c')} = ({C_TYPES[out.dtype]})(acc{divide});",
+                       "  }}", *("  }" for _ in batch), "  }"]
 
     def source(self) -> str:
         n_in, n_const = self.n_args, len(self.constants)
