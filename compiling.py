@@ -1,9 +1,11 @@
-"""Whole training steps as compiled kernels: trace once with ``make_fx``, compile with Inductor.
+"""Whole training steps as compiled code: trace once with ``make_fx``, compile with Inductor or to C.
 
 For small models a training step is a few hundred tiny tensor operations, and Python's dispatch of
 each costs more than its arithmetic. Tracing the step (loss, gradients by ``torch.func``, optimiser
 update) into one graph of aten operations and compiling it removes that overhead. Used by the
-compiled SVI engine (:mod:`deepprob.inference.fast_svi`); plain torch code can use it the same way.
+compiled SVI engine (:mod:`deepprob.inference.fast_svi`, through the C backend of
+:mod:`deepprob.c_step` where it applies), the VAE and the GAN trainers (Inductor); plain torch code can
+use it the same way.
 """
 
 from __future__ import annotations
