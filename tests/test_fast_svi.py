@@ -154,6 +154,7 @@ def test_compiled_linreg_posterior_is_exact():
     fit = fit_svi(problem.model, build_guide("fullrank", problem.model), *problem.fit_args, progress=False,
                   engine="compiled", **linreg.SVI_DEFAULTS)
     assert fit.extras["engine"] == "compiled" and fit.extras["steps_per_second"] > 0
+    assert fit.extras["compiled_by"] == ("c" if c_compiler() else "inductor")
     assert kl_to_reference(fit.guide.get_posterior(), problem.exact["weight_std"]) <= 0.01
     # the fast path's fresh ELBO estimate is the ELBO: below the log evidence, and close to it
     log_evidence = problem.extras["log_evidence"]
