@@ -440,6 +440,9 @@ class Generator:
 
     def pointwise(self, name, node, out: Ref, args, kwargs) -> None:
         """Elementwise operations (broadcasting, Python scalars as literals)."""
+        unknown = set(kwargs) - {"alpha", "min", "max"}
+        if unknown:  # a variant (div's rounding_mode, say) the expressions below do not implement
+            raise Unsupported(f"{node.target} with {', '.join(sorted(unknown))}")
         tensors = [a for a in args if isinstance(a, Ref)]
         if not tensors:
             raise Unsupported(f"{node.target}: no tensor operand")

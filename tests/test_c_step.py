@@ -123,6 +123,8 @@ def test_unsupported_operations_raise_and_auto_compiles_them_with_inductor():
     a = torch.randn(3, 3)
     with pytest.raises(Unsupported, match="cumsum"):
         compile_c(fn, [a])
+    with pytest.raises(Unsupported, match="rounding_mode"):  # a variant of a supported operation
+        compile_c(lambda a: torch.div(a, 0.3, rounding_mode="floor"), [a])
     auto = compile_step(fn, [a], backend="auto")
     assert not isinstance(auto, CStep)
     torch.testing.assert_close(auto(a), fn(a))
