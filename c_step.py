@@ -205,7 +205,6 @@ class Generator:
         self.elements = 0
         self.n_args = 0
         self.outputs: list[tuple[torch.Size, torch.dtype]] = []
-        self.uses_simd: set[str] = set()
         self.input_updates: list[tuple[Ref, Ref]] = []  # (input, new value)
         self.loop_depth = 0
 
@@ -252,10 +251,10 @@ class Generator:
                 terms.append(vars_[pad + d] if stride == 1 else f"{vars_[pad + d]} * {stride}")
         return " + ".join(terms) or "0"
 
-    def loop_nest(self, shape: Sequence[int], refs: Sequence[Ref], body: Callable[[list[str]], list[str]],
+    def loop_nest(self, shape: Sequence[int], refs: Sequence[Ref], body: Callable[..., list[str]],
                   keep_last: int = 0, simd: bool = True) -> None:
         """Emit loops over ``shape`` (dimensions merged where every ref allows it, except the last
-        ``keep_last``); ``body(vars)`` gives the statements of the innermost loop."""
+        ``keep_last``); ``body(vars, merged shape, merged refs)`` gives the innermost loop's statements."""
         shape = list(shape)
         merged_shape, merged_refs = self._coalesce(shape, refs, keep_last)
         depth = len(merged_shape)
@@ -469,8 +468,6 @@ class Generator:
             it = iter(values)
             return [f"(({ctype}){next(it)})" if isinstance(s, int) else s for s in slots]
 
-        if compute in FLOATS and name in SIMD_FUNCTIONS + ("pow", "sigmoid", "softplus", "softplus_backward"):
-            self.uses_simd.add(compute)
         if name == "where":  # the condition as it is, the two values in the result's type
             def select(v, _):
                 it = iter(v)
@@ -626,7 +623,6 @@ class Generator:
         """log_softmax, softmax or logsumexp of ``x`` over ``dims``, with the maximum subtracted first."""
         dims = [dims] if isinstance(dims, int) else list(dims)
         f = math_fn(x.dtype)
-        self.uses_simd.add(x.dtype)
         top = self.reduce("amax", x, dims)
         # an all -inf slice: subtract 0 instead (as torch does), so the result is -inf, not nan
         safe = self.new_buffer(top.sizes, top.dtype)
@@ -777,8 +773,7 @@ class Generator:
                  # row r of n (negative: from the end); out of range: the nearest row (memory stays safe)
                  "static inline int64_t row_at(int64_t r, int64_t n) {",
                  "  r = r < 0 ? r + n : r;", "  return r < 0 ? 0 : (r >= n ? n - 1 : r);", "}"]
-        for dtype in sorted(self.uses_simd, key=str):
-            suffix, ctype = ("f", "float") if dtype == torch.float32 else ("", "double")
+        for suffix, ctype in (("f", "float"), ("", "double")):
             for f in SIMD_FUNCTIONS:
                 args = f"{ctype}, {ctype}" if f == "pow" else ctype
                 decls.append(f"#pragma omp declare simd notinbranch\n{ctype} {f}{suffix}({args});")
