@@ -284,9 +284,8 @@ class Generator:
             pad = nd - len(ref.sizes)
             strides = [0] * pad + [0 if sz == 1 else st for sz, st in zip(ref.sizes, ref.strides)]
             full.append(strides)
-        dims = list(range(nd))
         out_shape, out_strides = [], [[] for _ in refs]
-        for d in dims:
+        for d in range(nd):
             if shape[d] == 1 and nd - d > keep_last:
                 continue  # a size-1 dimension loops once
             can_merge = (out_shape and nd - d > keep_last and nd - (d - 1) > keep_last
@@ -717,7 +716,7 @@ class Generator:
         M, K = a.sizes[-2:]
         N = b.sizes[-1]
         acc = "double" if out.dtype in FLOATS else C_TYPES[out.dtype]
-        bs = [f"for (int64_t q = 0; q < {out.sizes[0]}; q++) {{"] if batch else []
+        batch_loops = [for_loop("q", out.sizes[0])] if batch else []
 
         def el(ref, i, j):
             terms = [str(ref.offset)] if ref.offset else []
@@ -725,16 +724,13 @@ class Generator:
                 terms.append(f"q * {ref.strides[0]}")
             terms += [f"{i} * {ref.strides[-2]}", f"{j} * {ref.strides[-1]}"]
             return f"{ref.buf}[{' + '.join(terms)}]"
-        self.lines.append("  {")
-        self.lines.extend("  " + s for s in bs)
-        self.lines.append(f"  for (int64_t m = 0; m < {M}; m++) for (int64_t n = 0; n < {N}; n++) {{")
-        self.lines.append(f"    {acc} acc = 0;")
-        self.lines.append("    #pragma omp simd reduction(+:acc)")
-        self.lines.append(f"    {for_loop('k', K)} acc += ({acc}){el(a, 'm', 'k')} * ({acc}){el(b, 'k', 'n')}; }}")
-        self.lines.append(f"    {el(out, 'm', 'n')} = ({C_TYPES[out.dtype]})acc;")
-        self.lines.append("  }")
-        self.lines.extend("  }" for _ in bs)
-        self.lines.append("  }")
+        self.lines += ["  {", *("  " + loop for loop in batch_loops),
+                       f"  {for_loop('m', M)} {for_loop('n', N)}",
+                       f"    {acc} acc = 0;",
+                       "    #pragma omp simd reduction(+:acc)",
+                       f"    {for_loop('k', K)} acc += ({acc}){el(a, 'm', 'k')} * ({acc}){el(b, 'k', 'n')}; }}",
+                       f"    {el(out, 'm', 'n')} = ({C_TYPES[out.dtype]})acc;",
+                       "  }}", *("  }" for _ in batch_loops), "  }"]
 
     def solve_triangular(self, out: Ref, A: Ref, B: Ref, upper, left, unitriangular) -> None:
         """X with A X = B (A (..., n, n) triangular), over broadcast batch dimensions."""
