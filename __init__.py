@@ -1,13 +1,60 @@
 """deepprob: deep probabilistic methods with Pyro and PyTorch.
 
-The path from conjugate Bayesian regression to deep generative models:
+The path from conjugate Bayesian regression to deep generative models, and a tool to compare the
+approximate posteriors of any Pyro model:
 
-- ``deepprob.datasets``: the shared data layer (synthetic sets, CSV tables, digits, MNIST).
+    import deepprob
+    fit = deepprob.fit(model, data, guide="fullrank")            # SVI, a guide by name
+    idata = deepprob.to_inference_data(fit)                      # ArviZ InferenceData of its draws
+    result = deepprob.compare(model, data, reference="nuts")     # every guide against a reference
+    result.table                                                 # pandas: ELBO, errors, W2, k-hat, ...
+
+- ``deepprob.datasets``: the shared data layer (synthetic sets, CSV tables, digits, MNIST, Stan JSON).
 - ``deepprob.models``: Pyro models (the generative stories).
 - ``deepprob.guides``: variational families, selected by name from one registry.
-- ``deepprob.inference``: ``fit_svi``, exact posteriors, divergences and diagnostics.
-- ``deepprob.adversarial``: plain torch modules (discriminators, GANs).
+- ``deepprob.inference``: fitting, comparing, exact posteriors, divergences and diagnostics; its
+  ``compiled`` sub-package is the compiled engine.
+- ``deepprob.adversarial``: plain torch modules (discriminators, GANs); no Pyro.
 - ``deepprob.examples``: one ``main(args)`` per ``deepprob <example>`` subcommand.
+
+The names below are imported when first used, so that ``import deepprob`` (and the command line's
+``--help``) stays fast.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "fit": "deepprob.inference.svi",
+    "fit_svi": "deepprob.inference.svi",
+    "FitResult": "deepprob.inference.svi",
+    "compare": "deepprob.inference.compare",
+    "Comparison": "deepprob.inference.compare",
+    "to_inference_data": "deepprob.inference.arviz_data",
+    "build_guide": "deepprob.guides.registry",
+    "GuideOptions": "deepprob.guides.registry",
+    "GUIDES": "deepprob.guides.registry",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from deepprob.guides.registry import GUIDES, GuideOptions, build_guide  # noqa: F401
+    from deepprob.inference.arviz_data import to_inference_data  # noqa: F401
+    from deepprob.inference.compare import Comparison, compare  # noqa: F401
+    from deepprob.inference.svi import FitResult, fit, fit_svi  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'deepprob' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -17,6 +17,21 @@ import torch
 
 from deepprob.errors import InputError
 
+_reported: set[str] = set()
+_report_here = True  # False in the workers of map_forked: their parent reports what they return
+
+
+def report_once(message: str) -> str:
+    """Print ``deepprob: message`` on stderr the first time this process says it (not in a worker of
+    :func:`map_forked`, whose results carry it to the parent); returns ``message``.
+
+    For what a user should know but that is not an error: a fall-back to a slower engine, say.
+    """
+    if _report_here and message not in _reported:
+        _reported.add(message)
+        print(f"deepprob: {message}", file=sys.stderr, flush=True)
+    return message
+
 
 def resolve_device(name: str | None) -> torch.device:
     """``"cpu"``, ``"cuda"`` (or ``"cuda:N"``), or ``None``/``"auto"`` for cuda when available."""
@@ -146,6 +161,9 @@ _forked_task: Any = None  # the function the workers of map_forked run: inherite
 
 def _run_forked_task(item: Any) -> bytes:
     import pickle
+
+    global _report_here
+    _report_here = False
 
     return pickle.dumps(_forked_task(item), protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepprob.errors import InputError
+from deepprob.errors import InputError, check_loss
+from deepprob.optim import make_adam
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -118,15 +119,13 @@ class DCGANTrainer:
         self.generator, self.discriminator = generator.to(self.device), discriminator.to(self.device)
         self.images = to_tanh_range(images.to(self.device))
         self.batch_size = min(batch_size, len(images))
-        self.opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas)
+        self.opt_g = make_adam(generator.parameters(), lr, betas)
+        self.opt_d = make_adam(discriminator.parameters(), lr, betas)
         self.epoch = 0
 
     def train_epoch(self, progress=None) -> dict:
         """One pass over the images in a random order (the last, incomplete batch is dropped: batch norm
         on a handful of images is noise). Returns the mean losses and the mean D outputs."""
-        from deepprob.inference.svi import check_loss
-
         self.generator.train()
         self.discriminator.train()
         order = torch.randperm(len(self.images), device=self.device)

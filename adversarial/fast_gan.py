@@ -15,10 +15,10 @@ For the standard GAN loss on multilayer perceptrons of Linear layers with ReLU b
 
 The same numbers as autograd, without its graph: on a CPU, where these layers are small, the bookkeeping
 of the autograd engine is a sizeable part of a step. :func:`gan_iteration` is one generator iteration as
-pure tensor code, with the optimiser steps passed in as callbacks: :class:`AdamStepper` (the fused Adam
-kernel, called directly) when it runs eagerly; :class:`CompiledIteration` traces it with
-:func:`deepprob.compiling.adam_update_` (``torch.optim.Adam``'s arithmetic) into one graph and compiles
-it with Inductor (:func:`deepprob.compiling.compile_step`), which removes the Python dispatch of its
+pure tensor code, with the optimiser steps passed in as callbacks: :class:`~deepprob.optim.AdamStepper` (the
+fused Adam kernel, called directly) when it runs eagerly; :class:`CompiledIteration` traces it with
+:func:`deepprob.optim.adam_update_` (``torch.optim.Adam``'s arithmetic) into one graph and compiles it with
+Inductor (:func:`deepprob.inference.compiled.compiling.compile_step`), which removes the Python dispatch of its
 few hundred operations. On one CPU thread that is ~1.1x the eager iteration's speed for the seed's
 2-300-300-150 MLPs (where matrix products are ~80% of the time) and ~1.3-1.45x for the `gan` command's
 128-wide ones, after a compile of 20-50 s cold (~3 s when Inductor's on-disk cache has the graph).
@@ -36,75 +36,8 @@ from torch.nn import functional as F
 
 from deepprob.adversarial.losses import pack
 from deepprob.adversarial.nets import Affine
-from deepprob.compiling import adam_update_, compile_step
-
-
-def make_adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam over ``module``'s parameters; the fused kernel where this torch has it for the device."""
-    params = list(module.parameters())
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-class AdamStepper:
-    """Applies ``optimizer``'s Adam update for given gradients.
-
-    ``optimizer.step()`` costs ~0.2 ms of Python bookkeeping per call on top of the fused kernel, as
-    much as the kernel itself for these networks, and a GAN iteration makes six of them. For a plain
-    Adam (one parameter group, no weight decay, amsgrad or maximize) this creates the optimiser's state
-    tensors as Adam would, and, when the group is fused, calls the fused kernel directly on them: the
-    update, the state, ``state_dict()``, learning-rate schedulers and
-    :func:`~deepprob.adversarial.unrolled.adam_lookahead` are all unchanged. Any other optimiser goes
-    through ``.grad`` and ``optimizer.step()``.
-
-    Attributes:
-        plain: a plain Adam (then ``exp_avgs``, ``exp_avg_sqs`` and ``steps`` are its state tensors,
-            which :class:`CompiledIteration` updates in place).
-        direct: plain and fused: :meth:`step` calls the fused kernel.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer):
-        self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        self.params = list(group["params"])
-        self.plain = (
-            isinstance(optimizer, torch.optim.Adam)
-            and len(optimizer.param_groups) == 1
-            and not group.get("weight_decay")
-            and not group.get("amsgrad")
-            and not group.get("maximize")
-        )
-        self.direct = self.plain and bool(group.get("fused")) and hasattr(torch, "_fused_adam_")
-        if self.plain:
-            for p in self.params:
-                state = optimizer.state[p]
-                if not state:  # what torch.optim.Adam creates for a fused group
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            self.exp_avgs = [optimizer.state[p]["exp_avg"] for p in self.params]
-            self.exp_avg_sqs = [optimizer.state[p]["exp_avg_sq"] for p in self.params]
-            self.steps = [optimizer.state[p]["step"] for p in self.params]
-
-    @property
-    def group(self) -> dict:
-        return self.optimizer.param_groups[0]
-
-    def step(self, grads: Sequence[torch.Tensor]) -> None:
-        if not self.direct:
-            for p, g in zip(self.params, grads):
-                p.grad = g
-            self.optimizer.step()
-            return
-        beta1, beta2 = self.group["betas"]
-        torch._foreach_add_(self.steps, 1)
-        torch._fused_adam_(
-            self.params, list(grads), self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-            lr=float(self.group["lr"]), beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.group["eps"],
-            amsgrad=False, maximize=False,
-        )  # fmt: skip
+from deepprob.inference.compiled.compiling import compile_step
+from deepprob.optim import AdamStepper, adam_update_
 
 
 @dataclass
@@ -318,7 +251,7 @@ class CompiledIteration:
         example = [x.clone() for x in self.state] + [real, noise]
         with warnings.catch_warnings(), inductor_config.patch(realize_opcount_threshold=REALIZE_OPCOUNT_THRESHOLD):
             warnings.simplefilter("ignore")
-            self.fn = compile_step(self._iteration, example)
+            self.fn = compile_step(self._iteration, example).fn
 
     def _iteration(self, *flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The traced function: ``(*self.state, real, noise)`` -> (d_loss, g_loss)."""

@@ -19,7 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepprob.adversarial.nets import Affine, mlp
-from deepprob.errors import InputError
+from deepprob.errors import InputError, check_loss
+from deepprob.optim import ExponentialDecay, make_adam
 
 
 class UniformBox:
@@ -95,13 +96,11 @@ def fit_ratio(
     """
     from tqdm.auto import tqdm
 
-    from deepprob.inference.svi import check_loss
-
     if len(data) < 2:
         raise InputError(f"data: expected at least 2 points, got {len(data)}")
     device = data.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.1 ** (1.0 / steps))
+    optimizer = make_adam(model.parameters(), lr, weight_decay=weight_decay)
+    decay = ExponentialDecay(lr, steps)
     target = torch.cat([torch.ones(batch_size, device=device), torch.zeros(batch_size, device=device)])
     losses = []
     bar = tqdm(range(steps), desc="ratio", disable=not progress, leave=False, dynamic_ncols=True)
@@ -110,10 +109,10 @@ def fit_ratio(
             [data[torch.randint(len(data), (batch_size,), device=device)], model.reference.sample(batch_size, device)]
         )
         loss = F.binary_cross_entropy_with_logits(model.logit(x), target)
+        decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
         if step % 50 == 0 or step == steps - 1:
             value = loss.item()
             check_loss(value, step)

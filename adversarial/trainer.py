@@ -35,18 +35,11 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from deepprob.adversarial.fast_gan import (
-    AdamStepper,
-    CompiledIteration,
-    ReluMLP,
-    bce_targets,
-    discriminator_steps,
-    gan_iteration,
-    make_adam,
-)
+from deepprob.adversarial.fast_gan import CompiledIteration, ReluMLP, bce_targets, discriminator_steps, gan_iteration
 from deepprob.adversarial.losses import check_loss_kind, discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.unrolled import adam_lookahead
-from deepprob.errors import InputError
+from deepprob.errors import InputError, check_loss
+from deepprob.optim import AdamStepper, ExponentialDecay, make_adam
 
 
 @dataclass
@@ -128,8 +121,8 @@ class GANTrainer:
         self.config, self.device, self.latent_dim = config, torch.device(device), latent_dim
         self.generator, self.discriminator = generator.to(self.device), discriminator.to(self.device)
         self.sample_real = sample_real
-        self.opt_g = make_adam(generator, config.lr_g, config.betas)
-        self.opt_d = make_adam(discriminator, config.lr_d, config.betas)
+        self.opt_g = make_adam(generator.parameters(), config.lr_g, config.betas, fused=True)
+        self.opt_d = make_adam(discriminator.parameters(), config.lr_d, config.betas, fused=True)
         self.params_g = list(generator.parameters())
         self.params_d = list(discriminator.parameters())
         self.step_g, self.step_d = AdamStepper(self.opt_g), AdamStepper(self.opt_d)
@@ -280,27 +273,25 @@ class GANTrainer:
 
         ``callback(self)`` runs after every ``callback_every`` iterations (snapshots). The losses are
         read back (a host synchronisation) only every ``check_every`` iterations, to stop a diverged
-        run (:func:`~deepprob.inference.svi.check_loss`) and to update the progress bar.
+        run (:func:`~deepprob.errors.check_loss`) and to update the progress bar.
 
         Returns:
             ``{"d_loss": [...], "g_loss": [...]}``: the losses at every ``check_every``-th iteration.
         """
         from tqdm.auto import tqdm
 
-        from deepprob.inference.svi import check_loss
-
         if iterations < 1:
             raise InputError(f"--iterations {iterations}: expected at least 1")
-        # the exponential decay set by hand (an LRScheduler would expect optimizer.step() calls)
-        gamma = self.config.final_lr_fraction ** (1.0 / iterations)
-        groups = [(g, g["lr"]) for opt in (self.opt_g, self.opt_d) for g in opt.param_groups]
+        # the decay from each optimiser's present learning rate (set by hand: the steps do not go through
+        # optimizer.step(), which an LRScheduler would expect)
+        decays = [(opt, ExponentialDecay(opt.param_groups[0]["lr"], iterations, self.config.final_lr_fraction))
+                  for opt in (self.opt_g, self.opt_d)]
         history: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
         bar = tqdm(range(iterations), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         for i in bar:
             d_loss, g_loss = self.step()
-            if gamma != 1.0:
-                for group, lr0 in groups:
-                    group["lr"] = lr0 * gamma ** (i + 1)
+            for optimizer, decay in decays:
+                decay.apply(optimizer, i + 1)
             if (i + 1) % check_every == 0 or i + 1 == iterations:
                 d, g = d_loss.item(), g_loss.item()
                 check_loss(d, self.iteration)

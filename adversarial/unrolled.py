@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deepprob.errors import InputError
+from deepprob.optim import adam_arithmetic
 
 
 def adam_lookahead(
@@ -78,13 +79,10 @@ def adam_lookahead(
         grads = torch.autograd.grad(loss, theta, create_graph=True)
         new_theta, new_moments = [], []
         for p, g, (m, v, t) in zip(theta, grads, moments):
-            t = t + 1
-            m = beta1 * m + (1 - beta1) * g
-            v = beta2 * v + (1 - beta2) * g * g
-            # sqrt'(0) is infinite: a parameter whose gradient is exactly 0 (a dead ReLU) would turn the
-            # backward pass into 0 * inf = NaN, so keep the square root's argument off zero.
-            denom = (v / (1 - beta2**t) + 1e-30).sqrt() + eps
-            new_theta.append(p - lr * (m / (1 - beta1**t)) / denom)
-            new_moments.append((m, v, t))
+            # differentiated through: the square root's argument kept off zero (a dead ReLU's zero
+            # gradient would otherwise give 0 * inf = NaN in the backward pass)
+            p, m, v = adam_arithmetic(p, g, m, v, t + 1, lr, (beta1, beta2), eps, sqrt_floor=1e-30)
+            new_theta.append(p)
+            new_moments.append((m, v, t + 1))
         theta, moments = new_theta, new_moments
     return dict(zip(names, theta))

@@ -1,19 +1,28 @@
 """The ``deepprob <example>`` subcommands: one module each, registered here.
 
-Each module defines ``add_arguments(parser)`` (its own options; the shared ones come from
-:mod:`deepprob.examples.options`) and ``main(args) -> dict`` (runs the example, saves figures under
-``args.out`` and returns the run's metrics, which ``--json`` prints).
+Each module defines ``main(args) -> dict`` (runs the example, saves figures under ``args.out`` and returns
+the run's metrics, which ``--json`` prints); its options are defined in :mod:`deepprob.examples.options`
+(light, so that ``--help`` needs no heavy import) and its module docstring is its ``--help`` text.
 """
 
-# name -> (module, one-line description). Adding an example = one module + one line here.
+# name -> (module, one-line description, its options in deepprob.examples.options).
+# Adding an example = one module, its options, one line here.
 EXAMPLES = {
-    "tour": ("deepprob.examples.tour", "The whole story: every example in order, as one HTML report"),
-    "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide"),
-    "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides"),
-    "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression"),
-    "compare": ("deepprob.examples.compare", "Every guide and a reference posterior (exact/NUTS) side by side"),
-    "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST"),
-    "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture"),
-    "ratio": ("deepprob.examples.ratio", "A classifier against a uniform reference recovers a density ratio"),
-    "gan": ("deepprob.examples.gan", "GANs: mode dropping on 2-D rings and its remedies; DCGAN on digits"),
+    "tour": ("deepprob.examples.tour", "The whole story: every example in order, as one HTML report",
+             "tour_arguments"),
+    "linreg": ("deepprob.examples.linreg", "Bayesian linear regression: exact conjugate posterior vs a guide",
+               "regression_arguments:linreg"),
+    "logreg": ("deepprob.examples.logreg", "Bayesian logistic regression: Laplace and ELBO guides",
+               "regression_arguments:logreg"),
+    "bnn": ("deepprob.examples.bnn", "Bayesian neural network (2 tanh layers), classification or regression",
+            "regression_arguments:bnn"),
+    "compare": ("deepprob.examples.compare", "Every guide against a reference posterior, for your own Pyro model "
+                "(--model) or a built-in one", "add_compare_model_arguments"),
+    "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST",
+            "vae_arguments"),
+    "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture", "kl_arguments"),
+    "ratio": ("deepprob.examples.ratio", "A classifier against a uniform reference recovers a density ratio",
+              "ratio_arguments"),
+    "gan": ("deepprob.examples.gan", "GANs: mode dropping on 2-D rings and its remedies; DCGAN on digits",
+            "gan_arguments"),
 }

@@ -33,10 +33,7 @@ from dataclasses import replace
 import torch
 
 from deepprob.errors import InputError
-from deepprob.examples.options import non_negative_int, positive_float, positive_int
-
-POINT_DATASETS = ("gaussian", "ring", "ring-metz")
-IMAGE_DATASETS = ("digits", "mnist")
+from deepprob.examples.options import GAN_IMAGE_DATASETS as IMAGE_DATASETS
 
 # Per-method defaults: each remedy as its paper ran it (the standard GAN beside it gets the same ones).
 PRESETS = {
@@ -51,63 +48,6 @@ PRESETS = {
         "iterations": 3000,
     },
 }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "mode",
-        nargs="?",
-        choices=["train", "sample"],
-        default="train",
-        help="train a GAN (default), or sample images from a DCGAN --checkpoint",
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=POINT_DATASETS + IMAGE_DATASETS, default=None, help="default: ring")
-    data.add_argument("--data", default=None, help="a CSV of 2-D points (two numeric columns, optional header)")
-    data.add_argument("--modes", default=None, help="with --data: a CSV of mode centres (x, y), one row a mode")
-    data.add_argument(
-        "--mode-sigma",
-        type=positive_float,
-        default=None,
-        help="with --modes: the modes' standard deviation for the 3-sigma rule (default: estimated)",
-    )
-    data.add_argument("--data-dir", default=None, help="--dataset mnist: folder with the MNIST IDX files")
-    remedies = parser.add_argument_group("remedies for mode dropping (2-D data)")
-    remedies.add_argument("--loss", choices=["gan", "wgan-gp"], default="gan", help="standard GAN or WGAN-GP")
-    remedies.add_argument("--unrolled", type=non_negative_int, default=0, help="look-ahead discriminator steps K")
-    remedies.add_argument("--pack", type=positive_int, default=1, help="samples per discriminator input M (PacGAN)")
-    remedies.add_argument("--no-baseline", action="store_true", help="do not train the standard GAN alongside")
-    train = parser.add_argument_group("training (default: per method, see above)")
-    train.add_argument("--iterations", type=positive_int, default=None, help="generator iterations (2-D)")
-    train.add_argument(
-        "--epochs", type=positive_int, default=None, help="epochs (images; default 100 digits, 10 mnist)"
-    )
-    train.add_argument("--batch-size", type=positive_int, default=None, help="discriminator inputs per step")
-    train.add_argument("--d-steps", type=positive_int, default=None, help="discriminator steps per generator step")
-    train.add_argument("--lr-g", type=positive_float, default=None, help="generator Adam learning rate")
-    train.add_argument("--lr-d", type=positive_float, default=None, help="discriminator Adam learning rate")
-    train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
-    train.add_argument("--hidden", default="128,128", help="2-D: hidden layer sizes of both MLPs")
-    train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
-    evaluate = parser.add_argument_group("evaluation and figures")
-    evaluate.add_argument(
-        "--eval-samples", type=positive_int, default=2500, help="2-D: generated points for the metrics"
-    )
-    evaluate.add_argument(
-        "--min-count", type=positive_int, default=20, help="2-D: samples within 3 sigma for a mode to count"
-    )
-    evaluate.add_argument(
-        "--snapshots", type=positive_int, default=6, help="2-D: snapshots of the cloud during training"
-    )
-    evaluate.add_argument("--grid", type=positive_int, default=8, help="images: the sample grid is GRID x GRID")
-    evaluate.add_argument(
-        "--arithmetic",
-        default=None,
-        help="images: three ';'-separated groups of sample-grid indices A;B;C (default: picked by class and ink)",
-    )
-    evaluate.add_argument(
-        "--checkpoint", default=None, help="sample mode: a checkpoint.pt written by the images training"
-    )
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -198,7 +138,7 @@ def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict
 
     torch.manual_seed(args.seed)
     latent_dim = args.latent_dim or 8
-    generator, discriminator = build_point_gan(cloud, latent_dim, parse_hidden(args.hidden), config.pack)
+    generator, discriminator = build_point_gan(cloud, latent_dim, args.hidden, config.pack)
     device = args.device
 
     def sample_real(n: int) -> torch.Tensor:
@@ -227,12 +167,6 @@ def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict
     return metrics, snapshots
 
 
-def parse_hidden(text: str) -> list[int]:
-    from deepprob.examples.ratio import parse_sizes
-
-    return parse_sizes(text, "--hidden")
-
-
 def train_points(args: argparse.Namespace, cloud) -> dict:
     from deepprob.adversarial.plots import plot_snapshots
 
@@ -249,7 +183,7 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
     metrics = {
         "dataset": cloud.name,
         **runs[name],
-        "config": {**config.to_dict(), "latent_dim": args.latent_dim or 8, "hidden": parse_hidden(args.hidden)},
+        "config": {**config.to_dict(), "latent_dim": args.latent_dim or 8, "hidden": args.hidden},
         "figure": str(figure),
     }
     if "standard" in runs and name != "standard":

@@ -17,28 +17,7 @@ import math
 
 import torch
 
-from deepprob.examples.options import positive_float, positive_int
 from deepprob.inference.divergences import bimodal_mixture, default_grid, fit_gaussian, moment_matched_normal
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("fit (Adam on mu and log sigma)")
-    group.add_argument("--steps", type=positive_int, default=2000, help="gradient steps per fit")
-    group.add_argument("--lr", type=positive_float, default=0.05, help="initial Adam learning rate (decayed 10x)")
-    group.add_argument(
-        "--estimator",
-        choices=["quadrature", "mc"],
-        default="quadrature",
-        help="numerical integration on a grid, or Monte Carlo samples",
-    )
-    group.add_argument("--num-samples", type=positive_int, default=256, help="Monte Carlo samples per step")
-    group.add_argument(
-        "--init-mu",
-        type=float,
-        default=None,
-        help="initial mean (default: 4 -/+ U(1.5, 3.5), side and offset drawn with --seed)",
-    )
-    group.add_argument("--init-sigma", type=positive_float, default=1.0, help="initial standard deviation")
 
 
 def main(args: argparse.Namespace) -> dict:

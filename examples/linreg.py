@@ -18,98 +18,28 @@ import numpy as np
 import torch
 from torch.distributions import MultivariateNormal
 
-from deepprob.datasets import cubic_regression
-from deepprob.examples.common import fit_guide, load_table, say
-from deepprob.examples.options import (
-    add_data_arguments,
-    add_guide_arguments,
-    add_svi_arguments,
-    positive_float,
-)
-from deepprob.inference.arviz_data import (
-    Problem,
-    draws_from_guide,
-    save_inference_data,
-    summary_text,
-    to_inference_data,
-)
+from deepprob.examples import problems
+from deepprob.examples.common import fit_guide, say
+from deepprob.inference.arviz_data import save_inference_data, summary_text
 from deepprob.inference.diagnostics import loo, psis_khat
-from deepprob.inference.exact import conjugate_log_evidence, conjugate_posterior, conjugate_predictive
+from deepprob.inference.draws import draws_from_guide
+from deepprob.inference.exact import conjugate_predictive
 from deepprob.inference.kl import kl_to_reference
-from deepprob.models.linreg import LinearRegression, expand_basis
-from deepprob.models.standardise import Standardisation
+from deepprob.models.linreg import expand_basis
 from deepprob.plots import new_figure, save
 
-SVI_DEFAULTS = {"steps": 3000, "lr": 0.05, "num_particles": 8}
 NUM_DRAWS = 2000  # draws of the fitted guide for the report and the InferenceData
 
 
-def add_problem_arguments(parser):
-    """The data and the model (shared with ``deepprob compare linreg``)."""
-    add_data_arguments(parser)
-    group = parser.add_argument_group("model")
-    group.add_argument("--basis", default=None,
-                       help="poly:K (one input column) or identity (default: poly:3 on the embedded data, "
-                       "identity = the features plus an intercept with --data)")
-    group.add_argument("--alpha", type=positive_float, default=1.0,
-                       help="prior precision of the weights (default: %(default)s)")
-    group.add_argument("--beta", type=positive_float, default=1 / 0.4,
-                       help="noise precision (known) (default: %(default)s)")
-    group.add_argument("--num-points", type=int, default=40,
-                       help="embedded data: number of points (default: %(default)s)")
-
-
-def add_arguments(parser):
-    add_guide_arguments(parser, default="fullrank")
-    add_svi_arguments(parser, **SVI_DEFAULTS)
-    add_problem_arguments(parser)
-
-
-def affine(d: MultivariateNormal, A: torch.Tensor) -> MultivariateNormal:
-    """The law of A w for w ~ d."""
-    return MultivariateNormal(A @ d.mean, covariance_matrix=A @ d.covariance_matrix @ A.T)
-
-
-def prepare(args) -> Problem:
-    """The data, basis and model of ``args``, with the exact posterior of the latent ``weight_std``.
-
-    ``extras``: ``table``, ``basis``, ``Phi`` (N, D), ``standard`` (the map w_s = T w), ``exact``, the
-    conjugate posterior N(mu, Sigma) of ``weight`` in the original coordinates (float64), and
-    ``log_evidence`` = log p(y).
-    """
-    table = load_table(args, lambda: cubic_regression(n=args.num_points, seed=args.seed))
-    basis = args.basis or ("poly:3" if args.data is None else "identity")
-    Phi, names = expand_basis(table.X, basis)
-    standard = Standardisation.of(Phi)
-    exact = conjugate_posterior(Phi, table.y, args.alpha, args.beta)
-    log_evidence = conjugate_log_evidence(Phi, table.y, args.alpha, args.beta)
-    return Problem(
-        name="linreg",
-        model=LinearRegression(standard, alpha=args.alpha, beta=args.beta),
-        x=standard.features(Phi),
-        y=table.y,
-        features=table.X,
-        to_inputs=lambda X: standard.features(expand_basis(X, basis)[0]),
-        var_names=["weight"],
-        dims={"weight": ["feature"]},
-        coords={"feature": names, "input": table.feature_names},
-        likelihood="normal",
-        # the guides' latent is weight_std = T w: its exact law is the image of N(mu, Sigma) under T
-        exact={"weight_std": affine(exact, standard.T.double())},
-        extras={"table": table, "basis": basis, "Phi": Phi, "standard": standard, "exact": exact,
-                "log_evidence": log_evidence},
-    )
-
-
 def main(args):
-    problem = prepare(args)
+    problem = problems.linreg(args)
     table, basis, exact = (problem.extras[k] for k in ("table", "basis", "exact"))
     names = problem.coords["feature"]
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
-    kl = kl_to_reference(fit.guide.get_posterior(), problem.exact["weight_std"])
-    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, NUM_DRAWS)
-    idata = to_inference_data(problem, draws, attrs={"guide": args.guide})
+    kl = kl_to_reference(fit.guide.get_posterior(), problem.exact.over_latent_vector(None))
+    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, num_samples=NUM_DRAWS)
+    idata = problem.inference_data(draws, {"guide": args.guide})
     path = save_inference_data(idata, args.out / f"linreg_{args.guide}.nc")
 
     weights = draws.deterministic["weight"].double()
@@ -129,7 +59,7 @@ def main(args):
         "guide_mean": weights.mean(0),
         "guide_sd": weights.std(0),
         "khat": psis_khat(draws.log_weights),
-        "elpd_loo": loo(idata)["elpd_loo"],
+        "elpd_loo": loo(draws.pointwise_log_lik())["elpd_loo"],
         "inference_data": path,
     }
     say(args, f"linreg: {len(table)} points, basis {basis}, guide {args.guide}",

@@ -1,33 +1,81 @@
-"""Command-line options shared by the examples (the CLI contract), in one place."""
+"""The command line's options, every example's, in one light module (the CLI contract).
+
+Building a parser imports nothing heavy (no torch, no Pyro): ``deepprob --help`` and ``deepprob <example>
+--help`` answer at once, and a bad number or name is refused before the work's imports. Each example's
+``main(args)`` lives in its own module, imported only when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from deepprob.guides.registry import GUIDES
+from deepprob.inference.engines import ENGINES
+
+# --- argument types: a bad value is an argparse error, one line, exit status 2 --------------------
+
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value
 
 
+def layer_sizes(text: str) -> list[int]:
+    """'64,64' -> [64, 64]."""
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive layer sizes, e.g. 64,64; got {text!r}")
+    return sizes
+
+
+def guide_name(text: str) -> str:
+    if text not in GUIDES:
+        raise argparse.ArgumentTypeError(f"unknown guide {text!r}; expected one of {', '.join(GUIDES)}")
+    return text
+
+
+def guide_names(text: str) -> list[str]:
+    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in GUIDES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(GUIDES)}, got {text!r}"
+                                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return names
+
+
+# --- option groups shared by the examples ---------------------------------------------------------
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """--seed, --device, --out, --json, --quiet: every example has these."""
+    """--seed, --device, --out, --json, --quiet, --threads: every example has these."""
     group = parser.add_argument_group("run")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     group.add_argument(
@@ -45,8 +93,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, num_particles: int = 1) -> None:
     """--steps, --lr, --num-particles and --engine for examples fitted by SVI."""
-    from deepprob.inference.fast_svi import ENGINES
-
     group = parser.add_argument_group("fitting (SVI with Trace_ELBO and Adam)")
     group.add_argument("--steps", type=positive_int, default=steps, help="SVI steps (default: %(default)s)")
     group.add_argument(
@@ -65,14 +111,17 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float,
     )
 
 
-def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str = "fullrank") -> None:
-    """--guide and the options of particular guides."""
-    from deepprob.guides import GUIDES
-
+def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None = "fullrank") -> None:
+    """--guide (one family; with ``default=None``, --guides: several) and the options of particular guides."""
     group = parser.add_argument_group("guide (variational family)")
-    group.add_argument(
-        "--guide", default=default, help=f"one of {', '.join(GUIDES)} (default: %(default)s)"
-    )
+    if default is not None:
+        group.add_argument("--guide", type=guide_name, default=default,
+                           help=f"one of {', '.join(GUIDES)} (default: %(default)s)")
+    else:
+        group.add_argument("--guides", type=guide_names, default=list(GUIDES),
+                           help=f"comma-separated guides to fit (default: {','.join(GUIDES)})")
+        # --guide (one family) is the single examples' option; here it is refused with a pointer
+        group.add_argument("--guide", default=None, help=argparse.SUPPRESS)
     group.add_argument(
         "--components", type=positive_int, default=2, help="mixture guide: number of Gaussians (default: 2)"
     )
@@ -87,3 +136,272 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--features", default=None, help="comma-separated feature columns (default: all other numeric columns)"
     )
+
+
+# --- the regression examples ----------------------------------------------------------------------
+
+# each example's SVI settings (compare uses them too, but for bnn: 2000 steps keep five guides and NUTS
+# within a few minutes on two CPU cores)
+SVI_DEFAULTS = {
+    "linreg": {"steps": 3000, "lr": 0.05, "num_particles": 8},
+    # 5000 steps: on classes that barely overlap the weights are large, a long walk at a decaying learning
+    # rate; at 2000 the posterior means were still off by up to 1.5 posterior sds on some seeds
+    "logreg": {"steps": 5000, "lr": 0.05, "num_particles": 4},
+    "bnn": {"steps": 3000, "lr": 0.02, "num_particles": 4},
+}
+COMPARE_SVI_OVERRIDES = {"bnn": {"steps": 2000}}
+DEFAULT_GUIDE = {"linreg": "fullrank", "logreg": "laplace", "bnn": "fullrank"}
+
+
+def add_linreg_problem(parser: argparse.ArgumentParser) -> None:
+    """The data and the model of linear regression."""
+    add_data_arguments(parser)
+    group = parser.add_argument_group("model")
+    group.add_argument("--basis", default=None,
+                       help="poly:K (one input column) or identity (default: poly:3 on the embedded data, "
+                       "identity = the features plus an intercept with --data)")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of the weights (default: %(default)s)")
+    group.add_argument("--beta", type=positive_float, default=1 / 0.4,
+                       help="noise precision (known) (default: %(default)s)")
+    group.add_argument("--num-points", type=positive_int, default=40,
+                       help="embedded data: number of points (default: %(default)s)")
+
+
+def add_logreg_problem(parser: argparse.ArgumentParser) -> None:
+    """The data and the model of logistic regression."""
+    add_data_arguments(parser)
+    group = parser.add_argument_group("model")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of the weights (default: %(default)s)")
+    group.add_argument("--num-points", type=positive_int, default=2000,
+                       help="embedded data: number of points (default: %(default)s)")
+    group.add_argument("--far-point", default=None,
+                       help="comma-separated x* (one number per feature) far from the data, where the predictives "
+                       "are compared (default: the data's mean moved 100 training sds along the first feature)")
+
+
+def add_bnn_problem(parser: argparse.ArgumentParser) -> None:
+    """The data and the model of the Bayesian neural network."""
+    add_data_arguments(parser)
+    group = parser.add_argument_group("model")
+    group.add_argument("--task", choices=["classification", "regression"], default="classification",
+                       help="Bernoulli (two moons) or Normal (a sine with a gap) likelihood (default: %(default)s)")
+    group.add_argument("--hidden", type=positive_int, default=5, help="width of the tanh layer (default: %(default)s)")
+    group.add_argument("--alpha", type=positive_float, default=1.0,
+                       help="prior precision of every weight (default: %(default)s)")
+    group.add_argument("--noise", default="learned",
+                       help="regression: 'learned' or a fixed noise sd (default: %(default)s)")
+    group.add_argument("--test-fraction", type=float, default=0.25,
+                       help="share of the data held out (default: %(default)s)")
+    group.add_argument("--num-points", type=positive_int, default=None,
+                       help="embedded data: number of points (default: 400 moons, 100 sine)")
+
+
+PROBLEM_ARGUMENTS = {"linreg": add_linreg_problem, "logreg": add_logreg_problem, "bnn": add_bnn_problem}
+
+
+def regression_arguments(name: str):
+    def add(parser: argparse.ArgumentParser) -> None:
+        add_guide_arguments(parser, default=DEFAULT_GUIDE[name])
+        add_svi_arguments(parser, **SVI_DEFAULTS[name])
+        PROBLEM_ARGUMENTS[name](parser)
+    return add
+
+
+# --- compare ---------------------------------------------------------------------------------------
+
+COMPARE_MODELS = {  # built-in model -> (one line, its reference by default)
+    "linreg": ("Bayesian linear regression (reference: exact posterior)", "exact"),
+    "logreg": ("Bayesian logistic regression (reference: NUTS)", "nuts"),
+    "bnn": ("Bayesian neural network (reference: NUTS, compared on f(x))", "nuts"),
+}
+# NUTS's budget per built-in model; the bnn's keeps `compare bnn` within a few minutes on two CPU cores:
+# its trees are deep (hundreds of gradient steps a draw) and its chains cannot mix between symmetric modes
+NUTS_BUDGET = {
+    "linreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+    "logreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+    "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8},
+    "model": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+}
+# a user's model: SVI settings for posteriors of any scale (the compiled engine makes 10,000 steps cheap)
+MODEL_SVI_DEFAULTS = {"steps": 10000, "lr": 0.02, "num_particles": 4}
+
+
+def add_compare_options(parser: argparse.ArgumentParser, budget: dict, references: list[str], default: str) -> None:
+    group = parser.add_argument_group("comparison")
+    group.add_argument("--reference", choices=references, default=default,
+                       help="the reference posterior: " + ", ".join(references) + " (default: %(default)s)")
+    group.add_argument("--draws", type=positive_int, default=2000,
+                       help="draws from each guide (PSIS k-hat, LOO, moments) and from an exact posterior"
+                       " (default: %(default)s)")
+    group.add_argument("--jobs", type=non_negative_int, default=0,
+                       help="processes fitting the guides and the reference side by side, each with --threads "
+                       "torch threads; 0: one per CPU core. Every fit starts from the run's seed, so the results "
+                       "do not depend on it; 1 on a GPU (default: %(default)s)")
+    nuts = parser.add_argument_group("NUTS reference")
+    nuts.add_argument("--chains", type=positive_int, default=budget["chains"],
+                      help="chains, run one after another (default: %(default)s)")
+    nuts.add_argument("--warmup", type=positive_int, default=budget["warmup"],
+                      help="adaptation steps per chain (default: %(default)s)")
+    nuts.add_argument("--samples", type=positive_int, default=budget["samples"],
+                      help="kept draws per chain (default: %(default)s)")
+    nuts.add_argument("--max-tree-depth", type=positive_int, default=budget["max_tree_depth"],
+                      help="NUTS tree depth cap: at most 2^depth gradient steps a draw (default: %(default)s)")
+
+
+def compare_builtin_arguments(name: str):
+    """``deepprob compare linreg|logreg|bnn``: the model's own data and model options, every guide."""
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("model", choices=[name], help=argparse.SUPPRESS)
+        references = ["exact", "nuts", "none"] if name == "linreg" else ["nuts", "none"]
+        add_compare_options(parser, NUTS_BUDGET[name], references, COMPARE_MODELS[name][1])
+        add_guide_arguments(parser, default=None)
+        add_svi_arguments(parser, **{**SVI_DEFAULTS[name], **COMPARE_SVI_OVERRIDES.get(name, {})})
+        PROBLEM_ARGUMENTS[name](parser)
+    return add
+
+
+def add_compare_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``deepprob compare --model FILE.py:FUNC --data DATA.json``: a user's own Pyro model."""
+    group = parser.add_argument_group("the model and its data")
+    group.add_argument("--model", required=True, metavar="FILE.py:FUNC",
+                       help="a Python file and the function in it that is the Pyro model; it is called as FUNC(data)")
+    group.add_argument("--data", required=True, metavar="DATA.json[.zip]",
+                       help="a JSON object (or a zip holding one, as posteriordb ships its data): FUNC gets it as a "
+                       "dict, numbers as Python numbers, arrays as float tensors")
+    group.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                       help="the precision of the data and of the fits (default: %(default)s, as Stan's)")
+    add_compare_options(parser, NUTS_BUDGET["model"], ["nuts", "none"], "nuts")
+    parser.add_argument_group("comparison").add_argument(
+        "--reference-draws", default=None, metavar="DRAWS.json[.zip]|FILE.nc",
+        help="reference draws made elsewhere, instead of --reference: posteriordb's format (a list of chains, each "
+             '{"name" or "name[i]": [draws]}) or an ArviZ NetCDF file')
+    add_guide_arguments(parser, default=None)
+    add_svi_arguments(parser, **MODEL_SVI_DEFAULTS)
+
+
+# --- the other examples ----------------------------------------------------------------------------
+
+VAE_DATASETS = ("onehot", "digits", "mnist")
+
+
+def vae_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=VAE_DATASETS, default="digits", help="(default: %(default)s)")
+    data.add_argument(
+        "--data-dir", default=None,
+        help="mnist: folder with the IDX files (train-/t10k-images-idx3-ubyte, -labels-idx1-ubyte, gzipped or "
+             "not); None: a cache, downloaded into when online")
+    data.add_argument("--train-size", type=positive_int, default=None, help="use at most this many training images")
+    data.add_argument("--test-size", type=positive_int, default=None, help="use at most this many test images")
+    data.add_argument(
+        "--binarize", choices=["dynamic", "fixed"], default="dynamic",
+        help="dynamic: binary pixels resampled each epoch; fixed: pixel > --threshold (default: %(default)s)")
+    data.add_argument("--threshold", type=float, default=0.5, help="for --binarize fixed (default: %(default)s)")
+
+    net = parser.add_argument_group(
+        "networks (None: per --dataset, latent/hidden: onehot 2/32, digits 2/256, mnist 20/400)")
+    net.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="encoder/decoder (default: %(default)s)")
+    net.add_argument("--z-dim", type=positive_int, default=None, help="latent size")
+    net.add_argument("--hidden", type=layer_sizes, default=None,
+                     help="hidden layer sizes of the encoder, e.g. 512,256 (the decoder mirrors them)")
+
+    fit = parser.add_argument_group(
+        "fitting (SVI with Adam; None: per --dataset, onehot/digits/mnist)")
+    fit.add_argument("--epochs", type=non_negative_int, default=None, help="40/30/10")
+    fit.add_argument("--batch-size", type=positive_int, default=None, help="64/64/128")
+    fit.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate, 3e-3/3e-3/1e-3")
+    fit.add_argument(
+        "--elbo", choices=["trace", "meanfield"], default="trace",
+        help="trace: Trace_ELBO (sampled KL); meanfield: TraceMeanField_ELBO (analytic KL) (default: %(default)s)")
+    fit.add_argument(
+        "--iw-samples", type=positive_int, default=100,
+        help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")
+    fit.add_argument(
+        "--engine", choices=ENGINES, default="auto",
+        help="pyro: Trace_ELBO each step; compiled: the same steps (same draws, same Adam) traced once and "
+             "compiled, after a compile of several seconds (cached on disk); auto: compiled for runs of "
+             "2000 steps or more (default: %(default)s)")
+    fit.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+
+def kl_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fit (Adam on mu and log sigma)")
+    group.add_argument("--steps", type=positive_int, default=2000, help="gradient steps per fit")
+    group.add_argument("--lr", type=positive_float, default=0.05, help="initial Adam learning rate (decayed 10x)")
+    group.add_argument("--estimator", choices=["quadrature", "mc"], default="quadrature",
+                       help="numerical integration on a grid, or Monte Carlo samples")
+    group.add_argument("--num-samples", type=positive_int, default=256, help="Monte Carlo samples per step")
+    group.add_argument("--init-mu", type=float, default=None,
+                       help="initial mean (default: 4 -/+ U(1.5, 3.5), side and offset drawn with --seed)")
+    group.add_argument("--init-sigma", type=positive_float, default=1.0, help="initial standard deviation")
+
+
+def ratio_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default=None, help="a CSV of 2-D points (default: draws from a correlated Normal)")
+    data.add_argument("--n", type=positive_int, default=10000, help="number of Normal draws (default data)")
+    data.add_argument("--margin", type=positive_float, default=0.1,
+                      help="the reference box is the data's bounding box widened by this fraction on each side")
+    fit = parser.add_argument_group("classifier (MLP, SiLU, Adam)")
+    fit.add_argument("--hidden", type=layer_sizes, default=[64, 64], help="hidden layer sizes (default: 64,64)")
+    fit.add_argument("--steps", type=positive_int, default=3000, help="training steps")
+    fit.add_argument("--batch-size", type=positive_int, default=512,
+                     help="data points (and as many reference points) a step")
+    fit.add_argument("--lr", type=positive_float, default=3e-3, help="initial Adam learning rate (decayed 10x)")
+    fit.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis for the metrics")
+
+
+GAN_POINT_DATASETS = ("gaussian", "ring", "ring-metz")
+GAN_IMAGE_DATASETS = ("digits", "mnist")
+
+
+def gan_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", nargs="?", choices=["train", "sample"], default="train",
+                        help="train a GAN (default), or sample images from a DCGAN --checkpoint")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=GAN_POINT_DATASETS + GAN_IMAGE_DATASETS, default=None,
+                      help="default: ring")
+    data.add_argument("--data", default=None, help="a CSV of 2-D points (two numeric columns, optional header)")
+    data.add_argument("--modes", default=None, help="with --data: a CSV of mode centres (x, y), one row a mode")
+    data.add_argument("--mode-sigma", type=positive_float, default=None,
+                      help="with --modes: the modes' standard deviation for the 3-sigma rule (default: estimated)")
+    data.add_argument("--data-dir", default=None, help="--dataset mnist: folder with the MNIST IDX files")
+    remedies = parser.add_argument_group("remedies for mode dropping (2-D data)")
+    remedies.add_argument("--loss", choices=["gan", "wgan-gp"], default="gan", help="standard GAN or WGAN-GP")
+    remedies.add_argument("--unrolled", type=non_negative_int, default=0, help="look-ahead discriminator steps K")
+    remedies.add_argument("--pack", type=positive_int, default=1, help="samples per discriminator input M (PacGAN)")
+    remedies.add_argument("--no-baseline", action="store_true", help="do not train the standard GAN alongside")
+    train = parser.add_argument_group("training (default: per method, see above)")
+    train.add_argument("--iterations", type=positive_int, default=None, help="generator iterations (2-D)")
+    train.add_argument("--epochs", type=positive_int, default=None,
+                       help="epochs (images; default 100 digits, 10 mnist)")
+    train.add_argument("--batch-size", type=positive_int, default=None, help="discriminator inputs per step")
+    train.add_argument("--d-steps", type=positive_int, default=None, help="discriminator steps per generator step")
+    train.add_argument("--lr-g", type=positive_float, default=None, help="generator Adam learning rate")
+    train.add_argument("--lr-d", type=positive_float, default=None, help="discriminator Adam learning rate")
+    train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
+    train.add_argument("--hidden", type=layer_sizes, default=[128, 128],
+                       help="2-D: hidden layer sizes of both MLPs (default: 128,128)")
+    train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
+    evaluate = parser.add_argument_group("evaluation and figures")
+    evaluate.add_argument("--eval-samples", type=positive_int, default=2500,
+                          help="2-D: generated points for the metrics")
+    evaluate.add_argument("--min-count", type=positive_int, default=20,
+                          help="2-D: samples within 3 sigma for a mode to count")
+    evaluate.add_argument("--snapshots", type=positive_int, default=6,
+                          help="2-D: snapshots of the cloud during training")
+    evaluate.add_argument("--grid", type=positive_int, default=8, help="images: the sample grid is GRID x GRID")
+    evaluate.add_argument("--arithmetic", default=None,
+                          help="images: three ';'-separated groups of sample-grid indices A;B;C "
+                          "(default: picked by class and ink)")
+    evaluate.add_argument("--checkpoint", default=None,
+                          help="sample mode: a checkpoint.pt written by the images training")
+
+
+def tour_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="settings that still show every point, about 10 minutes on 2 CPU cores")
+    parser.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the steps and exit")

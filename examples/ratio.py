@@ -17,47 +17,12 @@ import argparse
 
 import torch
 
-from deepprob.examples.options import positive_float, positive_int
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default=None, help="a CSV of 2-D points (default: draws from a correlated Normal)")
-    data.add_argument("--n", type=positive_int, default=10000, help="number of Normal draws (default data)")
-    data.add_argument(
-        "--margin",
-        type=positive_float,
-        default=0.1,
-        help="the reference box is the data's bounding box widened by this fraction on each side",
-    )
-    fit = parser.add_argument_group("classifier (MLP, SiLU, Adam)")
-    fit.add_argument("--hidden", default="64,64", help="hidden layer sizes")
-    fit.add_argument("--steps", type=positive_int, default=3000, help="training steps")
-    fit.add_argument(
-        "--batch-size", type=positive_int, default=512, help="data points (and as many reference points) a step"
-    )
-    fit.add_argument("--lr", type=positive_float, default=3e-3, help="initial Adam learning rate (decayed 10x)")
-    fit.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis for the metrics")
-
-
-def parse_sizes(text: str, option: str) -> list[int]:
-    """'64,64' -> [64, 64]; raises InputError naming ``option`` otherwise."""
-    from deepprob.errors import InputError
-
-    try:
-        sizes = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise InputError(f"{option} {text!r}: expected comma-separated positive layer sizes, e.g. 64,64")
-    return sizes
-
 
 def main(args: argparse.Namespace) -> dict:
     from deepprob.adversarial.ratio import RatioDensity, UniformBox, evaluate_on_grid, fit_ratio
     from deepprob.datasets.points import correlated_gaussian, read_numeric_csv
 
-    hidden = parse_sizes(args.hidden, "--hidden")
+    hidden = args.hidden
     if args.data is None:
         cloud = correlated_gaussian(n=args.n, seed=args.seed)
         data, truth, name = cloud.points, cloud.dist.log_prob, "correlated Normal"

@@ -100,13 +100,6 @@ STEPS = [
 ]
 
 
-def add_arguments(parser):
-    parser.add_argument("--quick", action="store_true",
-                        help="settings that still show every point, about 10 minutes on 2 CPU cores")
-    parser.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
-    parser.add_argument("--list", action="store_true", help="list the steps and exit")
-
-
 def select_steps(only: str | None) -> list[Step]:
     if only is None:
         return list(STEPS)
@@ -126,10 +119,9 @@ def step_argv(step: Step, args) -> list[str]:
 
 def run_step(argv: list[str]) -> dict:
     """Parse ``argv`` as the CLI would and run it in this process; returns its metrics."""
-    from deepprob.cli import build_parser, run_example
+    from deepprob.examples.commands import parse, run_example
 
-    args = build_parser(only=argv[0]).parse_args(argv + ["--json"])  # --json: no text report, bars stay
-    return run_example(args)
+    return run_example(parse(argv + ["--json"]))  # --json: no text report, bars stay
 
 
 def main(args):

@@ -22,11 +22,9 @@ import torch
 
 from deepprob.datasets.images import ImageSet, binarize, load_image_splits, subset
 from deepprob.errors import InputError
-from deepprob.examples.options import non_negative_int, positive_float, positive_int
-from deepprob.inference.fast_svi import ENGINES
 from deepprob.inference.vae_eval import evaluate_vae, nearest_centroid_accuracy
-from deepprob.inference.vae_fit import ELBOS, fit_vae
-from deepprob.models.vae import ARCHITECTURES, VAE
+from deepprob.inference.vae_fit import fit_vae
+from deepprob.models.vae import VAE
 
 # Per data set: latent size, hidden layers, epochs, batch size, learning rate.
 DEFAULTS = {
@@ -36,58 +34,8 @@ DEFAULTS = {
 }
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return sizes
-
-
 def _head(data: ImageSet, n: int | None) -> ImageSet:
     return data if n is None or n >= len(data) else subset(data, torch.arange(n))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=list(DEFAULTS), default="digits", help="(default: %(default)s)")
-    data.add_argument(
-        "--data-dir", default=None,
-        help="mnist: folder with the IDX files (train-/t10k-images-idx3-ubyte, -labels-idx1-ubyte, gzipped or "
-             "not); None: a cache, downloaded into when online")
-    data.add_argument("--train-size", type=positive_int, default=None, help="use at most this many training images")
-    data.add_argument("--test-size", type=positive_int, default=None, help="use at most this many test images")
-    data.add_argument(
-        "--binarize", choices=["dynamic", "fixed"], default="dynamic",
-        help="dynamic: binary pixels resampled each epoch; fixed: pixel > --threshold (default: %(default)s)")
-    data.add_argument("--threshold", type=float, default=0.5, help="for --binarize fixed (default: %(default)s)")
-
-    net = parser.add_argument_group(
-        "networks (None: per --dataset, latent/hidden: onehot 2/32, digits 2/256, mnist 20/400)")
-    net.add_argument("--arch", choices=ARCHITECTURES, default="mlp", help="encoder/decoder (default: %(default)s)")
-    net.add_argument("--z-dim", type=positive_int, default=None, help="latent size")
-    net.add_argument("--hidden", type=_sizes, default=None,
-                     help="hidden layer sizes of the encoder, e.g. 512,256 (the decoder mirrors them)")
-
-    fit = parser.add_argument_group(
-        "fitting (SVI with Adam; None: per --dataset, onehot/digits/mnist)")
-    fit.add_argument("--epochs", type=non_negative_int, default=None, help="40/30/10")
-    fit.add_argument("--batch-size", type=positive_int, default=None, help="64/64/128")
-    fit.add_argument("--lr", type=positive_float, default=None, help="Adam learning rate, 3e-3/3e-3/1e-3")
-    fit.add_argument(
-        "--elbo", choices=list(ELBOS), default="trace",
-        help="trace: Trace_ELBO (sampled KL); meanfield: TraceMeanField_ELBO (analytic KL) (default: %(default)s)")
-    fit.add_argument(
-        "--iw-samples", type=positive_int, default=100,
-        help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")
-    fit.add_argument(
-        "--engine", choices=ENGINES, default="auto",
-        help="pyro: Trace_ELBO each step; compiled: the same steps (same draws, same Adam) traced once and "
-             "compiled, after a compile of several seconds (cached on disk); auto: compiled for runs of "
-             "2000 steps or more (default: %(default)s)")
-    fit.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
 
 def _binary(data: ImageSet, args: argparse.Namespace) -> torch.Tensor:

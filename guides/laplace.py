@@ -8,9 +8,10 @@ from __future__ import annotations
 import warnings
 
 import torch
-from pyro import poutine
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 from pyro.ops.hessian import hessian
+
+from deepprob.logdensity import ModelStructure, init_median
 
 
 class LaplaceGuide(AutoLaplaceApproximation):
@@ -23,10 +24,9 @@ class LaplaceGuide(AutoLaplaceApproximation):
 
     def finalize(self, *args, **kwargs) -> AutoMultivariateNormal:
         """The Gaussian approximation at the fitted mode, as an ``AutoMultivariateNormal``."""
-        guide_trace = poutine.trace(self).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(self.model, trace=guide_trace)).get_trace(*args, **kwargs)
-        loss = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
-        H = hessian(loss, self.loc)
+        # -log p(x, T(u)) - log |det dT/du| at the mode u = loc: the objective that the MAP fit minimised
+        log_joint = ModelStructure.of(self.model, *args, **kwargs).log_joint_unconstrained(self.model, *args, **kwargs)
+        H = hessian(-log_joint(self.loc.unsqueeze(0))[0], self.loc)
         with torch.no_grad():
             H = 0.5 * (H + H.T).double()
             eigenvalues, vectors = torch.linalg.eigh(H)
@@ -42,7 +42,8 @@ class LaplaceGuide(AutoLaplaceApproximation):
             correlation_tril = torch.linalg.cholesky(correlation)
             loc = self.loc.detach()
             dtype = loc.dtype
-        gaussian = AutoMultivariateNormal(self.model)
+        # self.model carries this guide's initialisation; init_median only keeps Pyro's default off flat priors
+        gaussian = AutoMultivariateNormal(self.model, init_loc_fn=init_median)
         gaussian._setup_prototype(*args, **kwargs)
         del gaussian.loc, gaussian.scale, gaussian.scale_tril
         gaussian.register_buffer("loc", loc)

@@ -23,12 +23,10 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution, constraints
 from pyro.distributions.score_parts import ScoreParts
 from pyro.distributions.util import eye_like
-from pyro.infer.autoguide import AutoContinuous, init_to_median
+from pyro.infer.autoguide import AutoContinuous
 from pyro.nn import PyroParam
-from torch.distributions import biject_to, transform_to
 
-from deepprob.inference.fast_svi import log_joint_fn
-from deepprob.inference.reparam import Draw, Reparameterised
+from deepprob.logdensity import ModelStructure, init_median, init_sample
 
 
 def leave_one_out(score: torch.Tensor) -> torch.Tensor:
@@ -101,34 +99,6 @@ class MixtureOfGaussians(TorchDistribution):
         return (self.log_weights.exp().unsqueeze(-1) * self.locs).sum(-2).expand(self.batch_shape + self.event_shape)
 
 
-class MixtureDraw(Reparameterised):
-    """:class:`AutoGaussianMixture` for the fast SVI path: noise = (components k (S,), eps (S, D)).
-
-    The same estimator as ``MixtureOfGaussians.score_parts`` gives ``Trace_ELBO``: pathwise in the
-    locations and Cholesky factors, the score function (leave-one-out baseline) for the weights.
-    """
-
-    def noise(self, params, num_particles):
-        # as MixtureOfGaussians.rsample draws them (Categorical.sample's multinomial call on its
-        # probabilities, without building a distribution each step), then the standard normals
-        logits = params["logits"].detach()
-        probs = torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1)
-        k = torch.multinomial(probs.unsqueeze(0), num_particles, True).T.reshape(num_particles)
-        like = params["locs"]
-        return k, torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device)
-
-    def draw(self, params, noise):
-        k, eps = noise
-        scales = transform_to(constraints.softplus_positive)(params["scales_unconstrained"])
-        unit_trils = transform_to(constraints.unit_lower_cholesky)(params["scale_trils_unconstrained"])
-        trils = scales.unsqueeze(-1) * unit_trils
-        q = MixtureOfGaussians(params["logits"], params["locs"], trils)
-        z = params["locs"][k] + (trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
-        log_weights = q.log_weights
-        score = leave_one_out(log_weights[k])
-        return Draw(z, q._log_prob(z, log_weights), q._log_prob(z, log_weights.detach()), score)
-
-
 class AutoGaussianMixture(AutoContinuous):
     """Mixture of ``components`` full-covariance Gaussians over the unconstrained latent vector (size D).
 
@@ -144,7 +114,7 @@ class AutoGaussianMixture(AutoContinuous):
     unit diagonal, ``logits`` (K,); component k has Cholesky factor ``scales[k, :, None] * scale_trils[k]``.
     """
 
-    def __init__(self, model, components=2, init_loc_fn=init_to_median, init_scale=0.1,
+    def __init__(self, model, components=2, init_loc_fn=init_median, init_scale=0.1,
                  num_starts=None, start_steps=200):
         if components < 1:
             raise ValueError(f"components: expected >= 1, got {components}")
@@ -166,30 +136,22 @@ class AutoGaussianMixture(AutoContinuous):
     def get_posterior(self, *args, **kwargs):
         return MixtureOfGaussians(self.logits, self.locs, self.scales.unsqueeze(-1) * self.scale_trils)
 
-    def reparameterised(self) -> MixtureDraw:
-        """The guide as a pure function of its parameters and noise (the fast SVI path)."""
-        return MixtureDraw(self)
-
     # --- initialisation -------------------------------------------------------------------------
 
-    def _prior_latent(self, *args, **kwargs) -> torch.Tensor:
-        trace = poutine.trace(poutine.block(self.model, hide_types=["param"])).get_trace(*args, **kwargs)
-        parts = [
-            biject_to(trace.nodes[name]["fn"].support).inv(trace.nodes[name]["value"]).reshape(-1)
-            for name in self._unconstrained_shapes
-        ]
-        return torch.cat(parts).detach()
-
     def _find_modes(self, *args, **kwargs) -> torch.Tensor:
-        with torch.no_grad():
-            starts = [self._init_loc()]
-            starts += [self._prior_latent(*args, **kwargs) for _ in range(self.num_starts - 1)]
+        # the latent vector as every AutoContinuous packs it (the model's sites in order, unconstrained)
+        structure = ModelStructure.of(self.model, *args, **kwargs)
+        with torch.no_grad():  # the init_loc_fn point of the prototype trace
+            starts = [structure.pack({name: self.prototype_trace.nodes[name]["value"] for name in structure.latent})]
+        # draws of the prior; uniform in (-2, 2) of the unconstrained space where a prior cannot be sampled
+        starts += [structure.initial_point(self.model, *args, init_fn=init_sample, **kwargs)
+                   for _ in range(self.num_starts - 1)]
         points = torch.nn.Parameter(torch.stack(starts))
         optimizer = torch.optim.Adam([points], lr=0.05)
         # the guide's first call may come under no_grad (fit_svi creates parameters that way)
         with poutine.block(), torch.enable_grad():
-            # log p(x, z) + log |det dz/du| at all starts at once (vectorised, as the fast SVI path does)
-            log_joint = log_joint_fn(self.model, self, *args, **kwargs)
+            # log p(x, z) + log |det dz/du| at all starts at once (vectorised, as the compiled engine does)
+            log_joint = structure.log_joint_unconstrained(self.model, *args, **kwargs)
             for _ in range(self.start_steps):
                 optimizer.zero_grad()
                 (-log_joint(points).sum()).backward()

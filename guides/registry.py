@@ -13,7 +13,8 @@ class GuideOptions:
     """Options a guide may use; each guide ignores the ones that do not concern it.
 
     Attributes:
-        init_loc_fn: Pyro per-site initialisation (``None``: the guide's default, ``init_to_median``).
+        init_loc_fn: Pyro per-site initialisation (``None``: the prior median,
+            :func:`deepprob.logdensity.init_median`, which also starts flat priors, that cannot be sampled).
         init_scale: initial posterior standard deviation in unconstrained space.
         components: number of Gaussians of the ``mixture`` guide.
         rank: rank of the ``lowrank`` guide (``None``: about sqrt of the latent dimension).
@@ -25,7 +26,9 @@ class GuideOptions:
     rank: int | None = None
 
     def loc_kwargs(self) -> dict:
-        return {} if self.init_loc_fn is None else {"init_loc_fn": self.init_loc_fn}
+        from deepprob.logdensity import init_median
+
+        return {"init_loc_fn": self.init_loc_fn or init_median}
 
 
 # name -> "module:function" that builds the guide from (model, GuideOptions).

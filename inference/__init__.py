@@ -1,17 +1,27 @@
-"""Fitting and checking posteriors: SVI, exact conjugate answers, divergences, diagnostics."""
+"""Fitting and checking posteriors: SVI, comparisons, exact conjugate answers, divergences, diagnostics.
 
-from deepprob.inference.svi import (
-    FitResult,
-    check_loss,
-    collect_parameters,
-    estimate_elbo,
-    fit_map,
-    fit_svi,
-    make_optimizer,
-    optimise,
-)
+- :mod:`~deepprob.inference.svi`: ``fit``, ``fit_svi``, ``fit_map`` (the engines: :mod:`.engines`, the
+  compiled one: :mod:`.compiled`);
+- :mod:`~deepprob.inference.compare`: ``compare`` and its ``Comparison``;
+- :mod:`~deepprob.inference.draws`: posterior draws put through the model; :mod:`.arviz_data`: as ArviZ data;
+- :mod:`~deepprob.inference.references`: NUTS, exact and given reference draws;
+- :mod:`.diagnostics`, :mod:`.divergences`, :mod:`.exact`, :mod:`.kl`, :mod:`.vae_fit`, :mod:`.vae_eval`.
 
-__all__ = [
-    "FitResult", "check_loss", "collect_parameters", "estimate_elbo", "fit_map", "fit_svi", "make_optimizer",
-    "optimise",
-]
+The names below are imported when first used (the plain-torch modules of :mod:`.compiled` must not load Pyro).
+"""
+
+import importlib
+
+_EXPORTS = {
+    "FitResult": "svi", "fit": "svi", "fit_svi": "svi", "fit_map": "svi", "estimate_elbo": "svi", "optimise": "svi",
+    "compare": "compare", "Comparison": "compare", "to_inference_data": "arviz_data",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'deepprob.inference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"deepprob.inference.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

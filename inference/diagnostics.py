@@ -118,38 +118,41 @@ def classification_metrics(prob: torch.Tensor, y: torch.Tensor, eps: float = 1e-
     }
 
 
-def loo(idata) -> dict[str, float]:
-    """PSIS-LOO (Vehtari, Gelman and Gabry 2017) of an InferenceData with a pointwise ``log_likelihood``.
+def loo(log_lik, reff: float = 1.0) -> dict[str, float]:
+    """PSIS-LOO (Vehtari, Gelman and Gabry 2017) from pointwise log-likelihoods (S, N).
 
     Returns ``elpd_loo`` (the expected log predictive density of a left-out point, summed over points),
     its standard error ``elpd_loo_se``, the effective number of parameters ``p_loo`` and the largest
     pointwise Pareto k, ``loo_khat_max`` (above 0.7 the estimate of that point is unreliable). With
-    draws from a guide this is LOO under the approximate posterior q.
+    draws from a guide this is LOO under the approximate posterior q. ``reff``: the draws' relative
+    efficiency, 1 for independent draws (a guide's); for MCMC, ArviZ's choice, the mean ESS of the
+    parameters over S (:func:`relative_efficiency`).
 
-    One chain (draws from a guide): :func:`psis_loo`, ArviZ's ``loo`` computed for all points at once
-    (the same numbers, a tenth of the time). Several chains (MCMC): ``arviz.loo`` itself, which
-    estimates the relative efficiency of the draws from their autocorrelation.
+    ArviZ's ``loo`` computed for all points at once (:func:`psis_loo`: the same numbers, a tenth of the time).
     """
-    log_lik = idata.log_likelihood
-    if len(log_lik.chain) == 1 and len(log_lik.data_vars) == 1:
-        values = next(iter(log_lik.data_vars.values())).values
-        return psis_loo(values.reshape(values.shape[1], -1))
+    return psis_loo(np.asarray(torch.as_tensor(log_lik).detach().cpu().double().numpy()), reff)
+
+
+def relative_efficiency(draws: np.ndarray, chains: int) -> float:
+    """ArviZ's relative efficiency of MCMC draws (S, P), chain-major: the mean over parameters of their
+    ESS (method "mean") over S."""
+    draws = np.asarray(draws, dtype=np.float64)
+    data = az.convert_to_dataset({"x": draws.reshape(chains, -1, draws.shape[1])})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ's "k > 0.7" warning: loo_khat_max reports it
-        result = az.loo(idata, pointwise=True)
-    return {"elpd_loo": float(result.elpd_loo), "elpd_loo_se": float(result.se), "p_loo": float(result.p_loo),
-            "loo_khat_max": float(np.max(result.pareto_k.values))}
+        warnings.simplefilter("ignore")
+        ess = az.ess(data, method="mean")["x"].values
+    return float(np.mean(ess) / len(draws))
 
 
-def psis_loo(log_lik: np.ndarray) -> dict[str, float]:
-    """PSIS-LOO from pointwise log-likelihoods (S, N) of S independent draws (relative efficiency 1).
+def psis_loo(log_lik: np.ndarray, reff: float = 1.0) -> dict[str, float]:
+    """PSIS-LOO from pointwise log-likelihoods (S, N) of S draws of relative efficiency ``reff``.
 
     As ``arviz.loo``: the log weights -log p(y_i | z_s) of each point are Pareto-smoothed
     (:func:`psis_log_weights`), and elpd_loo = sum_i log sum_s w_is p(y_i | z_s).
     """
     log_lik = np.asarray(log_lik, dtype=np.float64)
     S, N = log_lik.shape
-    log_weights, k = psis_log_weights(-log_lik)
+    log_weights, k = psis_log_weights(-log_lik, reff)
     pointwise = _logsumexp(log_weights + log_lik, axis=0)
     elpd = float(pointwise.sum())
     lppd = float((_logsumexp(log_lik, axis=0) - math.log(S)).sum())
@@ -242,13 +245,13 @@ def predictive_metrics(model, latents: dict[str, torch.Tensor], evaluation: tupl
     Normal: RMSE of the predictive mean, and ``test_loglik``, the mean log density of y under a Normal
     with the predictive's mean and sd (estimated from one replicate y per draw).
     """
-    from deepprob.inference.arviz_data import likelihood_at, predictive_mean
+    from deepprob.inference.draws import likelihood_at, predictive_mean
 
     x, y = evaluation
     if likelihood == "bernoulli":
-        return classification_metrics(predictive_mean(model, latents, x), y)
-    f = likelihood_at(model, latents, x, statistic="location")
-    y_draws = likelihood_at(model, latents, x, statistic="sample")
+        return classification_metrics(predictive_mean(model, latents, x, None), y)
+    f = likelihood_at(model, latents, x, None, statistic="location")
+    y_draws = likelihood_at(model, latents, x, None, statistic="sample")
     sigma = y_draws.std(0).clamp_min(1e-6)
     return {"rmse": float((f.mean(0) - y).pow(2).mean().sqrt()),
             "test_loglik": float(torch.distributions.Normal(y_draws.mean(0), sigma).log_prob(y).mean())}

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
-from deepprob.errors import InputError
+from deepprob.errors import InputError, check_loss
+from deepprob.optim import ExponentialDecay, make_adam
 
 
 def bimodal_mixture(
@@ -130,8 +131,6 @@ def fit_gaussian(
         InputError: an unknown direction or estimator, σ₀ <= 0, steps < 1.
         FitDivergedError: the divergence became NaN or infinite.
     """
-    from deepprob.inference.svi import check_loss
-
     if direction not in ("forward", "reverse"):
         raise InputError(f"direction {direction!r}: expected 'forward' or 'reverse'")
     if estimator not in ("quadrature", "mc"):
@@ -147,10 +146,10 @@ def fit_gaussian(
     log_sigma = torch.tensor(math.log(init[1]), dtype=dtype, requires_grad=True)
     # β2 = 0.99, not 0.999: started far off (KL ~ 100), the first gradients are huge, and a long memory
     # of them in Adam's second moment would shrink the steps for a thousand iterations
-    optimizer = torch.optim.Adam([mu, log_sigma], lr=lr, betas=(0.9, 0.99))
+    optimizer = make_adam([mu, log_sigma], lr, betas=(0.9, 0.99))
     # decay the step 10x over the run: Adam's steps are ~lr in size whatever the gradient, so without
     # a decay they would keep jittering the estimate by about lr at the optimum
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.1 ** (1.0 / steps))
+    decay = ExponentialDecay(lr, steps)
     history = torch.empty(steps, 3, dtype=torch.float64)
     grid = grid.to(dtype)
     log_p = p_fit.log_prob(grid) if estimator == "quadrature" else None  # p is fixed: evaluate it once
@@ -164,11 +163,11 @@ def fit_gaussian(
             loss = (p_fit.log_prob(x) - q.log_prob(x)).mean()
         else:
             loss = kl_monte_carlo(q, p_fit, num_samples)
+        decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         check_loss(float(loss.detach()), step)
         optimizer.step()
-        scheduler.step()
         history[step] = torch.tensor([float(mu.detach()), float(log_sigma.detach().exp()), float(loss.detach())])
     mu_f, sigma_f = float(mu.detach()), float(log_sigma.detach().exp())
     with torch.no_grad():

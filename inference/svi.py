@@ -1,5 +1,9 @@
 """One fitting function for every Pyro model and guide: SVI with Trace_ELBO and Adam.
 
+- :func:`fit`: a guide by name from the registry (or a guide object), fitted: ``deepprob.fit``.
+- :func:`fit_svi`: the fit itself, on Pyro's engine or the compiled one (the same estimator).
+- :func:`fit_map`: the MAP point of every latent site.
+
 Guides own their parameters (Pyro's ``module_local_params`` setting), so fitting several guides in one
 process never mixes their parameters through the global param store.
 """
@@ -7,28 +11,27 @@ process never mixes their parameters through the global param store.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO
 from pyro.infer.util import is_validation_enabled
 from tqdm.auto import tqdm
 
-from deepprob.errors import FitDivergedError, InputError
-from deepprob.runtime import rng_untouched
+from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
+from deepprob.guides.registry import GuideOptions, build_guide
+from deepprob.inference.engines import check_engine, will_compile
+from deepprob.logdensity import ModelStructure, init_median
+from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
+from deepprob.runtime import report_once, rng_untouched
 
 pyro.settings.set(module_local_params=True)
-
-# fits at least this long take the compiled engine by themselves (its compile costs a few seconds)
-AUTO_COMPILE_STEPS = 2000
-
-NAN_HINT = "lower --lr, raise --num-particles, or check the data for extreme values"
 
 
 @dataclass
@@ -40,6 +43,10 @@ class FitResult:
         losses: the loss (negative ELBO estimate) at every step, shape (steps,).
         seconds: wall time of the optimisation (and of ``finalize``).
         elbo: the ELBO of the final guide, estimated afresh with many particles (:func:`estimate_elbo`).
+        extras: how it ran: ``engine`` (``"pyro"``, ``"compiled"``, or ``"eager"`` where compiling
+            failed), ``compiled_by`` (``"c"``, ``"inductor"`` or None), ``compile_seconds``,
+            ``steps_per_second``, and ``fallback`` (why it is not the engine asked for, or None).
+        model, args, kwargs: what was fitted (for :func:`~deepprob.inference.arviz_data.to_inference_data`).
     """
 
     guide: Callable
@@ -47,32 +54,9 @@ class FitResult:
     seconds: float
     elbo: float
     extras: dict = field(default_factory=dict)
-
-
-def collect_parameters(*modules) -> list[torch.nn.Parameter]:
-    """The distinct trainable parameters of ``modules`` (nn.Modules, or bound methods of one)."""
-    seen, params = set(), []
-    for module in modules:
-        module = getattr(module, "__self__", module)  # a model given as a method of an nn.Module
-        if isinstance(module, torch.nn.Module):
-            for p in module.parameters():
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    params.append(p)
-    return params
-
-
-def make_optimizer(
-    params: Iterable[torch.nn.Parameter], *, lr: float, steps: int, final_lr_fraction: float = 0.1
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam with an exponential decay from ``lr`` to ``lr * final_lr_fraction`` over ``steps``."""
-    if not lr > 0 or not math.isfinite(lr):
-        raise InputError(f"--lr {lr}: expected a finite learning rate > 0")
-    if not 0 < final_lr_fraction <= 1:
-        raise InputError(f"final_lr_fraction {final_lr_fraction}: expected a number in (0, 1]")
-    optimizer = torch.optim.Adam(list(params), lr=lr)
-    gamma = final_lr_fraction ** (1.0 / max(1, steps))
-    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    model: Callable | None = None
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -87,20 +71,16 @@ def invalid_values_at(step: int):
                                f"{NAN_HINT}") from err
 
 
-def check_loss(loss: float, step: int) -> None:
-    """Stop a fit whose loss is NaN or infinite, naming the step."""
-    if not math.isfinite(loss):
-        raise FitDivergedError(f"the loss became {loss} at step {step}; {NAN_HINT}")
-
-
 def estimate_elbo(model: Callable, guide: Callable, *args, num_particles: int = 1000, chunk: int = 100,
-                  **kwargs) -> float:
+                  max_plate_nesting: int | None = None, **kwargs) -> float:
     """E_q[log p(x, z) - log q(z)] by Monte Carlo with ``num_particles`` draws (vectorised, ``chunk`` at a time)."""
+    if max_plate_nesting is None:
+        max_plate_nesting = ModelStructure.of(model, *args, **kwargs).nesting
     total, done = 0.0, 0
     with torch.no_grad():
         while done < num_particles:
             n = min(chunk, num_particles - done)
-            elbo = Trace_ELBO(num_particles=n, vectorize_particles=n > 1)
+            elbo = Trace_ELBO(num_particles=n, vectorize_particles=n > 1, max_plate_nesting=max_plate_nesting)
             total += -elbo.loss(model, guide, *args, **kwargs) * n
             done += n
     return total / num_particles
@@ -119,17 +99,20 @@ def optimise(
 ) -> np.ndarray:
     """Minimise the scalar ``loss_at(step)`` over ``params`` by Adam; returns the loss at every step (steps,).
 
-    The learning rate decays exponentially from ``lr`` to ``lr * final_lr_fraction``. Over the last
-    ``average_fraction`` of the steps the iterates are averaged (Polyak-Ruppert) and ``params`` end at
-    their mean. A loss that is not finite stops the loop with a FitDivergedError naming the step.
+    The learning rate decays exponentially from ``lr`` to ``lr * final_lr_fraction``
+    (:class:`~deepprob.optim.ExponentialDecay`). Over the last ``average_fraction`` of the steps the
+    iterates are averaged (Polyak-Ruppert) and ``params`` end at their mean. A loss that is not finite
+    stops the loop with a FitDivergedError naming the step.
     """
-    optimizer, scheduler = make_optimizer(params, lr=lr, steps=steps, final_lr_fraction=final_lr_fraction)
+    decay = ExponentialDecay(lr, steps, final_lr_fraction)
+    optimizer = make_adam(params, lr)
     losses = np.empty(steps)
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     every = max(1, steps // 200)
     average_from = steps - int(average_fraction * steps)
     averages = [torch.zeros_like(p) for p in params]
     for step in bar:
+        decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         with invalid_values_at(step):
             value = loss_at(step)
@@ -137,7 +120,6 @@ def optimise(
         losses[step] = value.item()
         check_loss(losses[step], step)
         optimizer.step()
-        scheduler.step()
         if step >= average_from:
             with torch.no_grad():
                 for average, p in zip(averages, params):
@@ -150,11 +132,6 @@ def optimise(
             for average, p in zip(averages, params):
                 p.copy_(average)
     return losses
-
-
-def will_compile(engine: str, steps: int) -> bool:
-    """Whether ``fit_svi(engine=engine, steps=steps)`` compiles its step where the model and guide allow it."""
-    return engine == "compiled" or (engine == "auto" and steps >= AUTO_COMPILE_STEPS)
 
 
 def fit_svi(
@@ -185,23 +162,22 @@ def fit_svi(
     from the final guide (for ``laplace``, of its Gaussian, not of the MAP point).
 
     ``engine`` picks how the steps run: ``"pyro"``, through Pyro's ``Trace_ELBO`` each step;
-    ``"compiled"``, the same estimator and optimiser compiled into one kernel per step
-    (:mod:`deepprob.inference.fast_svi`: tens of microseconds a step instead of a millisecond or two,
-    after a compile of a few seconds); ``"auto"`` (default), compiled when the guide and model allow
-    it (no custom ``loss``, a guide of the registry, a model without parameters of its own) and the fit
-    is long enough (``steps >= AUTO_COMPILE_STEPS``) to repay the compile. ``extras`` records the
-    engine used, the compile time and the steps per second of the loop.
+    ``"compiled"``, the same estimator and optimiser compiled into one function per step
+    (:mod:`deepprob.inference.compiled`: tens of microseconds a step instead of a millisecond or two,
+    after a compile of about a second); ``"auto"`` (default), compiled when the guide and model allow
+    it (no custom ``loss``, a guide with a pure form, a model without parameters of its own) and the
+    fit is long enough (``steps >= AUTO_COMPILE_STEPS``) to repay the compile. A fall-back from the
+    engine asked for is reported once on stderr and in ``extras["fallback"]``.
 
     Raises:
         InputError: ``steps`` < 1, a bad learning rate, an unknown ``engine``, or ``engine="compiled"``
             for a model or guide it does not support.
         FitDivergedError: the loss became NaN or infinite (the message names the step).
     """
-    from deepprob.inference import fast_svi
-
     if steps < 1:
         raise InputError(f"--steps {steps}: expected at least 1 step")
-    fast_svi.check_engine(engine)
+    check_engine(engine)
+    ExponentialDecay(lr, steps, final_lr_fraction)  # checks the learning rate and the decay
     start = time.perf_counter()
     validate = is_validation_enabled()
     with torch.no_grad(), invalid_values_at(0):
@@ -209,22 +185,24 @@ def fit_svi(
     params = collect_parameters(guide, model)
     if not params:
         raise InputError("guide: it has no trainable parameters")
-    if engine != "pyro":
-        problem = "a custom loss was given" if loss is not None else fast_svi.fast_path_problem(model, guide, args,
-                                                                                                kwargs)
+    fallback = None
+    if engine != "pyro" and will_compile(engine, steps):
+        from deepprob.inference.compiled.svi_steps import compiled_path_problem
+
+        problem = "a custom loss was given" if loss is not None else compiled_path_problem(model, guide, args, kwargs)
         if engine == "compiled" and problem:
             raise InputError(f"--engine compiled: not possible here, {problem} (use --engine pyro or auto)")
-        if problem is None and will_compile(engine, steps):
+        if problem is None:
             return _fit_compiled(model, guide, args, kwargs, start=start, steps=steps, lr=lr,
                                  num_particles=num_particles, final_lr_fraction=final_lr_fraction,
                                  average_fraction=average_fraction, elbo_particles=elbo_particles,
                                  progress=progress, desc=desc, validate=validate)
+        if loss is None:
+            fallback = report_once(f"the compiled engine cannot fit this: {problem}; Pyro's engine fits it")
+    nesting = ModelStructure.of(model, *args, **kwargs).nesting
     if loss is None:
-        loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
-        # Pyro guesses the plate nesting by running the model and guide once, drawing random numbers:
-        # done here, off the record, the steps of both engines draw the same noise from the same seed
-        with rng_untouched(params[0].device), poutine.block():
-            loss._guess_max_plate_nesting(model, guide, args, kwargs)
+        loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                          max_plate_nesting=nesting)
 
     def loss_at(step: int) -> torch.Tensor:
         # distribution arguments are validated on the first step only: it is a sizeable share of the
@@ -236,11 +214,11 @@ def fit_svi(
     losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
                       average_fraction=average_fraction, progress=progress, desc=desc)
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
-              "steps_per_second": steps / (time.perf_counter() - loop_start)}
-    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras)
+              "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback}
+    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
 
 
-def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, elbo_fn=None) -> FitResult:
+def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn=None) -> FitResult:
     """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate."""
     finalize = getattr(guide, "finalize", None)
     if finalize is not None:
@@ -251,38 +229,70 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, e
     elif elbo_fn is not None:
         elbo = elbo_fn(elbo_particles)
     else:
-        elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, **kwargs)
-    return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo, extras=extras)
+        elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, max_plate_nesting=nesting, **kwargs)
+    return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo, extras=extras, model=model,
+                     args=args, kwargs=kwargs)
 
 
 def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, final_lr_fraction,
                   average_fraction, elbo_particles, progress, desc, validate) -> FitResult:
-    """``fit_svi`` through :mod:`deepprob.inference.fast_svi` (the same estimator, compiled)."""
-    from deepprob.inference import fast_svi
+    """``fit_svi`` through :mod:`deepprob.inference.compiled.svi_steps` (the same estimator, compiled)."""
+    from deepprob.inference.compiled import svi_steps
 
-    params = fast_svi.guide_parameters(guide)
+    params = svi_steps.guide_parameters(guide)
     # the set-up draws no random numbers that count: the steps see the noise the Pyro engine's steps see
     with rng_untouched(next(iter(params.values())).device):
+        with pyro.validation_enabled(False):
+            loss = svi_steps.svi_loss_fn(model, guide, *args, **kwargs)
+        nesting = loss.structure.nesting
         if validate:  # Pyro's checks of the model and guide, once, as the first step of the Pyro engine does
             with invalid_values_at(0), torch.no_grad():
-                Trace_ELBO().differentiable_loss(model, guide, *args, **kwargs)
-        with pyro.validation_enabled(False):
-            loss = fast_svi.svi_loss_fn(model, guide, *args, **kwargs)
+                Trace_ELBO(max_plate_nesting=nesting).differentiable_loss(model, guide, *args, **kwargs)
     with pyro.validation_enabled(False):
-        runner = fast_svi.SVISteps(loss, params, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                                   average_fraction=average_fraction)
+        runner = svi_steps.SVISteps(loss, params, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
+                                    average_fraction=average_fraction)
         loop_start = time.perf_counter()
         losses = runner.run(num_particles, progress=progress, desc=desc)
         loop_seconds = time.perf_counter() - loop_start - runner.compile_seconds
     extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
               "compile_seconds": runner.compile_seconds,
-              "steps_per_second": steps / max(loop_seconds, 1e-9)}
+              "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback}
 
     def elbo_fn(n):
         with pyro.validation_enabled(False):
-            return fast_svi.fast_elbo_estimate(loss, params, n)
+            return svi_steps.fast_elbo_estimate(loss, params, n)
 
-    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, elbo_fn)
+    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn)
+
+
+SVI_OPTIONS = tuple(name for name, p in inspect.signature(fit_svi).parameters.items()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None = None,
+        model_kwargs: dict | None = None, **svi_options) -> FitResult:
+    """Fit a guide to ``model(*args, **model_kwargs)`` by SVI: ``deepprob.fit``.
+
+    Args:
+        guide: a name of the registry (``deepprob.guides.GUIDES``: ``laplace``, ``meanfield``,
+            ``fullrank``, ``lowrank``, ``mixture``) or a guide object (an ``AutoGuide`` of Pyro's, say).
+        options: the registry guide's options (:class:`~deepprob.guides.registry.GuideOptions`: the
+            initialisation, the mixture's components, the low-rank guide's rank).
+        svi_options: :func:`fit_svi`'s keywords (``steps``, ``lr``, ``num_particles``, ``engine``, ...).
+
+    Returns:
+        :class:`FitResult`: the fitted guide, the loss at every step, the time, a fresh ELBO estimate.
+
+        >>> fit = deepprob.fit(model, data, guide="meanfield", steps=5000)
+        >>> fit.elbo, fit.guide.median(data)
+    """
+    unknown = sorted(set(svi_options) - set(SVI_OPTIONS))
+    if unknown:
+        raise TypeError(f"fit() got unexpected keyword argument(s) {', '.join(unknown)}; the SVI options are "
+                        f"{', '.join(SVI_OPTIONS)} (model keywords go in model_kwargs)")
+    if isinstance(guide, str):
+        guide = build_guide(guide, model, options)
+    return fit_svi(model, guide, *args, **svi_options, **(model_kwargs or {}))
 
 
 def fit_map(model: Callable, *args, steps: int = 2000, lr: float = 0.05, progress: bool = False,
@@ -290,7 +300,8 @@ def fit_map(model: Callable, *args, steps: int = 2000, lr: float = 0.05, progres
     """The MAP estimate of every latent site: ``fit_svi`` of a point mass at one unconstrained vector."""
     from pyro.infer.autoguide import AutoLaplaceApproximation
 
-    guide = AutoLaplaceApproximation(model)  # fitted as a point mass; its Laplace step is not needed here
+    # fitted as a point mass; its Laplace step is not needed here
+    guide = AutoLaplaceApproximation(model, init_loc_fn=init_median)
     fit_svi(model, guide, *args, steps=steps, lr=lr, elbo_particles=1, progress=progress, desc="MAP", **kwargs)
     with torch.no_grad():
         return {name: value.detach() for name, value in guide(*args, **kwargs).items()}  # a point mass: its draw

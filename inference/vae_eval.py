@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.subsample_messenger import _Subsample
+
+from deepprob.logdensity import log_weights, run_model
 
 # Elements of one (K, batch, pixels) block of decoder logits: bounds the memory of an evaluation.
 _BLOCK = 2**23
@@ -27,16 +26,8 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor, nu
     ``model`` and ``guide`` take the minibatch ``x`` (N, ...) and put its examples in a
     ``pyro.plate`` at ``dim=-1``; the ``num_samples`` draws are vectorised in a plate at ``dim=-2``.
     """
-    with pyro.plate("particles", num_samples, dim=-2):
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    log_w = 0.0
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        trace.compute_log_prob()
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and not isinstance(site["fn"], _Subsample):
-                log_w = log_w + sign * site["log_prob"]
-    return log_w.expand(num_samples, x.shape[0])
+    model_trace, guide_trace = run_model(model, (x,), {}, draws=num_samples, nesting=1, guide=guide)
+    return log_weights(model_trace, guide_trace, batch=True).expand(num_samples, x.shape[0])
 
 
 @torch.no_grad()

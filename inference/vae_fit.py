@@ -17,37 +17,22 @@ a plain PyTorch loop:
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 
 import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch import nn
-from torch._inductor import config as inductor_config
 from tqdm.auto import tqdm
 
-from deepprob.compiling import adam_update_, compile_step
 from deepprob.datasets.images import binarize
-from deepprob.errors import InputError
-from deepprob.inference.fast_svi import traced_elbo_loss
-from deepprob.inference.svi import AUTO_COMPILE_STEPS, check_loss, collect_parameters, make_optimizer
+from deepprob.errors import InputError, check_loss
+from deepprob.inference.engines import AUTO_COMPILE_STEPS
 from deepprob.inference.vae_eval import evaluate_vae
+from deepprob.optim import adam_state, collect_parameters, make_adam
 from deepprob.runtime import atomic_torch_save, rng_untouched
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 VAE_ENGINES = ("pyro", "compiled")
-
-
-class _NegativeELBO(nn.Module):
-    """The VAE's one-particle loss as a module of its networks' parameters (for ``functional_call``)."""
-
-    def __init__(self, vae, analytic_kl: bool):
-        super().__init__()
-        self.vae, self.analytic_kl = vae, analytic_kl
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return traced_elbo_loss(self.vae.model, self.vae.guide, x, analytic_kl=self.analytic_kl)
 
 
 class VAETrainer:
@@ -72,12 +57,18 @@ class VAETrainer:
         self.vae, self.batch_size, self.engine = vae, batch_size, engine
         self.loss = ELBOS[elbo]()
         self.params = collect_parameters(vae.model, vae.guide)
-        self.optimizer, self.scheduler = make_optimizer(self.params, lr=lr, steps=1, final_lr_fraction=1.0)
+        self.optimizer = make_adam(self.params, lr=lr)
         self.step = 0  # steps taken so far, over all epochs
         self._validated = False
-        self._negative_elbo = _NegativeELBO(vae, analytic_kl=elbo == "meanfield")
-        self._compiled = {}  # minibatch shape -> compiled step
-        self.compile_seconds = 0.0
+        self._compiled = None
+        if engine == "compiled":
+            from deepprob.inference.compiled.vae_steps import CompiledVAESteps
+
+            self._compiled = CompiledVAESteps(vae, self.params, analytic_kl=elbo == "meanfield")
+
+    @property
+    def compile_seconds(self) -> float:
+        return self._compiled.compile_seconds if self._compiled is not None else 0.0
 
     def validate(self, x: torch.Tensor) -> None:
         """One ELBO of ``x`` with all of Pyro's checks on: shapes, supports, model/guide agreement."""
@@ -101,7 +92,7 @@ class VAETrainer:
             step = self._pyro_step
         else:  # the optimiser's state tensors, gathered once an epoch: the steps update them in place
             state = self._adam_state()
-            step = lambda batch: self._compiled_step(batch, state)  # noqa: E731
+            step = lambda batch: self._compiled(batch, state)  # noqa: E731
         batches = order.split(self.batch_size)
         losses = torch.empty(len(batches), device=x.device, dtype=x.dtype)
         with pyro.validation_enabled(False):
@@ -124,56 +115,18 @@ class VAETrainer:
         return value.detach()
 
     def _adam_state(self) -> list[torch.Tensor]:
-        """Parameters, first and second moments and step counters, as ``torch.optim.Adam`` keeps them."""
-        state = self.optimizer.state
-        for p in self.params:
-            if not state[p]:  # Adam creates its state on its first step: the same, ahead of it
-                state[p].update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        """Parameters, first and second moments and step counters (``torch.optim.Adam``'s own), and the lr."""
+        exp_avgs, exp_avg_sqs, steps = adam_state(self.optimizer)
         like = self.params[0]
         lr = torch.tensor(self.optimizer.param_groups[0]["lr"], dtype=like.dtype, device=like.device)
-        moments = [state[p][key] for key in ("exp_avg", "exp_avg_sq", "step") for p in self.params]
-        return [p.detach() for p in self.params] + moments + [lr]
-
-    def _compiled_step(self, x: torch.Tensor, state: list[torch.Tensor]) -> torch.Tensor:
-        """The Pyro step's arithmetic, traced through the model and guide once and compiled (per batch shape).
-
-        The same estimator (:func:`~deepprob.inference.fast_svi.traced_elbo_loss`), the same Adam
-        (the optimiser's own state tensors, updated in place, so checkpoints are unchanged), and, with
-        Inductor's ``fallback_random``, the same random draws as the Pyro engine from the same seed.
-        """
-        compiled = self._compiled.get(tuple(x.shape))
-        if compiled is None:
-            names = {id(p): f"vae.{name}" for name, p in self.vae.named_parameters()}
-            names = [names[id(p)] for p in self.params]
-            n = len(names)
-
-            def step(*flat):
-                params, m, v, counters, lr, batch = (flat[:n], flat[n:2 * n], flat[2 * n:3 * n], flat[3 * n:4 * n],
-                                                     flat[4 * n], flat[4 * n + 1])
-
-                def loss_of(values):
-                    return torch.func.functional_call(self._negative_elbo, dict(zip(names, values)), (batch,))
-
-                grads, value = torch.func.grad_and_value(loss_of)(list(params))
-                adam_update_(params, grads, m, v, counters, lr)
-                return value
-
-            start = time.perf_counter()
-            with rng_untouched(x.device), warnings.catch_warnings(), inductor_config.patch(fallback_random=True):
-                warnings.simplefilter("ignore")
-                compiled = compile_step(step, [t.clone() for t in state] + [x])
-            self.compile_seconds += time.perf_counter() - start
-            self._compiled[tuple(x.shape)] = compiled
-        return compiled(*state, x)
+        return [p.detach() for p in self.params] + exp_avgs + exp_avg_sqs + steps + [lr]
 
     def state_dict(self) -> dict:
-        return {"model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step}
+        return {"model": self.vae.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
         self.vae.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
 
 
@@ -239,7 +192,7 @@ def fit_vae(
         config: the run's options, saved and, on resume, checked (all but ``epochs`` must agree).
         init: metrics of the untrained VAE, saved so that a resumed run can report them.
         engine: ``"pyro"`` (``Trace_ELBO`` each step), ``"compiled"`` (the same steps compiled, see
-            :meth:`VAETrainer._compiled_step`) or ``"auto"`` (compiled when the run has at least
+            :mod:`deepprob.inference.compiled.vae_steps`) or ``"auto"`` (compiled when the run has at least
             ``AUTO_COMPILE_STEPS`` steps to repay the compile). Epoch times exclude compiling, which is
             reported as ``compile_seconds``.
 

@@ -1,34 +1,14 @@
 """Posterior draws as InferenceData: groups, dims and coords, and the densities behind them checked by hand."""
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
-from deepprob.examples import bnn, linreg, logreg
+from deepprob.examples.problems import default_problem
 from deepprob.guides import build_guide
 from deepprob.inference import estimate_elbo
-from deepprob.inference.arviz_data import (
-    az,
-    draws_from_guide,
-    draws_from_latents,
-    likelihood_at,
-    predictive_mean,
-    save_inference_data,
-    to_inference_data,
-)
-
-
-def problem_of(module, **options):
-    """``module.prepare`` on the embedded data, with the example's own option defaults."""
-    parser = argparse.ArgumentParser()
-    module.add_problem_arguments(parser)
-    args = parser.parse_args([])
-    args.seed, args.device = 0, torch.device("cpu")
-    for key, value in options.items():
-        setattr(args, key, value)
-    return module.prepare(args)
+from deepprob.inference.arviz_data import az, save_inference_data
+from deepprob.inference.draws import draws_from_guide, draws_from_latents, likelihood_at, predictive_mean
 
 
 def fresh_guide(problem, name="fullrank"):
@@ -38,9 +18,9 @@ def fresh_guide(problem, name="fullrank"):
 
 
 def test_linreg_layout_groups_dims_and_coords(tmp_path):
-    problem = problem_of(linreg, num_points=12)
+    problem = default_problem("linreg", num_points=12)
     draws = draws_from_guide(problem.model, fresh_guide(problem), *problem.fit_args, num_samples=50, chunk=20)
-    idata = to_inference_data(problem, draws, attrs={"guide": "fullrank"})
+    idata = problem.inference_data(draws, {"guide": "fullrank"})
 
     assert set(idata.groups()) == {"posterior", "posterior_predictive", "log_likelihood", "observed_data",
                                    "constant_data", "sample_stats"}
@@ -64,7 +44,7 @@ def test_linreg_layout_groups_dims_and_coords(tmp_path):
 
 
 def test_linreg_densities_match_a_hand_computation():
-    problem = problem_of(linreg, num_points=12)
+    problem = default_problem("linreg", num_points=12)
     guide = fresh_guide(problem)
     draws = draws_from_guide(problem.model, guide, *problem.fit_args, num_samples=30)
     w_s = draws.latents["weight_std"].double()  # (S, D), standardised coordinates
@@ -76,7 +56,7 @@ def test_linreg_densities_match_a_hand_computation():
                                                        scale_tril=prior_tril).log_prob(w_s)
     log_q = guide.get_posterior().log_prob(w_s.float()).double()  # the latent is unconstrained: no Jacobian
 
-    torch.testing.assert_close(draws.log_lik.double(), log_lik, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(draws.log_lik["y"].double(), log_lik, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(draws.log_joint.double(), log_prior + log_lik.sum(-1), rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(draws.log_q.double(), log_q, rtol=1e-4, atol=1e-3)
     # the deterministic site is the weight in original coordinates
@@ -90,7 +70,7 @@ def test_linreg_densities_match_a_hand_computation():
 
 def test_constrained_site_log_q_carries_the_jacobian():
     # bnn regression with a learned noise sd: sigma > 0 is exp(u) in the guide's unconstrained vector u
-    problem = problem_of(bnn, task="regression", num_points=24, hidden=2)
+    problem = default_problem("bnn", task="regression", num_points=24, hidden=2)
     assert "sigma" in problem.var_names
     guide = fresh_guide(problem)
     draws = draws_from_guide(problem.model, guide, *problem.fit_args, num_samples=40)
@@ -101,34 +81,34 @@ def test_constrained_site_log_q_carries_the_jacobian():
     log_q_u = guide.get_posterior().log_prob(u)
     # log q(sigma, w) = log q(u) - log |d sigma / d u| = log q(u) - u_sigma
     torch.testing.assert_close(draws.log_q, log_q_u - u[:, -1], rtol=1e-4, atol=1e-3)
-    idata = to_inference_data(problem, draws)
+    idata = problem.inference_data(draws)
     assert idata.posterior["W1"].dims == ("chain", "draw", "input", "hidden")
     assert idata.posterior["sigma"].dims == ("chain", "draw")
 
 
 def test_reference_draws_keep_their_chains_and_the_mixture_guide_works():
-    problem = problem_of(logreg, num_points=40)
+    problem = default_problem("logreg", num_points=40)
     latents = {"weight_std": torch.randn(2 * 25, 3, dtype=torch.float64)}  # float64, as an exact posterior gives
     draws = draws_from_latents(problem.model, latents, *problem.fit_args, chains=2, chunk=16)
     assert draws.log_q is None and draws.latents["weight_std"].dtype == problem.x.dtype
-    idata = to_inference_data(problem, draws)
+    idata = problem.inference_data(draws)
     assert idata.posterior["weight"].shape == (2, 25, 3)
     assert list(idata.posterior["weight"].coords["feature"].values) == ["bias", "x1", "x2"]
     assert idata.posterior_predictive["y"].dtype == np.int8  # 0/1 draws stored small
     assert set(idata.sample_stats.data_vars) == {"lp"}
 
     mixture = fresh_guide(problem, "mixture")
-    assert torch.isfinite(draws_from_guide(problem.model, mixture, *problem.fit_args, 20).log_weights).all()
+    assert torch.isfinite(draws_from_guide(problem.model, mixture, *problem.fit_args, num_samples=20).log_weights).all()
 
 
 def test_likelihood_at_new_inputs():
-    problem = problem_of(logreg, num_points=40)
+    problem = default_problem("logreg", num_points=40)
     latents = {"weight_std": torch.randn(7, 3)}
     grid = problem.to_inputs(torch.tensor([[0.0, 0.0], [1.0, -1.0], [3.0, 2.0]]))
-    prob = likelihood_at(problem.model, latents, grid)
-    logits = likelihood_at(problem.model, latents, grid, statistic="location")
+    prob = likelihood_at(problem.model, latents, grid, None)
+    logits = likelihood_at(problem.model, latents, grid, None, statistic="location")
     assert prob.shape == logits.shape == (7, 3)
     torch.testing.assert_close(prob, torch.sigmoid(latents["weight_std"] @ grid.T))
     torch.testing.assert_close(torch.sigmoid(logits), prob)
-    torch.testing.assert_close(predictive_mean(problem.model, latents, grid, chunk=3), prob.mean(0))
+    torch.testing.assert_close(predictive_mean(problem.model, latents, grid, None, chunk=3), prob.mean(0))
     assert torch.isfinite(logits).all()

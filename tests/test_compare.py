@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from deepprob.cli import build_parser
 from deepprob.cli import main as cli_main
+from deepprob.examples.commands import UsageError, parse
 from deepprob.inference.arviz_data import az
 
 
@@ -15,25 +15,32 @@ def run_json(capsys, *argv) -> dict:
 
 
 def test_options_come_from_the_model_and_the_run_options_go_anywhere():
-    parser = build_parser(only="compare")
-    args = parser.parse_args(["compare", "bnn", "--hidden", "3", "--json"])
+    args = parse(["compare", "bnn", "--hidden", "3", "--json"])
     assert (args.model, args.hidden, args.json, args.steps, args.reference) == ("bnn", 3, True, 2000, "nuts")
-    args = parser.parse_args(["compare", "--json", "--seed", "4", "linreg", "--alpha", "2"])
+    args = parse(["compare", "--json", "--seed", "4", "linreg", "--alpha", "2"])
     assert (args.json, args.seed, args.alpha, args.steps, args.reference) == (True, 4, 2.0, 3000, "exact")
-    assert args.guides.split(",") == ["laplace", "meanfield", "fullrank", "lowrank", "mixture"]
-    with pytest.raises(SystemExit):
-        parser.parse_args(["compare", "linreg", "--hidden", "3"])  # a bnn option
+    assert args.guides == ["laplace", "meanfield", "fullrank", "lowrank", "mixture"]
+    with pytest.raises(UsageError, match="unrecognized arguments: --hidden 3"):
+        parse(["compare", "linreg", "--hidden", "3"])  # a bnn option
+    args = parse(["compare", "--model", "m.py:model", "--data", "d.json", "--guides", "fullrank"])
+    assert (args.model, args.data, args.guides, args.reference, args.dtype) == (
+        "m.py:model", "d.json", ["fullrank"], "nuts", "float64")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["linreg", "--guides", "fullrank,fullrnak"], "--guides 'fullrank,fullrnak': expected comma-separated names"),
-    (["logreg", "--reference", "exact"], "--reference exact: only linreg has a closed-form posterior"),
-    (["linreg", "--guide", "fullrank"], "--guide fullrank: compare fits several guides; use --guides"),
+    (["linreg", "--guides", "fullrank,fullrnak"], "argument --guides: expected comma-separated names"),
+    (["logreg", "--reference", "exact"], "argument --reference: invalid choice: 'exact'"),
 ])
-def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
-    assert cli_main(["compare", *argv, "--out", str(tmp_path), "--quiet"]) == 2
+def test_bad_options_are_one_line(capsys, argv, message):
+    assert cli_main(["compare", *argv, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_the_single_guide_option_is_refused_with_a_pointer(capsys, tmp_path):
+    assert cli_main(["compare", "linreg", "--guide", "fullrank", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--guide fullrank: compare fits several guides; use --guides" in err and "Traceback" not in err
 
 
 def test_compare_linreg_tiny(capsys, tmp_path):
@@ -93,8 +100,8 @@ def test_compare_bnn_in_function_space(capsys, tmp_path):
                    "--max-tree-depth", "4", "--out", str(tmp_path))
     for row in out["guides"].values():
         assert 0 <= row["accuracy"] <= 1 and row["log_loss"] > 0
-        assert set(row["mean_err_sd_each"]) == {f"f[{i}]" for i in range(10)}  # 10 held-out points
-    assert "rhat_max_weights" in out["reference_stats"]
+        assert set(row["mean_err_sd_each"]) == {f"f[{i}]" for i in range(1, 11)}  # 10 held-out points
+    assert "rhat_max_sites" in out["reference_stats"]
     none = run_json(capsys, "compare", "bnn", "--guides", "meanfield", "--num-points", "40", "--hidden", "2",
                     "--steps", "50", "--draws", "50", "--reference", "none", "--out", str(tmp_path / "none"))
     assert none["reference"] == "none" and "mean_err_sd" not in none["guides"]["meanfield"]

@@ -3,7 +3,8 @@
 import torch
 from torch._dynamo.utils import counters
 
-from deepprob.compiling import adam_update_, compile_step
+from deepprob.inference.compiled.compiling import compile_step
+from deepprob.optim import adam_update_
 
 
 def least_squares_step(X, y):

@@ -1,6 +1,5 @@
 """The fast SVI path (issue 7): the same loss and gradients as Pyro's Trace_ELBO, the same steps, the same fit."""
 
-import argparse
 import math
 
 import pyro
@@ -10,14 +9,16 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from deepprob.c_step import c_compiler
 from deepprob.datasets.synthetic import two_classes, two_moons
 from deepprob.errors import FitDivergedError, InputError
-from deepprob.examples import linreg
+from deepprob.examples.options import SVI_DEFAULTS
+from deepprob.examples.problems import default_problem
 from deepprob.guides.registry import GUIDES, build_guide
-from deepprob.inference.fast_svi import SVISteps, guide_parameters, svi_loss_fn
+from deepprob.inference.compiled.c_step import c_compiler
+from deepprob.inference.compiled.svi_steps import SVISteps, guide_parameters, svi_loss_fn
+from deepprob.inference.engines import AUTO_COMPILE_STEPS
 from deepprob.inference.kl import kl_to_reference
-from deepprob.inference.svi import AUTO_COMPILE_STEPS, fit_svi
+from deepprob.inference.svi import fit_svi
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.logreg import LogisticRegression, with_bias
 from deepprob.models.standardise import Standardisation
@@ -145,17 +146,13 @@ def test_eager_steps_match_torch_adam_for_a_quadratic():
 
 def test_compiled_linreg_posterior_is_exact():
     """The compiled engine's full-rank fit of the conjugate model: KL(q || exact) <= 0.01, as with Pyro's."""
-    parser = argparse.ArgumentParser()
-    linreg.add_problem_arguments(parser)
-    args = parser.parse_args([])
-    args.seed, args.device = 0, torch.device("cpu")
-    problem = linreg.prepare(args)
+    problem = default_problem("linreg")
     pyro.set_rng_seed(0)
     fit = fit_svi(problem.model, build_guide("fullrank", problem.model), *problem.fit_args, progress=False,
-                  engine="compiled", **linreg.SVI_DEFAULTS)
+                  engine="compiled", **SVI_DEFAULTS["linreg"])
     assert fit.extras["engine"] == "compiled" and fit.extras["steps_per_second"] > 0
     assert fit.extras["compiled_by"] == ("c" if c_compiler() else "inductor")
-    assert kl_to_reference(fit.guide.get_posterior(), problem.exact["weight_std"]) <= 0.01
+    assert kl_to_reference(fit.guide.get_posterior(), problem.exact.over_latent_vector(None)) <= 0.01
     # the fast path's fresh ELBO estimate is the ELBO: below the log evidence, and close to it
     log_evidence = problem.extras["log_evidence"]
     assert log_evidence - 0.1 < fit.elbo < log_evidence + 0.05
@@ -182,6 +179,7 @@ def test_engine_choice():
                 loss=TraceMeanField_ELBO())
     with pytest.raises(InputError, match="--engine 'jax'"):
         fit_svi(model, build_guide("meanfield", model), *args, steps=5, progress=False, engine="jax")
-    # a guide without a pure form runs through Pyro under auto, whatever the length
+    # a guide without a pure form runs through Pyro under auto, whatever the length, and says so once
     fit = fit_svi(model, AutoNormal(model), *args, steps=AUTO_COMPILE_STEPS, elbo_particles=1, progress=False)
     assert fit.extras["engine"] == "pyro" and math.isfinite(fit.losses[-1])
+    assert "the guide AutoNormal has no pure form" in fit.extras["fallback"]

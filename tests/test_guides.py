@@ -11,7 +11,7 @@ from pyro.infer.autoguide import init_to_sample
 
 from deepprob.datasets import cubic_regression, two_classes, two_moons
 from deepprob.errors import InputError
-from deepprob.examples.linreg import affine
+from deepprob.examples.problems import affine
 from deepprob.guides import GUIDES, GuideOptions, build_guide
 from deepprob.guides.mixture import MixtureOfGaussians
 from deepprob.inference import estimate_elbo, fit_svi

@@ -1,6 +1,5 @@
 """PSIS k-hat against known answers, and the sample distances and moment errors of the comparison."""
 
-import argparse
 import math
 import warnings
 
@@ -10,8 +9,7 @@ import pytest
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 
-from deepprob.examples import linreg
-from deepprob.inference.arviz_data import draws_from_guide
+from deepprob.examples.problems import default_problem
 from deepprob.inference.diagnostics import (
     classification_metrics,
     khat_verdict,
@@ -22,6 +20,7 @@ from deepprob.inference.diagnostics import (
     psis_log_weights,
     wasserstein2,
 )
+from deepprob.inference.draws import draws_from_guide
 
 
 def gaussian_log_weights(s: float, n: int = 4000, seed: int = 0) -> torch.Tensor:
@@ -51,11 +50,7 @@ def test_khat_readings():
 
 
 def linreg_problem():
-    parser = argparse.ArgumentParser()
-    linreg.add_problem_arguments(parser)
-    args = parser.parse_args(["--num-points", "30"])
-    args.seed, args.device = 0, torch.device("cpu")
-    return linreg.prepare(args)
+    return default_problem("linreg", num_points=30)
 
 
 def gaussian_guide(problem, loc: torch.Tensor, cov: torch.Tensor) -> AutoMultivariateNormal:
@@ -72,7 +67,7 @@ def gaussian_guide(problem, loc: torch.Tensor, cov: torch.Tensor) -> AutoMultiva
 
 def test_khat_of_the_exact_posterior_and_of_a_too_narrow_guide():
     problem = linreg_problem()
-    exact = problem.exact["weight_std"]
+    exact = problem.exact.over_latent_vector(None)
     loc, cov = exact.mean.float(), exact.covariance_matrix.float()
 
     guide = gaussian_guide(problem, loc, cov)
@@ -125,7 +120,7 @@ def test_psis_loo_equals_arviz_loo_for_every_point_at_once():
     log_lik[:500, 1] = -0.5         # ties at the tail's cutoff: that column goes through ArviZ itself
     log_lik[:, 2] *= 30             # a very heavy tail (k > 0.7)
     idata = az.from_dict(posterior={"a": rng.normal(size=(1, 1000))}, log_likelihood={"y": log_lik[None]})
-    ours = loo(idata)
+    ours = loo(log_lik)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = az.loo(idata, pointwise=True)

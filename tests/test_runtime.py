@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from deepprob.compiling import trust_reported_isa
 from deepprob.errors import InputError
+from deepprob.inference.compiled.compiling import trust_reported_isa
 from deepprob.runtime import available_cores, map_forked, resolve_jobs
 
 
@@ -79,7 +79,7 @@ import math
 import random
 
 import torch
-from deepprob.compiling import compile_step
+from deepprob.inference.compiled.compiling import compile_step
 from deepprob.runtime import map_forked
 
 torch.set_num_threads(1)

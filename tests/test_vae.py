@@ -208,7 +208,7 @@ def test_checkpoint_resume_round_trip_is_exact(tmp_path):
     assert fit_a["history"]["test_elbo"] == fit_b["history"]["test_elbo"]
     assert eval_a == eval_b  # the RNG state is restored too
     state = torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)
-    assert state["epoch"] == 3 and set(state["trainer"]) == {"model", "optimizer", "scheduler", "step"}
+    assert state["epoch"] == 3 and set(state["trainer"]) == {"model", "optimizer", "step"}
 
     with pytest.raises(InputError, match="arch='mlp' \\(now 'conv'\\)"):
         _fit(tmp_path / "b", epochs=4, resume=True, config={"arch": "conv"})

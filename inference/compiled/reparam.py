@@ -1,4 +1,4 @@
-"""Guides as pure functions of their parameters and of standard noise, for the fast SVI path.
+"""Guides as pure functions of their parameters and of standard noise, for the compiled SVI engine.
 
 Every guide of the registry is a distribution q(z) over one unconstrained latent vector z (D,), drawn by
 reparameterisation from noise that does not depend on the parameters. Here each is written as
@@ -9,8 +9,10 @@ a pure torch function of a dict of the guide's trainable tensors (its ``named_pa
 leaves Adam trains) and of the noise of S particles, which ``noise(params, S)`` draws in the order
 Pyro's own ``rsample`` draws it: with the same RNG state, Pyro's guide and ``draw`` give the same z.
 
-A guide class of our own supports the fast path by having a method ``reparameterised()`` that returns
-such an object (see ``guides/mixture.py``); Pyro's autoguides are adapted in ``PYRO_AUTOGUIDES``.
+The pure form of each guide class is registered in :data:`FORMS` (Pyro's autoguides and our mixture);
+a guide class of a user's may instead have a method ``reparameterised()`` returning such an object.
+Guides themselves do not import this module: the engine reads their parameters (the raw leaves of
+``named_parameters`` and the constraints of their ``PyroParam`` s, :func:`_constrained`) from outside.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from pyro.distributions import constraints
 from pyro.infer.autoguide import (
     AutoDiagonalNormal,
     AutoLaplaceApproximation,
@@ -27,6 +30,8 @@ from pyro.infer.autoguide import (
     AutoMultivariateNormal,
 )
 from torch.distributions import LowRankMultivariateNormal, transform_to
+
+from deepprob.guides.mixture import AutoGaussianMixture, MixtureOfGaussians, leave_one_out
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -69,7 +74,12 @@ class Reparameterised:
 
 
 def _constrained(guide, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The map from the raw tensor ``<name>_unconstrained`` to the guide's ``<name>`` (a PyroParam)."""
+    """The map from the raw tensor ``<name>_unconstrained`` to the guide's ``<name>`` (a PyroParam).
+
+    ``PyroModule._pyro_params`` (name -> (constraint, event dim)) is Pyro's private record of the
+    constraints, read here only; ``tests/test_fast_svi.py`` checks every form's loss and gradients
+    against ``Trace_ELBO``'s and fails if it changes.
+    """
     return transform_to(guide._pyro_params[name][0])
 
 
@@ -132,12 +142,41 @@ class PointMass(Reparameterised):
         return Draw(z, z.new_zeros(1))
 
 
-# exact classes (a subclass may change the family): Pyro's autoguide -> its pure form
-PYRO_AUTOGUIDES: dict[type, type[Reparameterised]] = {
+class MixtureDraw(Reparameterised):
+    """:class:`~deepprob.guides.mixture.AutoGaussianMixture`: noise = (components k (S,), eps (S, D)).
+
+    The same estimator as ``MixtureOfGaussians.score_parts`` gives ``Trace_ELBO``: pathwise in the
+    locations and Cholesky factors, the score function (leave-one-out baseline) for the weights.
+    """
+
+    def noise(self, params, num_particles):
+        # as MixtureOfGaussians.rsample draws them (Categorical.sample's multinomial call on its
+        # probabilities, without building a distribution each step), then the standard normals
+        logits = params["logits"].detach()
+        probs = torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1)
+        k = torch.multinomial(probs.unsqueeze(0), num_particles, True).T.reshape(num_particles)
+        like = params["locs"]
+        return k, torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device)
+
+    def draw(self, params, noise):
+        k, eps = noise
+        scales = transform_to(constraints.softplus_positive)(params["scales_unconstrained"])
+        unit_trils = transform_to(constraints.unit_lower_cholesky)(params["scale_trils_unconstrained"])
+        trils = scales.unsqueeze(-1) * unit_trils
+        q = MixtureOfGaussians(params["logits"], params["locs"], trils)
+        z = params["locs"][k] + (trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
+        log_weights = q.log_weights
+        score = leave_one_out(log_weights[k])
+        return Draw(z, q._log_prob(z, log_weights), q._log_prob(z, log_weights.detach()), score)
+
+
+# guide class -> its pure form, for the exact classes (a subclass may change the family)
+FORMS: dict[type, type[Reparameterised]] = {
     AutoDiagonalNormal: DiagonalNormal,
     AutoMultivariateNormal: MultivariateNormal,
     AutoLowRankMultivariateNormal: LowRankNormal,
     AutoLaplaceApproximation: PointMass,
+    AutoGaussianMixture: MixtureDraw,
 }
 
 
@@ -147,10 +186,10 @@ def reparameterised(guide) -> Reparameterised | None:
     if own is not None:
         return own()
     for cls in type(guide).__mro__:
-        if cls in PYRO_AUTOGUIDES:
+        if cls in FORMS:
             # our subclasses that only add a finalize step (the laplace guide) keep the family
             if cls is type(guide) or not _overrides_family(type(guide), cls):
-                return PYRO_AUTOGUIDES[cls](guide)
+                return FORMS[cls](guide)
             return None
     return None
 

@@ -3,9 +3,9 @@
 For small models a training step is a few hundred tiny tensor operations, and Python's dispatch of
 each costs more than its arithmetic. Tracing the step (loss, gradients by ``torch.func``, optimiser
 update) into one graph of aten operations and compiling it removes that overhead. Used by the
-compiled SVI engine (:mod:`deepprob.inference.fast_svi`, through the C backend of
-:mod:`deepprob.c_step` where it applies), the VAE and the GAN trainers (Inductor); plain torch code can
-use it the same way.
+compiled SVI engine (:mod:`~deepprob.inference.compiled.svi_steps`, through the C backend of
+:mod:`~deepprob.inference.compiled.c_step` where it applies), the VAE and the GAN trainers (Inductor).
+Plain torch: the GAN code uses it without Pyro.
 """
 
 from __future__ import annotations
@@ -15,40 +15,10 @@ import hashlib
 import os
 import platform
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
-
-
-def adam_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], exp_avgs: Sequence[torch.Tensor],
-                 exp_avg_sqs: Sequence[torch.Tensor], step: torch.Tensor | Sequence[torch.Tensor],
-                 lr: torch.Tensor | float, betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS) -> None:
-    """One Adam update, in place, with ``torch.optim.Adam``'s arithmetic (no weight decay, no amsgrad).
-
-    ``step`` (a 0-dim tensor, the steps taken so far, or one per parameter as in ``torch.optim.Adam``'s
-    state, all equal) is incremented in place. With t = step + 1:
-
-        m <- m + (1 - b1) (g - m),   v <- b2 v + (1 - b2) g^2,
-        p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-
-    Written with out-of-place arithmetic and ``copy_`` so that ``make_fx`` traces it as input mutations.
-    """
-    b1, b2 = betas
-    counters = [step] if isinstance(step, torch.Tensor) else list(step)
-    t = counters[0] + 1
-    # in float64, as torch.optim.Adam computes them (from the step count as a Python float)
-    step_size = lr / (1 - b1 ** t.double())
-    root_bias2 = (1 - b2 ** t.double()).sqrt()
-    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        m_new = m + (1 - b1) * (g - m)
-        v_new = b2 * v + (1 - b2) * g * g
-        p.copy_(p - step_size * m_new / (v_new.sqrt() / root_bias2 + eps))
-        m.copy_(m_new)
-        v.copy_(v_new)
-    for counter in counters:
-        counter.copy_(t)
 
 
 @functools.cache
@@ -105,26 +75,55 @@ def trust_reported_isa(verdict: Path, reported: list[str], check: Callable[[], l
 BACKENDS = ("inductor", "c", "auto")
 
 
+@dataclass
+class Compiled:
+    """A compiled step: call ``fn`` with tensors laid out as the example inputs were.
+
+    Attributes:
+        fn: the compiled function.
+        by: the compiler that built it, ``"c"`` or ``"inductor"``.
+        fallback: with ``backend="auto"``, why the C backend declined (then ``by`` is ``"inductor"``).
+    """
+
+    fn: Callable
+    by: str
+    fallback: str | None = None
+
+    def __call__(self, *inputs):
+        return self.fn(*inputs)
+
+    def bind(self, leading: Sequence[torch.Tensor]) -> Callable:
+        """The step with its first inputs fixed to ``leading`` (a fit's state tensors, updated in place):
+        a function of the remaining inputs. The C step checks the fixed tensors once, here, and the others
+        at every call."""
+        bind = getattr(self.fn, "bind", None)
+        if bind is not None:
+            return bind(leading)
+        leading, fn = list(leading), self.fn
+        return lambda *rest: fn(*leading, *rest)
+
+
 def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_inputs: bool = True,
-                 backend: str = "inductor") -> Callable:
+                 backend: str = "inductor") -> Compiled:
     """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled.
 
-    ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`deepprob.c_step`: CPU only, a
-    subset of aten operations, compiled in well under a second, for small graphs); ``"auto"``, C where
-    it applies, else Inductor.
+    ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`~deepprob.inference.compiled.c_step`:
+    CPU only, a subset of aten operations, compiled in well under a second, for small graphs); ``"auto"``,
+    C where it applies, else Inductor (the reason is reported once on stderr and kept in ``fallback``).
 
-    The compiled step takes tensors of the sizes, strides and dtypes of ``example_inputs``. With
-    ``check_inputs=False`` it no longer checks, at each call, that they have them (and are aligned as the
-    examples): a call with any other tensor is then undefined. That saves about a microsecond an input
-    a call, a third of the time of a small model's training step with its 30-odd inputs (parameters,
-    Adam's moments, averages); it is for callers that always pass the same tensors, or fresh ones made
-    the same way.
+    The compiled step takes tensors of the sizes, strides and dtypes of ``example_inputs`` (the C step
+    checks them at every call, and raises for others). With ``check_inputs=False`` Inductor's step no
+    longer checks, at each call, that they have them (and are aligned as the examples): a call with any
+    other tensor is then undefined. That saves about a microsecond an input a call, a third of the time
+    of a small model's training step with its 30-odd inputs (parameters, Adam's moments, averages); it
+    is for callers that always pass the same tensors, or fresh ones made the same way.
 
     The trace runs ``step`` once on ``example_inputs``. Subexpressions of constants are folded, and the
     error checks of factorisations of constants (which passed while tracing) are dropped: they are
-    side effects, which would keep Inductor from caching the compiled graph on disk. With fake inputs
-    that carry a shape environment, Inductor's FX graph cache applies: the same step (same graph,
-    shapes and constants) compiles in well under a second the next time, in any process.
+    side effects, which would keep Inductor from caching the compiled graph on disk; checks of values
+    computed from the inputs stay. With fake inputs that carry a shape environment, Inductor's FX graph
+    cache applies: the same step (same graph, shapes and constants) compiles in well under a second the
+    next time, in any process.
     """
     from torch._inductor import compile as inductor_compile
     from torch._inductor import config
@@ -135,14 +134,19 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
 
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    fallback = None
     if backend != "inductor":
-        from deepprob.c_step import Unsupported, compile_c
+        from deepprob.inference.compiled.c_step import Unsupported, compile_c
 
         try:
-            return compile_c(step, example_inputs)
-        except Unsupported:
+            return Compiled(compile_c(step, example_inputs), "c")
+        except Unsupported as err:
             if backend == "c":
                 raise
+            from deepprob.runtime import report_once
+
+            fallback = report_once(f"the C step does not handle this step ({err}); it is compiled by Inductor "
+                                   "instead (seconds to compile, not a fraction of one)")
     prepare_inductor()
     graph = make_fx(step)(*example_inputs)
     try:
@@ -150,10 +154,11 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     except Exception:  # noqa: BLE001 - folding is an optimisation (it fails on some captured constants)
         graph = make_fx(step)(*example_inputs)
     for node in list(graph.graph.nodes):
-        if node.target is torch.ops.aten._linalg_check_errors.default:
+        if node.target is torch.ops.aten._linalg_check_errors.default and all(
+                arg.op == "get_attr" for arg in node.all_input_nodes):
             graph.graph.erase_node(node)
     graph.recompile()
     fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
     fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
     with config.patch(size_asserts=check_inputs, alignment_asserts=check_inputs):
-        return inductor_compile(graph, fakes)
+        return Compiled(inductor_compile(graph, fakes), "inductor", fallback)

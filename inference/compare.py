@@ -1,0 +1,569 @@
+"""Every guide against a reference posterior, for any Pyro model with continuous latents: ``deepprob.compare``.
+
+    result = deepprob.compare(model, data, reference="nuts")
+    result.table                      # pandas: one row per guide
+    result.inference_data["fullrank"] # ArviZ InferenceData of each fit (and of the reference)
+    result.figures("runs/mine")       # forest plot, pair plots, ELBO traces
+    result.to_json()
+
+Each guide of the registry (or of ``guides``) is fitted on the same data from the same seed, as is the
+reference, and its fit reduced to draws put back through the model (:mod:`deepprob.inference.draws`).
+Per guide the table has:
+
+- the ELBO and the fit's time (and how it ran: the engine, the compiler);
+- the distance to the reference, on the parameters that the model's sample and deterministic sites
+  share with it (vector sites flattened ``name[1]``..``name[K]``, as Stan and posteriordb name them):
+  the worst error of a posterior mean and of a posterior sd in units of the reference sd, the
+  2-Wasserstein distance of the draws in reference sds (with the reference's own noise floor), the
+  MMD, and KL(q || p) in closed form where the reference is an exact Gaussian (Monte Carlo for the
+  mixture);
+- PSIS k-hat of the importance weights log p(y, z) - log q(z), z ~ q (Yao et al. 2018): below 0.5
+  q is close to the posterior, 0.5-0.7 usable, above 0.7 q misses posterior mass;
+- PSIS-LOO elpd of the observed sites, and whatever ``metrics`` computes from the draws.
+
+The reference is ``"nuts"`` (Pyro's NUTS, R-hat and ESS checked, with a loud warning when they fail),
+``None`` (no distances), draws made elsewhere (a dict of site or Stan-style names to arrays, or an
+ArviZ InferenceData: posteriordb's gold-standard draws, say), or an exact posterior (a torch
+distribution over the latent vector, or :class:`~deepprob.inference.references.Exact`).
+
+The guides and the reference are fitted side by side in ``jobs`` worker processes (forks of this one);
+each starts from the seed, so the numbers are the same for any ``jobs``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+from deepprob.errors import FitDivergedError, InputError
+from deepprob.guides.registry import GUIDES, GuideOptions, build_guide
+from deepprob.inference.arviz_data import az, save_inference_data, summary_text, to_inference_data
+from deepprob.inference.diagnostics import loo, mmd2, moment_errors, psis_khat, relative_efficiency, wasserstein2
+from deepprob.inference.draws import Draws, draws_from_guide, draws_from_latents, first_float
+from deepprob.inference.engines import will_compile
+from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.names import flatten
+from deepprob.inference.references import (
+    Exact,
+    NUTSBudget,
+    check_convergence,
+    convergence,
+    exact_latents,
+    given_draws,
+    run_nuts,
+)
+from deepprob.inference.svi import FitResult, fit_svi
+from deepprob.logdensity import ModelStructure
+from deepprob.runtime import jsonable, map_forked, report_once, resolve_jobs
+
+DISTANCE_DRAWS = 1000  # draws per sample for W2 and MMD (W2 solves an assignment problem of this size)
+
+COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's first columns in this order
+    ("elbo", "ELBO", "{:10.2f}"),
+    ("seconds", "fit s", "{:6.1f}"),
+    ("kl_to_exact", "KL(q||p)", "{:9.2g}"),
+    ("mean_err_sd", "mean err", "{:8.3f}"),
+    ("sd_err_sd", "sd err", "{:7.3f}"),
+    ("w2", "W2", "{:6.3f}"),
+    ("khat", "k-hat", "{:6.2f}"),
+    ("elpd_loo", "elpd_loo", "{:9.2f}"),
+    ("accuracy", "acc", "{:6.3f}"),
+    ("log_loss", "log-loss", "{:8.4f}"),
+    ("rmse", "rmse", "{:7.4f}"),
+    ("test_loglik", "test ll", "{:7.3f}"),
+    ("far_point", "p(far)", "{:6.3f}"),
+]
+
+
+@dataclass
+class GuideRun:
+    """One guide's fit and what it leaves for the comparison."""
+
+    fit: FitResult       # its ``guide`` is None when it was fitted in a worker process
+    draws: Draws
+    idata: az.InferenceData
+    compared: tuple[torch.Tensor, list[str]]  # the compared quantities (S, P) and their labels
+    row: dict            # its line of the table, less the distances to the reference
+    path: Path | None = None  # its NetCDF file
+
+
+@dataclass
+class ReferenceRun:
+    method: str
+    draws: Draws | None  # None when the given draws do not name every latent site
+    idata: az.InferenceData
+    compared: tuple[torch.Tensor, list[str]]
+    stats: dict
+    path: Path | None = None
+
+
+@dataclass
+class Settings:
+    """What :func:`compare` was asked (kept with its result)."""
+
+    name: str
+    guides: list[str]
+    reference: str
+    draws: int
+    steps: int
+    lr: float
+    num_particles: int
+    engine: str
+    seed: int
+    jobs: int = 1
+    observations: int = 0
+    compared_on: str = ""
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` returns: per guide its fit, draws, InferenceData and row of the table.
+
+    Attributes:
+        runs: each guide's :class:`GuideRun` (those that fitted).
+        failed: each guide that failed, with why (a diverged fit).
+        reference: the :class:`ReferenceRun`, or None.
+        rows: each guide's metrics (the table's rows, per-parameter errors included).
+        settings: what was asked.
+    """
+
+    runs: dict[str, GuideRun]
+    failed: dict[str, str]
+    reference: ReferenceRun | None
+    rows: dict[str, dict]
+    settings: Settings
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def table(self):
+        """A pandas DataFrame, one row per guide (index: the guide), the scalar metrics as columns."""
+        import pandas as pd
+
+        scalars = {name: {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+                   for name, row in self.rows.items()}
+        frame = pd.DataFrame.from_dict(scalars, orient="index")
+        first = [key for key, _, _ in COLUMNS if key in frame.columns]
+        frame = frame[first + [c for c in frame.columns if c not in first]]
+        frame.index.name = "guide"
+        return frame
+
+    @property
+    def inference_data(self) -> dict[str, az.InferenceData]:
+        """Each fit's InferenceData by guide, and the reference's as ``"reference"``."""
+        out = {name: run.idata for name, run in self.runs.items()}
+        if self.reference is not None:
+            out["reference"] = self.reference.idata
+        return out
+
+    def to_dict(self) -> dict:
+        """Plain values: the rows (per-parameter errors too), the reference's stats and the settings."""
+        return jsonable({"model": self.settings.name, "reference": self.settings.reference,
+                         "reference_stats": self.reference_stats, "guides": self.rows,
+                         "settings": vars(self.settings), "files": [str(f) for f in self.files]})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @property
+    def reference_stats(self) -> dict:
+        return self.reference.stats if self.reference is not None else {"method": "none"}
+
+    def report(self, summary: bool = True) -> list[str]:
+        """The shell's report: the table, the noise of the errors, the reference's checks, k-hat's reading."""
+        s, stats = self.settings, self.reference_stats
+        lines = [f"compare {s.name}: {s.observations} observations, {s.draws} draws per guide, {s.steps} SVI steps, "
+                 f"seed {s.seed}; errors in reference sds, on {s.compared_on or 'no reference'}"]
+        ref_name = f"reference ({stats['method']})"
+        lines += format_table(self.rows, (ref_name, stats) if self.reference is not None else None)
+        if "w2_floor" in stats:
+            lines.append(f"Monte Carlo noise of one error: about {stats['mean_err_noise']:.3f} (mean), "
+                         f"{stats['sd_err_noise']:.3f} (sd); W2 of the reference against itself (two halves): "
+                         f"{stats['w2_floor']:.3f}")
+        if stats["method"] == "nuts":
+            lines.append(f"NUTS: {stats['chains']} chains x {stats['samples']} draws ({stats['warmup']} warmup), "
+                         f"{stats['seconds']:.0f} s; R-hat max {stats['rhat_max']:.3f}, ESS bulk min "
+                         f"{stats['ess_bulk_min']:.0f}, tail min {stats['ess_tail_min']:.0f}, "
+                         f"{stats['divergences']} divergences" + ("" if stats["converged"] else "  NOT CONVERGED"))
+        elif "rhat_max" in stats:
+            lines.append(f"{stats['method']}: {stats['chains']} chains, {stats['draws']} draws; R-hat max "
+                         f"{stats['rhat_max']:.3f}, ESS bulk min {stats['ess_bulk_min']:.0f}")
+        if "log_evidence" in stats:
+            lines.append(f"log evidence log p(y) = {stats['log_evidence']:.3f} (ELBO = log p(y) - KL(q || p))")
+        lines.append("k-hat: < 0.5 q is close to the posterior; 0.5-0.7 usable with Pareto smoothing; > 0.7 q misses "
+                     "posterior mass (too narrow or the wrong shape)")
+        if summary and self.reference is not None:
+            names = list(self.reference.idata.posterior.data_vars)
+            lines += [f"az.summary of the reference ({stats['method']}):",
+                      summary_text(self.reference.idata, names, mcmc=stats.get("chains", 1) > 1)]
+        return lines
+
+    def figures(self, out, name: str | None = None) -> list[Path]:
+        """The forest plot (every fit on one axis), a pair plot of each guide over the reference, the ELBO
+        traces; PNG files in ``out``, named after ``name`` (default: the model's)."""
+        from deepprob.inference.compare_figures import comparison_figures
+
+        paths = comparison_figures(self, Path(out), name or self.settings.name)
+        self.files += paths
+        return paths
+
+
+def format_table(rows: dict[str, dict], reference: tuple[str, dict] | None) -> list[str]:
+    """One line per guide (and the reference last), the columns some row has."""
+    every = list(rows.values()) + ([reference[1]] if reference else [])
+    columns = [c for c in COLUMNS if any(c[0] in row for row in every)]
+    widths = [max(len(header), len(fmt.format(0.0))) for _, header, fmt in columns]
+    name_width = max([len(n) for n in rows] + [len(reference[0]) if reference else 0, 5])
+    lines = [f"{'guide':<{name_width}}  " + " ".join(f"{h:>{w}}" for (_, h, _), w in zip(columns, widths))]
+    for name, row in list(rows.items()) + ([reference] if reference else []):
+        if "error" in row:
+            lines.append(f"{name:<{name_width}}  failed: {row['error']}")
+            continue
+        cells = [fmt.format(row[key]).rjust(w) if _number(row.get(key)) else "-".rjust(w)
+                 for (key, _, fmt), w in zip(columns, widths)]
+        lines.append(f"{name:<{name_width}}  " + " ".join(cells))
+    return lines
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- what is compared ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Setup:
+    """Everything the tasks share (inherited by forked workers, never pickled)."""
+
+    model: Callable
+    args: tuple
+    kwargs: dict
+    structure: ModelStructure
+    settings: Settings
+    options: GuideOptions
+    var_names: list[str] | None
+    quantities: Callable[[Draws], dict[str, torch.Tensor]] | None
+    metrics: Callable[[Draws], dict] | None
+    coords: dict | None
+    dims: dict | None
+    constant_data: dict | None
+    out: Path | None
+    keep_guides: bool
+    progress: bool
+
+    def compared_values(self, draws: Draws) -> tuple[torch.Tensor, list[str]]:
+        if self.quantities is not None:
+            return flatten(self.quantities(draws))
+        sites = draws.sites()
+        names = list(sites) if self.var_names is None else [n for n in self.var_names if n in sites]
+        return flatten({name: sites[name] for name in names}, self.coords, self.dims)
+
+    def inference_data(self, draws: Draws, attrs: dict) -> az.InferenceData:
+        return to_inference_data(draws, var_names=self.var_names, coords=self.coords, dims=self.dims,
+                                 constant_data=self.constant_data,
+                                 attrs={"model": self.settings.name, **attrs})
+
+    def own_metrics(self, draws: Draws, idata) -> dict:
+        """What needs no reference: PSIS-LOO of the observed sites, and the caller's ``metrics``."""
+        row = {}
+        if draws.log_lik:
+            reff = 1.0
+            if draws.chains > 1:  # MCMC draws: ArviZ's relative efficiency of the latent sites' draws
+                reff = relative_efficiency(flatten(draws.latents)[0].numpy(), draws.chains)
+            result = loo(draws.pointwise_log_lik(), reff)
+            row.update({key: result[key] for key in ("elpd_loo", "elpd_loo_se", "loo_khat_max")})
+        if self.metrics is not None:
+            row.update(self.metrics(draws))
+        return row
+
+    def save(self, idata, label: str) -> Path | None:
+        if self.out is None:
+            return None
+        return save_inference_data(idata, self.out / f"{self.settings.name}_{label}.nc")
+
+
+def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
+    """Fit guide ``name`` from the seed, draw from it, measure what needs no reference (the results do not
+    depend on the order of the guides, nor on the process that runs them)."""
+    s = setup.settings
+    pyro.set_rng_seed(s.seed)
+    guide = build_guide(name, setup.model, setup.options)
+    try:
+        fit = fit_svi(setup.model, guide, *setup.args, steps=s.steps, lr=s.lr, num_particles=s.num_particles,
+                      engine=s.engine, progress=setup.progress, desc=f"compare {s.name}/{name}", **setup.kwargs)
+    except FitDivergedError as err:
+        return err
+    draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
+    idata = setup.inference_data(draws, {"guide": name})
+    row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
+           "compiled_by": fit.extras.get("compiled_by"), "khat": psis_khat(draws.log_weights)}
+    if fit.extras.get("fallback"):
+        row["fallback"] = fit.extras["fallback"]
+    if exact is not None:
+        row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact.over_latent_vector(setup.structure))
+    row.update(setup.own_metrics(draws, idata))
+    if not setup.keep_guides:
+        fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
+    return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, name))
+
+
+def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun:
+    """The reference draws, their checks and the metrics that need no other fit."""
+    s = setup.settings
+    pyro.set_rng_seed(s.seed)
+    start = time.perf_counter()
+    structure = setup.structure
+    given = None
+    if s.reference == "nuts":
+        run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress, **setup.kwargs)
+        latents, chains = run.latents, run.chains
+        stats = {"method": "nuts", "chains": run.chains, "warmup": budget.warmup, "samples": budget.samples,
+                 "seconds": run.seconds, "divergences": sum(run.divergences)}
+    elif s.reference == "exact":
+        latents, chains = exact_latents(reference.posterior, structure, s.draws), 1
+        stats = {"method": "exact"}
+        if reference.log_evidence is not None:
+            stats["log_evidence"] = reference.log_evidence
+    else:
+        given, chains = given_draws(reference, structure)
+        latents = given if set(structure.latent) <= set(given) else None
+        stats = {"method": "draws", "chains": chains}
+    draws = None
+    if latents is not None:
+        draws = draws_from_latents(setup.model, latents, *setup.args, chains=chains, **setup.kwargs)
+        values, labels = setup.compared_values(draws)
+    else:
+        values, labels = torch.zeros(len(next(iter(given.values()))), 0, dtype=torch.float64), []
+    if given is not None and setup.quantities is None:
+        # the given values are the reference wherever they say something (a transformed parameter, say)
+        given_values, given_labels = flatten({k: v for k, v in given.items()
+                                              if setup.var_names is None or k in setup.var_names},
+                                             setup.coords, setup.dims)
+        columns = dict(zip(labels, values.T))
+        columns.update(zip(given_labels, given_values.T))
+        labels = list(columns)
+        values = torch.stack([columns[label] for label in labels], 1) if labels else values
+    stats["draws"] = len(values)
+    if draws is not None:
+        idata = setup.inference_data(draws, {"reference": s.reference})
+    else:
+        idata = az.from_dict(posterior={name: value.reshape((chains, -1) + value.shape[1:]).numpy()
+                                        for name, value in given.items()}, attrs={"reference": s.reference})
+    if chains > 1 or s.reference == "nuts":  # MCMC draws (one NUTS chain: ESS, and a warning for no R-hat)
+        _check_chains(setup, stats, values, labels, chains, draws)
+    ess = stats.get("ess_bulk_min", len(values))
+    # Monte Carlo sd of one mean error (and of one relative sd error, for Gaussian draws): the
+    # guide's S independent draws against the reference's effective sample size
+    stats["mean_err_noise"] = float(np.sqrt(1 / s.draws + 1 / ess))
+    stats["sd_err_noise"] = float(np.sqrt(0.5 / s.draws + 0.5 / ess))
+    if draws is not None:
+        stats.update(setup.own_metrics(draws, idata))
+    stats.setdefault("seconds", time.perf_counter() - start)
+    return ReferenceRun(s.reference, draws, idata, (values, labels), stats, setup.save(idata, "reference"))
+
+
+def _check_chains(setup: _Setup, stats: dict, values: torch.Tensor, labels: list[str], chains: int,
+                  draws: Draws | None) -> None:
+    """R-hat and ESS of a multi-chain reference on the compared values, into ``stats``; warn when poor."""
+    if not labels:
+        return
+    data = az.from_dict(posterior={"compared": values.reshape(chains, -1, values.shape[1]).numpy()})
+    stats.update(convergence(data))
+    method = "NUTS" if stats["method"] == "nuts" else "given"
+    stats["converged"] = check_convergence(stats, setup.settings.compared_on, stats.get("divergences", 0), method)
+    if setup.quantities is not None and draws is not None:
+        sites = az.from_dict(posterior={k: v.reshape((chains, -1) + v.shape[1:]).numpy()
+                                        for k, v in draws.sites().items()})
+        stats["rhat_max_sites"] = convergence(sites)["rhat_max"]
+        if not stats["rhat_max_sites"] < 1.01:
+            print(f"WARNING: R-hat of the model's sites is {stats['rhat_max_sites']:.3f}: the chains sit in different "
+                  "modes (a network's weights are symmetric under permutations of its hidden units, say); the "
+                  "comparison uses the quantities given, which such symmetries leave unchanged.",
+                  file=sys.stderr, flush=True)
+
+
+def distance_split(reference: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two disjoint random halves of the reference draws, n each (MCMC draws are autocorrelated in order)."""
+    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
+    return reference[order[:n]], reference[order[n:2 * n]]
+
+
+def _shared(compared: tuple[torch.Tensor, list[str]], labels: list[str]) -> torch.Tensor:
+    values, own = compared
+    index = {label: i for i, label in enumerate(own)}
+    return values[:, [index[label] for label in labels]]
+
+
+def distances(compared: tuple[torch.Tensor, list[str]], reference: tuple[torch.Tensor, list[str]],
+              labels: list[str], seed: int) -> dict:
+    """How far a fit's compared values are from the reference's, on the shared ``labels``."""
+    values, ref_values = _shared(compared, labels), _shared(reference, labels)
+    mean_err, sd_err = moment_errors(values, ref_values)
+    row = {"mean_err_sd": float(mean_err.max()), "sd_err_sd": float(sd_err.max()),
+           "mean_err_sd_each": dict(zip(labels, mean_err.tolist())),
+           "sd_err_sd_each": dict(zip(labels, sd_err.tolist()))}
+    n = min(DISTANCE_DRAWS, len(ref_values) // 2, len(values))
+    half, _ = distance_split(ref_values, n, seed)
+    row["w2"] = wasserstein2(values[:n], half, ref_values)
+    row["mmd2"] = mmd2(values[:n], half, ref_values)
+    return row
+
+
+# --- the function --------------------------------------------------------------------------------
+
+
+def _reference_kind(reference) -> tuple[str, object]:
+    if reference is None or reference == "none":
+        return "none", None
+    if isinstance(reference, str):
+        if reference != "nuts":
+            raise InputError(f"reference {reference!r}: expected 'nuts', None, draws (a dict or an InferenceData) "
+                             "or an exact posterior")
+        return "nuts", None
+    if isinstance(reference, Exact):
+        return "exact", reference
+    if isinstance(reference, torch.distributions.Distribution):
+        return "exact", Exact(reference)
+    if isinstance(reference, dict) and reference and all(
+            isinstance(v, torch.distributions.Distribution) for v in reference.values()):
+        return "exact", Exact(reference)
+    return "draws", reference
+
+
+def compare(
+    model: Callable,
+    *args,
+    guides: Sequence[str] | None = None,
+    reference="nuts",
+    draws: int = 2000,
+    var_names: Sequence[str] | None = None,
+    steps: int = 5000,
+    lr: float = 0.02,
+    num_particles: int = 4,
+    engine: str = "auto",
+    options: GuideOptions | None = None,
+    nuts: NUTSBudget | dict | None = None,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: bool = False,
+    out: str | Path | None = None,
+    name: str = "model",
+    quantities: Callable[[Draws], dict[str, torch.Tensor]] | None = None,
+    metrics: Callable[[Draws], dict] | None = None,
+    coords: dict | None = None,
+    dims: dict | None = None,
+    constant_data: dict | None = None,
+    model_kwargs: dict | None = None,
+) -> Comparison:
+    """Fit every guide to ``model(*args, **model_kwargs)`` and measure each against ``reference``.
+
+    Args:
+        guides: names from the registry (default: all of ``deepprob.guides.GUIDES``).
+        reference: ``"nuts"``, ``None``, draws ({site or ``name[i]``: array (draws, ...) or
+            (chains, draws, ...)}, or an InferenceData), or an exact posterior (a torch distribution over
+            the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.references.Exact`).
+        draws: draws from each guide (and from an exact reference).
+        var_names: the sites compared and stored (default: every latent and deterministic site).
+        steps, lr, num_particles, engine: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`).
+        options: the guides' options (:class:`~deepprob.guides.registry.GuideOptions`).
+        nuts: NUTS's budget (:class:`~deepprob.inference.references.NUTSBudget` or its fields as a dict).
+        seed: every fit starts from it.
+        jobs: worker processes fitting side by side (0: one per CPU core; forks, on Linux and the CPU).
+        out: a folder where each fit's NetCDF is written (``<name>_<guide>.nc``, ``<name>_reference.nc``).
+        name: the model's name in reports and file names.
+        quantities: ``draws -> {name: (S, ...)}``: functions of the draws compared instead of the sites
+            (a network's f(x) at held-out inputs, whose weights are symmetric).
+        metrics: ``draws -> dict``: more numbers for each row (predictive accuracy, say).
+        coords, dims, constant_data: for the InferenceData (labels of vector sites' dims, the inputs).
+
+    Raises:
+        InputError: an unknown guide, a bad setting, a discrete latent site, reference draws that name
+            sites the model does not record or have the wrong shape.
+    """
+    names = list(GUIDES) if guides is None else list(dict.fromkeys(guides))
+    unknown = [g for g in names if g not in GUIDES]
+    if unknown or not names:
+        raise InputError(f"guides {','.join(names)!r}: expected names from {', '.join(GUIDES)}"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    if draws < 20:
+        raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
+                         "and LOO needs draws too)")
+    kwargs = dict(model_kwargs or {})
+    structure = ModelStructure.of(model, *args, **kwargs)
+    structure.require_continuous()
+    method, reference = _reference_kind(reference)
+    budget = NUTSBudget(**nuts) if isinstance(nuts, dict) else nuts or NUTSBudget()
+    device = _device_of(args, kwargs)
+    tasks = ([None] if method != "none" else []) + names  # the reference first: the longest task
+    jobs = resolve_jobs(jobs, len(tasks), device)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
+                        num_particles=num_particles, engine=engine, seed=seed, jobs=jobs,
+                        observations=sum(math.prod(site.shape) for site in structure.observed.values()))
+    setup = _Setup(model, args, kwargs, structure, settings, options or GuideOptions(),
+                   None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
+                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress and jobs <= 1)
+    if jobs > 1 and will_compile(engine, steps):
+        from deepprob.inference.compiled.c_step import c_compiler
+        from deepprob.inference.compiled.compiling import prepare_inductor
+
+        if c_compiler() is None:
+            prepare_inductor()  # the steps compile with Inductor: import it once here, not in every worker
+    exact = reference if method == "exact" else None
+
+    def run(task):
+        return _run_reference(setup, reference, budget) if task is None else _run_guide(setup, task, exact)
+
+    results = map_forked(run, tasks, jobs)
+    ref_run = results.pop(0) if method != "none" else None
+    runs, failed, rows = {}, {}, {}
+    shared = _shared_labels(ref_run, [r for r in results if isinstance(r, GuideRun)])
+    for guide_name, result in zip(names, results):
+        if isinstance(result, FitDivergedError):
+            print(f"WARNING: guide {guide_name} failed: {result}", file=sys.stderr, flush=True)
+            failed[guide_name] = str(result)
+            rows[guide_name] = {"error": str(result)}
+            continue
+        runs[guide_name] = result
+        if result.row.get("fallback"):
+            report_once(result.row["fallback"])  # said once, here: the workers say nothing
+        rows[guide_name] = dict(result.row)
+        if ref_run is not None and shared:
+            rows[guide_name].update(distances(result.compared, ref_run.compared, shared, seed))
+    if ref_run is not None and shared:
+        n = min(DISTANCE_DRAWS, len(ref_run.compared[0]) // 2)
+        ref_values = _shared(ref_run.compared, shared)
+        ref_run.stats["w2_floor"] = wasserstein2(*distance_split(ref_values, n, seed), ref_values)
+        ref_run.stats["compared"] = shared
+    settings.compared_on = _describe(shared, quantities is not None)
+    files = [p for p in [r.path for r in runs.values()] + [ref_run.path if ref_run else None] if p is not None]
+    return Comparison(runs, failed, ref_run, rows, settings, files)
+
+
+def _shared_labels(reference: ReferenceRun | None, runs: list[GuideRun]) -> list[str]:
+    if reference is None or not runs:
+        return []
+    ref_labels = set(reference.compared[1])
+    return [label for label in runs[0].compared[1] if label in ref_labels]
+
+
+def _describe(labels: list[str], quantities: bool) -> str:
+    if not labels:
+        return ""
+    sites = list(dict.fromkeys(label.split("[")[0] for label in labels))
+    return ("the quantities " if quantities else "") + ", ".join(sites) + f" ({len(labels)} scalars)"
+
+
+def _device_of(args, kwargs) -> torch.device:
+    like = first_float(args, kwargs)
+    return like.device if like is not None else torch.device("cpu")
