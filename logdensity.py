@@ -210,7 +210,8 @@ class ModelStructure:
             fn = site["fn"]
             entry = Site(name, fn.batch_shape, fn.event_shape, fn.support)
             if site["infer"].get("_deterministic"):
-                deterministic[name] = entry
+                # its value's shape (a deterministic site in a plate has the plate's dims twice in its fn)
+                deterministic[name] = Site(name, torch.Size(), site["value"].shape)
             elif site["is_observed"]:
                 observed[name] = entry
             else:

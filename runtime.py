@@ -63,6 +63,18 @@ def cpu_threads(n: int | None):
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """torch's default dtype set to ``dtype`` for the block (a model's Python-number parameters, ``Normal(0.,
+    5.)``, and its flat priors then live in the data's precision), restored after."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy, torch and Pyro so that a run is reproducible on CPU."""
     import pyro

@@ -6,7 +6,7 @@ Models: the seed's logistic regression (``two_classes`` n=2000, ``LogisticRegres
 
 - pyro: ``fit_svi(engine="pyro")``, Pyro's ``Trace_ELBO`` each step.
 - ours: ``fit_svi(engine="compiled")``: the same estimator and Adam, the whole step one compiled C
-  function (``deepprob.c_step``; the "by" column says which compiler built it: ``c``, or ``inductor``
+  function (``deepprob.inference.compiled.c_step``; the "by" column says which compiler built it: ``c``, or ``inductor``
   where the C backend does not apply).
 - numpyro (the optional ``bench`` extra, ``pip install -e ".[bench]"``): the same model and guide written
   in NumPyro, ``jax.jit(svi.update)`` called once a step; skipped, with a note, when not installed.

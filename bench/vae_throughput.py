@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from deepprob.datasets.images import binarize, load_mnist_splits, subset
-from deepprob.inference.svi import collect_parameters, make_optimizer
+from deepprob.optim import collect_parameters, make_adam
 from deepprob.inference.vae_eval import evaluate_vae
 from deepprob.inference.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
@@ -99,7 +99,7 @@ def main() -> None:
     vaes = {"pyro": first, "compiled": copy.deepcopy(first), "plain": copy.deepcopy(first)}  # identical weights
     trainers = {engine: VAETrainer(vaes[engine], lr=args.lr, elbo=args.elbo, batch_size=args.batch_size,
                                    engine=engine) for engine in ("pyro", "compiled")}
-    optimizer, _ = make_optimizer(collect_parameters(vaes["plain"]), lr=args.lr, steps=1, final_lr_fraction=1.0)
+    optimizer = make_adam(collect_parameters(vaes["plain"]), lr=args.lr)
 
     seconds = dict.fromkeys(vaes, 0.0)
     elbo = {}

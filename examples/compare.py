@@ -29,7 +29,6 @@ are the same for any --jobs.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.draws import predictive_mean
 from deepprob.inference.references import NUTSBudget
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
+from deepprob.runtime import default_dtype
 
 
 def main(args):
@@ -95,18 +95,6 @@ def report(args, result: Comparison) -> dict:
     return {"model": out["model"], "reference": out["reference"], "reference_stats": out["reference_stats"],
             "guides": out["guides"], "draws": args.draws, "steps": args.steps, "jobs": result.settings.jobs,
             "files": out["files"]}
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    """torch's default dtype set to ``dtype`` for the block: a model's Python-number parameters (``Normal(0.,
-    5.)``) and its flat priors then live in the data's precision."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
 
 
 def load_model(spec: str):

@@ -60,6 +60,12 @@ def to_inference_data(source, *, num_draws: int = 1000, var_names: list[str] | N
 
     sites = draws.sites()
     names = list(sites) if var_names is None else [name for name in var_names if name in sites]
+    coords, dims = dict(coords or {}), dict(dims or {})
+    for name in names:  # a vector site without dims of its own: labelled 1..K, as Stan and the compared labels
+        shape = tuple(sites[name].shape[1:])
+        if name not in dims and shape:
+            dims[name] = [f"{name}_dim_{i}" for i in range(len(shape))]
+            coords.update({dim: np.arange(1, n + 1) for dim, n in zip(dims[name], shape)})
     sample_stats = {"lp": by_chain(draws.log_joint)}
     if draws.log_q is not None:
         sample_stats["log_q"] = by_chain(draws.log_q)

@@ -379,7 +379,8 @@ def _check_chains(setup: _Setup, stats: dict, values: torch.Tensor, labels: list
     data = az.from_dict(posterior={"compared": values.reshape(chains, -1, values.shape[1]).numpy()})
     stats.update(convergence(data))
     method = "NUTS" if stats["method"] == "nuts" else "given"
-    stats["converged"] = check_convergence(stats, setup.settings.compared_on, stats.get("divergences", 0), method)
+    stats["converged"] = check_convergence(stats, _describe(labels, setup.quantities is not None),
+                                           stats.get("divergences", 0), method)
     if setup.quantities is not None and draws is not None:
         sites = az.from_dict(posterior={k: v.reshape((chains, -1) + v.shape[1:]).numpy()
                                         for k, v in draws.sites().items()})

@@ -14,10 +14,16 @@ small static graphs of SVI on this project's models, this module does the same j
    simd``), and ``ctypes`` calls it with the tensors' data pointers.
 
 An operation outside the supported set raises :class:`Unsupported`; the caller then compiles with
-Inductor. The compiled library is cached on disk by the hash of its source.
+Inductor. The compiled library is cached on disk by the hash of its source, in a folder of the user's
+own that no one else can write (:func:`cache_dir`; else in a private one).
 
-Arithmetic is IEEE single/double as torch's; sums accumulate in double, so results agree with torch's
-to float rounding (not bit for bit).
+It computes what eager torch computes: arithmetic is IEEE single/double as torch's, NaN and inf
+propagate as in torch (``relu``, ``maximum``, ``amax`` of a NaN are NaN), sums accumulate in double,
+so results agree with torch's to float rounding (not bit for bit). What torch raises for, it raises
+for: an index out of range (``IndexError``, with torch's message), a failed Cholesky factorisation
+that the graph checks (``torch.linalg.LinAlgError``, raised by torch's own check on the same info),
+a call with tensors of other sizes, strides, dtypes or devices than compiled for (``TypeError``). On
+an error the inputs are left as they were (their updates come last).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import operator
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
@@ -45,6 +52,8 @@ C_TYPES = {torch.float32: "float", torch.float64: "double", torch.bool: "unsigne
 FLOATS = (torch.float32, torch.float64)
 # graphs bigger than this (elements over all buffers) are left to Inductor, whose matmuls are BLAS calls
 MAX_ELEMENTS = 4_000_000
+# what a compiled step returns when it stops: torch would have raised
+ERRORS = {"index": 1, "linalg": 2}
 # glibc's vector math (libmvec) as OpenMP "declare simd" functions: the loops calling them vectorise
 SIMD_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "pow", "sin", "cos")
 
@@ -160,8 +169,9 @@ def unary(name: str, dtype: torch.dtype, a: str) -> str | None:
         "rsqrt": lambda: f"(({C_TYPES[dtype]})1 / {f('sqrt', a)})", "tanh": lambda: f("tanh", a),
         "sigmoid": lambda: f"(({C_TYPES[dtype]})1 / (({C_TYPES[dtype]})1 + {f('exp', '-' + a)}))",
         "abs": lambda: f("fabs", a), "reciprocal": lambda: f"(({C_TYPES[dtype]})1 / {a})",
-        "sin": lambda: f("sin", a), "cos": lambda: f("cos", a), "relu": lambda: f"({a} > 0 ? {a} : 0)",
+        "sin": lambda: f("sin", a), "cos": lambda: f("cos", a), "relu": lambda: f"(({a} > 0 || {a} != {a}) ? {a} : 0)",
         "logical_not": lambda: f"(!{a})", "sign": lambda: f"(({a} > 0) - ({a} < 0))",
+        "sgn": lambda: f"(({a} > 0) - ({a} < 0))",
         "square": lambda: f"({a} * {a})",
     }
     return table[name]() if name in table else None
@@ -176,14 +186,16 @@ def binary(name: str, dtype: torch.dtype, a: str, b: str, alpha: str | None) -> 
         "add": lambda: f"({a} + {scaled_b})", "sub": lambda: f"({a} - {scaled_b})",
         "rsub": lambda: f"({b} - {a if alpha is None else f'({alpha} * {a})'})",
         "mul": lambda: f"({a} * {b})", "div": lambda: f"({a} / {b})",
-        "pow": lambda: f("pow", a, b), "maximum": lambda: f"({a} > {b} ? {a} : {b})",
-        "minimum": lambda: f"({a} < {b} ? {a} : {b})", "atan2": lambda: f("atan2", a, b),
+        # NaN wins, as in torch (a bare a > b ? a : b would return b when a is NaN)
+        "pow": lambda: f("pow", a, b), "maximum": lambda: f"(({a} > {b} || {a} != {a}) ? {a} : {b})",
+        "minimum": lambda: f"(({a} < {b} || {a} != {a}) ? {a} : {b})", "atan2": lambda: f("atan2", a, b),
         "gt": lambda: f"({a} > {b})", "ge": lambda: f"({a} >= {b})", "lt": lambda: f"({a} < {b})",
         "le": lambda: f"({a} <= {b})", "eq": lambda: f"({a} == {b})", "ne": lambda: f"({a} != {b})",
         "logical_and": lambda: f"({a} && {b})", "logical_or": lambda: f"({a} || {b})",
         "bitwise_and": lambda: f"({a} & {b})", "bitwise_or": lambda: f"({a} | {b})",
         "bitwise_xor": lambda: f"({a} ^ {b})",
         "tanh_backward": lambda: f"({a} * (1 - {b} * {b}))",
+        "threshold_backward": lambda: f"({b} <= {alpha} ? 0 : {a})",
         "sigmoid_backward": lambda: f"({a} * {b} * (1 - {b}))",
     }
     return table[name]() if name in table else None
@@ -194,7 +206,9 @@ COMPARISONS = {"gt", "ge", "lt", "le", "eq", "ne", "logical_and", "logical_or", 
 
 
 class Generator:
-    """C source of one traced graph: ``void step(void **args)`` with args = inputs, constants, outputs."""
+    """C source of one traced graph: ``int step(void **args)`` with args = inputs, constants, outputs, then
+    the info tensors of the graph's factorisation checks. It returns 0, or an error code (``ERRORS``) with
+    its details in ``step_error``."""
 
     def __init__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[torch.Tensor]):
         self.gm, self.example_inputs = gm, list(example_inputs)
@@ -206,6 +220,7 @@ class Generator:
         self.n_args = 0
         self.outputs: list[tuple[torch.Size, torch.dtype]] = []
         self.input_updates: list[tuple[Ref, Ref]] = []  # (input, new value)
+        self.checks: list[tuple[torch.Size, str, bool]] = []  # factorisation checks: (info shape, api, is_matrix)
         self.loop_depth = 0
 
     # buffers and arguments
@@ -386,6 +401,10 @@ class Generator:
     def call(self, node):
         target = node.target
         if target is aten._linalg_check_errors.default:
+            info = self.value(node.args[0])
+            api = node.args[1] if len(node.args) > 1 else node.kwargs["api_name"]
+            is_matrix = node.args[2] if len(node.args) > 2 else node.kwargs.get("is_matrix", True)
+            self.check_errors(info, api, is_matrix)
             return None
         name = _base_name(target.overloadpacket) if hasattr(target, "overloadpacket") else None
         if name is None:
@@ -467,10 +486,12 @@ class Generator:
             it = iter(values)
             return [f"(({ctype}){next(it)})" if isinstance(s, int) else s for s in slots]
 
+        if name == "masked_fill":  # x with value where mask: where(mask, value, x)
+            slots = [slots[1], slots[2], slots[0]]
+            name = "where"
         if name == "where":  # the condition as it is, the two values in the result's type
             def select(v, _):
-                it = iter(v)
-                cond, a, b = (next(it) if isinstance(slot, int) else slot for slot in slots[:3])
+                cond, a, b = (v[slot] if isinstance(slot, int) else slot for slot in slots[:3])
                 return f"({cond} ? (({ctype}){a}) : (({ctype}){b}))"
             self.elementwise(out, operands, select)
             return
@@ -514,6 +535,8 @@ class Generator:
                 return
         alpha = kwargs.get("alpha", args[2] if len(args) > 2 and name in ("add", "sub", "rsub") else None)
         alpha = None if alpha is None or alpha == 1 else c_literal(alpha, compute)
+        if name == "threshold_backward":  # grad where x > threshold, else 0
+            alpha = c_literal(args[2], compute)
         n_values = len([s for s in slots[:2] if s is not None])
         if n_values == 1 and unary(name, compute, "x") is not None:
             self.elementwise(out, operands, lambda v, _: unary(name, compute, cast(v)[0]))
@@ -623,9 +646,13 @@ class Generator:
         dims = [dims] if isinstance(dims, int) else list(dims)
         f = math_fn(x.dtype)
         top = self.reduce("amax", x, dims)
-        # an all -inf slice: subtract 0 instead (as torch does), so the result is -inf, not nan
-        safe = self.new_buffer(top.sizes, top.dtype)
-        self.elementwise(safe, [top], lambda v, _: f"(isinf({v[0]}) ? 0 : {v[0]})")
+        if name == "logsumexp":
+            # as torch: an infinite maximum is replaced by 0, so that an all -inf slice gives -inf (not NaN)
+            # and one with +inf gives +inf; softmax and log_softmax subtract the maximum as it is (NaN there)
+            safe = self.new_buffer(top.sizes, top.dtype)
+            self.elementwise(safe, [top], lambda v, _: f"(isinf({v[0]}) ? 0 : {v[0]})")
+        else:
+            safe = top
         shifted = self.new_buffer(x.sizes, x.dtype)
         self.elementwise(shifted, [x, safe], lambda v, _: f("exp", f"{v[0]} - {v[1]}"))
         total = self.reduce("sum", shifted, dims)
@@ -648,57 +675,67 @@ class Generator:
             total = self.reduce("sum", product, [dim])
             self.elementwise(out, [output, grad, total], lambda v, _: f"{v[0]} * ({v[1]} - {v[2]})")
 
-    def _row_index(self, indices, x: Ref) -> Ref:
-        """The one index tensor of ``x[idx]`` (rows: the first dimension). Its values are not checked (torch
-        raises for a row out of range): an out-of-range row reads or writes the nearest row."""
+    def _row_index(self, indices, rows: int) -> Ref:
+        """The one index tensor of ``x[idx]`` (rows: the first dimension), its values checked first: one out of
+        range returns ``INDEX_ERROR`` (torch raises IndexError), before anything is written."""
         if len(indices) != 1 or not isinstance(indices[0], Ref) or indices[0].dtype not in (torch.int64, torch.int32):
             raise Unsupported("indexing other than x[integer tensor]")
-        return indices[0]
+        idx = indices[0]
+
+        def body(vars_, shape, merged):
+            r = self.index(idx, shape, vars_)
+            return [f"if ({r} < -{rows} || {r} >= {rows}) {{ step_error[0] = {r}; step_error[1] = {rows}; "
+                    f"return {ERRORS['index']}; }}"]
+        self.loop_nest(idx.sizes, [idx], body, simd=False)
+        return idx
 
     def gather(self, out: Ref, x: Ref, indices) -> None:
         """out[j..., b...] = x[idx[j...], b...]."""
-        idx = self._row_index(indices, x)
         rows, rest = x.sizes[0], x.sizes[1:]
+        idx = self._row_index(indices, rows)
         row_ref = Ref(x.buf, x.dtype, rest, x.strides[1:], x.offset)
         k = len(idx.sizes)
 
         def body(vars_, shape, merged):
-            r = f"(int64_t){self.index(idx, shape[:k], vars_[:k])}"
-            element = self.index(row_ref, shape[k:], vars_[k:], f" + row_at({r}, {rows}) * {x.strides[0]}")
+            r = f"row_at((int64_t){self.index(idx, shape[:k], vars_[:k])}, {rows})"
+            element = self.index(row_ref, shape[k:], vars_[k:], f" + {r} * {x.strides[0]}")
             return [f"{self.index(out, shape, vars_)} = {element};"]
         self.loop_nest(out.sizes, [], body, keep_last=len(out.sizes), simd=False)
 
     def scatter_rows(self, out: Ref, base: Ref, indices, values, accumulate) -> None:
         """out = base; out[idx[j...], b...] (+)= values[j..., b...], in order (repeated rows add up)."""
-        idx = self._row_index(indices, base)
+        rows = out.sizes[0]
+        idx = self._row_index(indices, rows)
         self.elementwise(out, [base], lambda v, _: v[0])
-        rows, k = out.sizes[0], len(idx.sizes)
+        k = len(idx.sizes)
         row_ref = Ref(out.buf, out.dtype, out.sizes[1:], out.strides[1:])
         shape = idx.sizes + out.sizes[1:]
         op = "+=" if accumulate else "="
 
         def body(vars_, shape_, merged):
-            r = f"(int64_t){self.index(idx, shape[:k], vars_[:k])}"
-            target = self.index(row_ref, shape[k:], vars_[k:], f" + row_at({r}, {rows}) * {out.strides[0]}")
+            r = f"row_at((int64_t){self.index(idx, shape[:k], vars_[:k])}, {rows})"
+            target = self.index(row_ref, shape[k:], vars_[k:], f" + {r} * {out.strides[0]}")
             return [f"{target} {op} {self.index(values, shape, vars_)};"]
         self.loop_nest(shape, [], body, keep_last=len(shape), simd=False)
 
     def cholesky(self, A: Ref, upper) -> tuple[Ref, Ref]:
-        """(L, info) of ``linalg_cholesky_ex``: L L^T = A, lower, over the batch; info all 0 (errors are
-        not reported: they show as nan in L)."""
+        """(L, info) of ``linalg_cholesky_ex``: L L^T = A, lower, over the batch. As LAPACK's ``potrf``:
+        where the leading minor of order j is not positive definite (its pivot <= 0 or NaN), info = j and
+        that factorisation stops (L is then undefined, as in torch); info = 0 where it succeeds."""
         if upper:
             raise Unsupported("linalg_cholesky_ex(upper=True)")
         L = self.new_buffer(A.sizes, A.dtype)
         info = self.new_buffer(A.sizes[:-2], torch.int32)
-        self.elementwise(info, [], lambda v, _: "0")
         self.elementwise(L, [A], lambda v, i: f"({i[-1]} <= {i[-2]} ? {v[0]} : 0)", keep_last=2)
         n, batch, ctype = A.sizes[-1], math.prod(A.sizes[:-2]), C_TYPES[A.dtype]
-        self.lines += [  # Cholesky-Banachiewicz, row by row, in place on the lower triangle of L
+        self.lines += [  # column by column, in place on the lower triangle of L
             "  " + for_loop("q", batch),
             f"    {ctype} *a = {L.buf} + q * {n * n};",
+            f"    {info.buf}[q] = 0;",
             "    " + for_loop("j", n),
             f"      double acc = a[j * {n} + j];",
             f"      for (int64_t k = 0; k < j; k++) acc -= (double)a[j * {n} + k] * a[j * {n} + k];",
+            f"      if (!(acc > 0)) {{ a[j * {n} + j] = ({ctype})acc; {info.buf}[q] = (int32_t)(j + 1); break; }}",
             f"      a[j * {n} + j] = ({ctype})sqrt(acc);",
             f"      for (int64_t i = j + 1; i < {n}; i++) {{",
             f"        double s = a[i * {n} + j];",
@@ -707,6 +744,19 @@ class Generator:
             "      }", "    }", "  }",
         ]
         return L, info
+
+    def check_errors(self, info: Ref, api: str, is_matrix: bool) -> None:
+        """``_linalg_check_errors``: where any info is not 0, copy the info out (the check's argument) and
+        return ``LINALG_ERROR`` with the check's number; torch's own check then raises on that info."""
+        k = len(self.checks)
+        self.checks.append((torch.Size(info.sizes), api, bool(is_matrix)))
+        self.lines += ["  {", "  int64_t bad = 0;"]
+        self.loop_nest(info.sizes, [info], lambda vars_, shape, merged: [
+            f"bad |= ({self.index(merged[0], shape, vars_)} != 0);"], simd=False)
+        self.lines.append("  if (bad) {")
+        target = Ref(f"((int32_t*)args[CHECK + {k}])", torch.int32, info.sizes, contiguous_strides(info.sizes))
+        self.elementwise(target, [info], lambda v, _: v[0])
+        self.lines += [f"  step_error[0] = {k}; return {ERRORS['linalg']};", "  }", "  }"]
 
     def matmul(self, out: Ref, a: Ref, b: Ref) -> None:
         """out = a @ b: (M, K) @ (K, N), or batched (Q, M, K) @ (Q, K, N) (a batch of 1 broadcasts)."""
@@ -765,15 +815,17 @@ class Generator:
         for j in range(n_const, 0, -1):
             body = body.replace(f"args[{-j}]", f"args[{n_in + j - 1}]")
         body = body.replace("args[OUT + ", f"args[{n_in + n_const} + ")
+        body = body.replace("args[CHECK + ", f"args[{n_in + n_const + len(self.outputs)} + ")
         decls = ["#include <math.h>", "#include <stdint.h>",
-                 # row r of n (negative: from the end); out of range: the nearest row (memory stays safe)
-                 "static inline int64_t row_at(int64_t r, int64_t n) {",
-                 "  r = r < 0 ? r + n : r;", "  return r < 0 ? 0 : (r >= n ? n - 1 : r);", "}"]
+                 # the details of the error a call returned (read by CStep)
+                 "int64_t step_error[2];",
+                 # row r of n, negative from the end (checked in range before: _row_index)
+                 "static inline int64_t row_at(int64_t r, int64_t n) { return r < 0 ? r + n : r; }"]
         for suffix, ctype in (("f", "float"), ("", "double")):
             for f in SIMD_FUNCTIONS:
                 args = f"{ctype}, {ctype}" if f == "pow" else ctype
                 decls.append(f"#pragma omp declare simd notinbranch\n{ctype} {f}{suffix}({args});")
-        return "\n".join(decls + self.buffers + ["void step(void **args) {", body, "}", ""])
+        return "\n".join(decls + self.buffers + ["int step(void **args) {", body, "  return 0;", "}", ""])
 
 
 # --- building and calling -------------------------------------------------------------------------
@@ -791,6 +843,47 @@ def cache_dir() -> Path:
     return Path(root) / "deepprob-c"
 
 
+def _private(path: Path, directory: bool) -> bool:
+    """``path`` is ours and no one else can change it: owned by this user, not writable by group or others,
+    not a symbolic link (and a folder or a regular file, as asked)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    kind = stat.S_ISDIR if directory else stat.S_ISREG
+    return kind(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def trusted_cache_dir() -> Path:
+    """:func:`cache_dir`, made if missing (mode 0700), when it and the folder holding it are private to this
+    user (:func:`_private`); otherwise (another user made the folder first, say, to plant a library that
+    the next fit would load) a private folder of this process's, and a note on stderr."""
+    folder = cache_dir()
+    for path in (folder.parent, folder):
+        if not path.exists():
+            try:
+                path.mkdir(mode=0o700)
+            except OSError:
+                pass
+    if _private(folder.parent, True) and _private(folder, True):
+        return folder
+    from deepprob.runtime import report_once
+
+    report_once(f"the compile cache folder {folder} (or the one holding it) is not yours alone: compiled steps are "
+                "kept in a private folder for this process instead")
+    return _process_cache()
+
+
+@functools.cache
+def _process_cache() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="deepprob-c-"))  # mode 0700, this user's
+    import atexit
+    import shutil as _shutil
+
+    atexit.register(_shutil.rmtree, path, True)
+    return path
+
+
 @functools.cache
 def cpu_signature() -> str:
     """The CPU's model and instruction-set flags (Linux's /proc/cpuinfo), or '' where unreadable."""
@@ -801,18 +894,23 @@ def cpu_signature() -> str:
     return "\n".join(next((line for line in lines if line.startswith(k)), "") for k in ("model name", "flags"))
 
 
+def library_name(source: str, cc: str) -> str:
+    """The cache's file name of the library of ``source``: its hash with the flags, compiler and CPU
+    (-march=native: the library is for this CPU, so a cache folder shared between machines stays safe)."""
+    key = hashlib.sha256("\n".join([source, *FLAGS, cc, cpu_signature()]).encode()).hexdigest()[:32]
+    return f"step-{key}.so"
+
+
 def build_library(source: str) -> Path:
     """The shared library of ``source``, from the cache or compiled now (written atomically)."""
     cc = c_compiler()
     if cc is None:
         raise Unsupported("no C compiler on a Linux x86-64 machine")
-    # -march=native: the library is for this CPU (a cache folder shared between machines stays safe)
-    key = hashlib.sha256("\n".join([source, *FLAGS, cc, cpu_signature()]).encode()).hexdigest()[:32]
-    path = cache_dir() / f"step-{key}.so"
-    if path.exists():
+    folder = trusted_cache_dir()
+    path = folder / library_name(source, cc)
+    if path.exists() and _private(path, False):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
         src = Path(tmp) / "step.c"
         src.write_text(source)
         lib = Path(tmp) / "step.so"
@@ -820,43 +918,115 @@ def build_library(source: str) -> Path:
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise Unsupported(f"{cc} failed: {result.stderr[-500:]}")
+        os.chmod(lib, 0o755)
         os.replace(lib, path)
     return path
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What a compiled step was compiled for, of one input tensor."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> Layout:
+        return cls(tuple(x.shape), tuple(x.stride()), x.dtype)
+
+    def check(self, x, position: int) -> None:
+        if not (isinstance(x, torch.Tensor) and x.shape == self.shape and x.stride() == self.stride
+                and x.dtype == self.dtype and x.device.type == "cpu"):
+            got = (f"shape {tuple(x.shape)}, strides {x.stride()}, {x.dtype} on {x.device}"
+                   if isinstance(x, torch.Tensor) else type(x).__name__)
+            raise TypeError(f"the compiled step's input {position} must have shape {self.shape}, strides "
+                            f"{self.stride}, {self.dtype} on the CPU (as compiled); got {got}")
+
+
 class CStep:
-    """The compiled step: call it with tensors of the example inputs' sizes, strides and dtypes (not
-    checked, as ``compile_step(check_inputs=False)``); returns the graph's outputs as new tensors.
+    """The compiled step: call it with tensors of the example inputs' sizes, strides, dtypes (and on the
+    CPU): others raise ``TypeError``. Returns the graph's outputs as new tensors; raises as torch does
+    (``IndexError``, ``torch.linalg.LinAlgError``), leaving the inputs as they were.
 
     The intermediates live in the library's static buffers: one call at a time (not thread-safe).
     """
 
-    def __init__(self, library: Path, constants: list[torch.Tensor], outputs, n_inputs: int, spec):
+    def __init__(self, library: Path, constants: list[torch.Tensor], outputs, layouts: list[Layout], spec,
+                 checks: list[tuple[torch.Size, str, bool]]):
+        self.library = library
         self._lib = ctypes.CDLL(str(library))
         self._fn = self._lib.step
         self._fn.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
-        self._fn.restype = None
+        self._fn.restype = ctypes.c_int
+        self._error = (ctypes.c_int64 * 2).in_dll(self._lib, "step_error")
         self._constants = constants  # kept alive: the library reads them
         self._outputs = outputs
-        self._n_inputs = n_inputs
+        self._layouts = layouts
         self._spec = spec  # the structure of the outputs: one tensor (the common case) or nested
         self._single = spec.is_leaf()
-        self._args = (ctypes.c_void_p * (n_inputs + len(constants) + len(outputs)))()
-        for j, c in enumerate(constants):
-            self._args[n_inputs + j] = c.data_ptr()
-        self._out_at = n_inputs + len(constants)
+        self._checks = checks
+        self._check_info = [torch.zeros(shape, dtype=torch.int32) for shape, _, _ in checks]
+        self._args = self._new_args()
+
+    def _new_args(self):
+        """The argument array: inputs (set at each call), constants, outputs (set at each call), check infos."""
+        n_inputs = len(self._layouts)
+        args = (ctypes.c_void_p * (n_inputs + len(self._constants) + len(self._outputs) + len(self._checks)))()
+        for j, c in enumerate(self._constants):
+            args[n_inputs + j] = c.data_ptr()
+        self._out_at = n_inputs + len(self._constants)
+        for j, info in enumerate(self._check_info):
+            args[self._out_at + len(self._outputs) + j] = info.data_ptr()
+        return args
 
     def __call__(self, *inputs: torch.Tensor):
-        if len(inputs) != self._n_inputs:
-            raise TypeError(f"the compiled step takes {self._n_inputs} tensors, got {len(inputs)}")
-        args = self._args
-        for i, x in enumerate(inputs):
+        if len(inputs) != len(self._layouts):
+            raise TypeError(f"the compiled step takes {len(self._layouts)} tensors, got {len(inputs)}")
+        for i, (x, layout) in enumerate(zip(inputs, self._layouts)):
+            layout.check(x, i)
+            self._args[i] = x.data_ptr()
+        return self._run(self._args)
+
+    def bind(self, leading: list[torch.Tensor]):
+        """The step with its first inputs fixed to ``leading`` (checked now, kept alive, read and updated in
+        place at every call): a function of the other inputs, checked at every call."""
+        k = len(leading)
+        args = self._new_args()  # its own: the fixed inputs' pointers are set once
+        for i, (x, layout) in enumerate(zip(leading, self._layouts)):
+            layout.check(x, i)
             args[i] = x.data_ptr()
+        rest_layouts, run, leading = self._layouts[k:], self._run, list(leading)
+
+        def step(*rest: torch.Tensor):
+            if len(rest) != len(rest_layouts):
+                raise TypeError(f"the bound step takes {len(rest_layouts)} tensors, got {len(rest)}")
+            for i, (x, layout) in enumerate(zip(rest, rest_layouts), start=k):
+                layout.check(x, i)
+                args[i] = x.data_ptr()
+            return run(args)
+
+        step.leading = leading  # kept alive while the step is
+        return step
+
+    def _run(self, args):
         results = [torch.empty(shape, dtype=dtype) for shape, dtype in self._outputs]
         for j, r in enumerate(results):
             args[self._out_at + j] = r.data_ptr()
-        self._fn(args)
+        code = self._fn(args)
+        if code:
+            self._raise(code)
         return results[0] if self._single else torch.utils._pytree.tree_unflatten(results, self._spec)
+
+    def _raise(self, code: int):
+        if code == ERRORS["index"]:
+            index, size = self._error[0], self._error[1]
+            raise IndexError(f"index {index} is out of bounds for dimension 0 with size {size}")
+        if code == ERRORS["linalg"]:
+            k = self._error[0]
+            _, api, is_matrix = self._checks[k]
+            torch.ops.aten._linalg_check_errors(self._check_info[k], api, is_matrix=is_matrix)  # raises torch's error
+        raise RuntimeError(f"the compiled step failed with code {code}")
 
 
 def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
@@ -877,6 +1047,7 @@ def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
     gen.generate()
     library = build_library(gen.source())
     try:
-        return CStep(library, gen.constants, gen.outputs, len(example_inputs), gen.output_spec)
+        return CStep(library, gen.constants, gen.outputs, [Layout.of(x) for x in example_inputs], gen.output_spec,
+                     gen.checks)
     except OSError as err:  # the library does not load (a missing libmvec, say)
         raise Unsupported(f"loading the compiled step failed: {err}") from err

@@ -69,12 +69,12 @@ def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tupl
     Raises:
         NotImplementedError: the guide has no pure form.
     """
-    form = reparameterised(guide)
-    if form is None:
-        raise NotImplementedError(f"the compiled engine has no pure form of the guide {type(guide).__name__}")
     if not guide_parameters(guide):
         with torch.no_grad():
             guide(*args, **kwargs)
+    form = reparameterised(guide)
+    if form is None:
+        raise NotImplementedError(f"the compiled engine has no pure form of the guide {type(guide).__name__}")
     structure = ModelStructure.of(model, *args, **kwargs)
     structure.require_continuous()
     log_joint = structure.log_joint_unconstrained(model, *args, **kwargs)
