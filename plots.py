@@ -17,8 +17,12 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0,
 
 def save(fig, path: str | Path) -> Path:
     """Save ``fig`` as PNG at ``path`` (tight layout, 110 dpi) and close it."""
+    import warnings
+
     path = Path(path)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # ArviZ's forest and pair plots have axes tight_layout leaves as they are
+        warnings.filterwarnings("ignore", message="This figure includes Axes that are not compatible")
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

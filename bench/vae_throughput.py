@@ -28,10 +28,10 @@ import torch
 from torch.nn import functional as F
 
 from deepprob.datasets.images import binarize, load_mnist_splits, subset
-from deepprob.optim import collect_parameters, make_adam
 from deepprob.inference.vae_eval import evaluate_vae
 from deepprob.inference.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
+from deepprob.optim import collect_parameters, make_adam
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

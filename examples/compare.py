@@ -42,7 +42,8 @@ from deepprob.examples.common import say
 from deepprob.guides import GuideOptions
 from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.draws import predictive_mean
-from deepprob.inference.references import NUTSBudget
+from deepprob.inference.references import NUTSBudget, given_draws
+from deepprob.logdensity import ModelStructure
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
 from deepprob.runtime import default_dtype
 
@@ -83,6 +84,8 @@ def compare_user_model(args) -> dict:
         reference = "nuts" if args.reference == "nuts" else None
         if args.reference_draws is not None:
             reference = load_reference_draws(args.reference_draws)
+            # checked here, so that a mismatch names the option and the file
+            given_draws(reference, ModelStructure.of(model, data), what=f"--reference-draws {args.reference_draws}")
         result = compare(model, data, reference=reference, name=Path(args.model.rsplit(":", 1)[0]).stem,
                          options=GuideOptions(components=args.components, rank=args.rank), **settings(args))
         result.figures(args.out)

@@ -119,10 +119,13 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
     start = time.perf_counter()
     parts: dict[str, list[torch.Tensor]] = {}
     divergences = []
+    # the plate nesting given, not guessed by Pyro (its guess runs the model, sampling every prior: flat ones fail)
+    nesting = ModelStructure.of(model, *args, **kwargs).nesting
     for chain in range(budget.chains):
         pyro.set_rng_seed(seed + chain)
         kernel = NUTS(model, target_accept_prob=budget.target_accept, max_tree_depth=budget.max_tree_depth,
-                      jit_compile=jit, ignore_jit_warnings=True, init_strategy=init_uniform)
+                      jit_compile=jit, ignore_jit_warnings=True, init_strategy=init_uniform,
+                      max_plate_nesting=nesting)
         mcmc = MCMC(kernel, num_samples=budget.samples, warmup_steps=budget.warmup, num_chains=1,
                     disable_progbar=not progress)
         with warnings.catch_warnings():

@@ -99,7 +99,8 @@ def test_random_graphs_with_nan_inf_and_large_inputs_match_torch(seed, dtype):
     tolerance = {"rtol": 1e-9, "atol": 1e-9} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
     for i, (a, b) in enumerate(zip(ours, theirs)):
         plan = graphs[min(i // 3, len(graphs) - 1)][1]
-        torch.testing.assert_close(a, b, equal_nan=True, **tolerance, msg=lambda m: f"output {i} ({plan}): {m}")
+        torch.testing.assert_close(a, b, equal_nan=True, **tolerance,
+                                   msg=lambda m, i=i, plan=plan: f"output {i} ({plan}): {m}")
     assert any(torch.isnan(t).any() for t in theirs) and any(torch.isinf(t).any() for t in theirs)
 
 

@@ -80,7 +80,8 @@ def test_bad_numbers_and_names_are_rejected_by_the_parser(argv, message, capsys)
     assert main(argv) == 2
     err = capsys.readouterr().err
     (line,) = err.strip().splitlines()
-    assert line.startswith(f"deepprob {argv[0]}: error: {message}") and line.endswith(f"(see deepprob {argv[0]} --help)")
+    assert line.startswith(f"deepprob {argv[0]}: error: {message}")
+    assert line.endswith(f"(see deepprob {argv[0]} --help)")
 
 
 def test_console_script_help_and_error():
