@@ -33,7 +33,7 @@ NUM_DRAWS = 2000  # draws of the fitted guide for the report and the InferenceDa
 
 def main(args):
     problem = problems.linreg(args)
-    table, basis, exact = (problem.extras[k] for k in ("table", "basis", "exact"))
+    table, basis, exact, beta = (problem.extras[k] for k in ("table", "basis", "exact", "beta"))
     names = problem.coords["feature"]
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
@@ -53,6 +53,7 @@ def main(args):
         **fit.extras,
         "num_points": len(table),
         "basis": basis,
+        "beta": beta,
         "weights": names,
         "exact_mean": exact.mean,
         "exact_sd": exact_sd,
@@ -62,7 +63,7 @@ def main(args):
         "elpd_loo": loo(draws.pointwise_log_lik())["elpd_loo"],
         "inference_data": path,
     }
-    say(args, f"linreg: {len(table)} points, basis {basis}, guide {args.guide}",
+    say(args, f"linreg: {len(table)} points, basis {basis}, noise precision {beta:.4g}, guide {args.guide}",
         f"{'weight':>10} {'exact mean':>11} {'exact sd':>9} {'guide mean':>11} {'guide sd':>9}",
         *[f"{n:>10} {m:11.4f} {s:9.4f} {gm:11.4f} {gs:9.4f}" for n, m, s, gm, gs in
           zip(names, exact.mean, exact_sd, weights.mean(0), weights.std(0))],
@@ -70,12 +71,12 @@ def main(args):
         f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
         f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
     if table.X.shape[1] == 1:
-        plot_fit(args, table, basis, problem.extras["standard"], exact, weights)
+        plot_fit(args, table, basis, beta, exact, weights)
     plot_weights(args, names, exact, weights)
     return metrics
 
 
-def plot_fit(args, table, basis, standard, exact, draws):
+def plot_fit(args, table, basis, beta, exact, draws):
     """Posterior curves over the data, and the exact and guide predictive densities as heat maps."""
     x, y = table.X[:, 0].cpu().double(), table.y.cpu().double()
     lo, hi = float(x.min()), float(x.max())
@@ -83,7 +84,7 @@ def plot_fit(args, table, basis, standard, exact, draws):
     grid = torch.linspace(lo - pad, hi + pad, 300, dtype=torch.float64)
     Phi_grid, _ = expand_basis(grid[:, None], basis)
     exact_pred = conjugate_predictive(Phi_grid, MultivariateNormal(exact.mean.cpu(), exact.covariance_matrix.cpu()),
-                                      args.beta)
+                                      beta)
     curves = draws.cpu()[:30] @ Phi_grid.T
 
     fig, axes = new_figure(ncols=3, size=(5.5, 4.2))
@@ -98,7 +99,7 @@ def plot_fit(args, table, basis, standard, exact, draws):
     ylim = (float(y.min()) - 3 * (float(y.std())), float(y.max()) + 3 * float(y.std()))
     ax.set_ylim(*ylim)
     ygrid = torch.linspace(*ylim, 200, dtype=torch.float64)
-    guide_mean, guide_var = (draws.cpu() @ Phi_grid.T).mean(0), (draws.cpu() @ Phi_grid.T).var(0) + 1 / args.beta
+    guide_mean, guide_var = (draws.cpu() @ Phi_grid.T).mean(0), (draws.cpu() @ Phi_grid.T).var(0) + 1 / beta
     for ax, (mean, sd, title) in zip(axes[0, 1:], [(m, s, "exact predictive density"),
                                                    (guide_mean, guide_var.sqrt(), f"{args.guide} predictive density")]):
         density = torch.exp(-0.5 * ((ygrid[:, None] - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))

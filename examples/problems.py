@@ -144,12 +144,13 @@ def linreg(args) -> Problem:
     table = load_table(args, lambda: cubic_regression(n=args.num_points, seed=args.seed))
     basis = args.basis or ("poly:3" if args.data is None else "identity")
     Phi, names = expand_basis(table.X, basis)
+    beta = args.beta or least_squares_precision(Phi, table.y)
     standard = Standardisation.of(Phi)
-    exact = conjugate_posterior(Phi, table.y, args.alpha, args.beta)
-    log_evidence = conjugate_log_evidence(Phi, table.y, args.alpha, args.beta)
+    exact = conjugate_posterior(Phi, table.y, args.alpha, beta)
+    log_evidence = conjugate_log_evidence(Phi, table.y, args.alpha, beta)
     return Problem(
         name="linreg",
-        model=LinearRegression(standard, alpha=args.alpha, beta=args.beta),
+        model=LinearRegression(standard, alpha=args.alpha, beta=beta),
         x=standard.features(Phi),
         y=table.y,
         features=table.X,
@@ -161,8 +162,20 @@ def linreg(args) -> Problem:
         # the guides' latent is weight_std = T w: its exact law is the image of N(mu, Sigma) under T
         exact=Exact({"weight_std": affine(exact, standard.T.double())}, log_evidence),
         extras={"table": table, "basis": basis, "Phi": Phi, "standard": standard, "exact": exact,
-                "log_evidence": log_evidence},
+                "log_evidence": log_evidence, "beta": beta},
     )
+
+
+def least_squares_precision(Phi: torch.Tensor, y: torch.Tensor) -> float:
+    """1 / the residual variance of least squares on the design ``Phi`` (N, D): the noise precision the
+    data suggest (with no more points than columns, 1 / the variance of y)."""
+    Phi64, y64 = Phi.double(), y.double()
+    n, d = Phi64.shape
+    if n <= d:
+        return float(1.0 / y64.var().clamp_min(1e-12)) if n > 1 else 1.0
+    w = torch.linalg.lstsq(Phi64, y64[:, None]).solution[:, 0]
+    residual = y64 - Phi64 @ w
+    return float(1.0 / (residual.pow(2).sum() / (n - d)).clamp_min(1e-12))
 
 
 # --- logistic regression -------------------------------------------------------------------------
@@ -271,7 +284,10 @@ def bnn(args) -> Problem:
     raw_train, raw_test = split(table, args.test_fraction, args.seed)
     train, test, mean, sd = standardise(raw_train, raw_test)
     noise = parse_noise(args.noise)
-    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, noise)
+    # regression: the network's output on the training targets' scale, whatever their units
+    location, scale = (float(train.y.mean()), float(train.y.std().clamp_min(1e-8))) if args.task == "regression" \
+        else (0.0, 1.0)
+    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, noise, location, scale)
     learned_noise = args.task == "regression" and noise is None
     return Problem(
         name="bnn",

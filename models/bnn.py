@@ -3,7 +3,11 @@
     W1 ~ N(0, alpha^{-1}) (D, H),  b1 ~ N(0, alpha^{-1}) (H,),  W2 ~ N(0, alpha^{-1}) (H,),  b2 ~ N(0, alpha^{-1}) (1,)
     f(x) = tanh(x W1 + b1) W2 + b2
     classification: y_n ~ Bernoulli(sigmoid(f(x_n)))
-    regression:     y_n ~ N(f(x_n), sigma^2), sigma fixed, or sigma ~ HalfNormal(1) when learned
+    regression:     y_n ~ N(m + s f(x_n), sigma^2), sigma fixed, or sigma ~ HalfNormal(s) when learned
+
+The inputs should have unit scale (the examples standardise them); for regression the network's output
+is put on the target's scale by m and s (``target_location``, ``target_scale``: the examples take the
+training targets' mean and sd), so that the unit priors suit a target in any units.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ class BayesianNeuralNetwork:
         num_features: D.  hidden: H (width of the tanh layer).  alpha: prior precision of every weight.
         task: ``"classification"`` or ``"regression"``.
         noise: regression only: a fixed noise sd, or ``None`` to learn it (site ``sigma``).
+        target_location, target_scale: regression only: m and s above (the target's units).
     """
 
     def __init__(self, num_features: int, hidden: int = 5, alpha: float = 1.0, task: str = "classification",
-                 noise: float | None = None):
+                 noise: float | None = None, target_location: float = 0.0, target_scale: float = 1.0):
         if hidden < 1:
             raise InputError(f"--hidden {hidden}: expected a width >= 1")
         if not alpha > 0:
@@ -34,7 +39,10 @@ class BayesianNeuralNetwork:
             raise InputError(f"--task {task!r}: expected 'classification' or 'regression'")
         if noise is not None and not noise > 0:
             raise InputError(f"--noise {noise}: expected a noise sd > 0, or 'learned'")
+        if not target_scale > 0:
+            raise InputError(f"target_scale {target_scale}: expected a scale > 0")
         self.num_features, self.hidden, self.alpha, self.task, self.noise = num_features, hidden, alpha, task, noise
+        self.target_location, self.target_scale = float(target_location), float(target_scale)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """f(X) with weights drawn from the current trace: shape (..., N), ``...`` the particle dims."""
@@ -54,8 +62,9 @@ class BayesianNeuralNetwork:
         f = self.forward(X)
         if self.task == "regression":
             # a learned sigma has batch dims (..., 1) under particles, which line up with f's (..., N)
-            sigma = self.noise if self.noise is not None else pyro.sample("sigma", dist.HalfNormal(X.new_ones(())))
-            likelihood = dist.Normal(f, sigma)
+            scale = self.target_scale
+            sigma = self.noise if self.noise is not None else pyro.sample("sigma", dist.HalfNormal(X.new_tensor(scale)))
+            likelihood = dist.Normal(self.target_location + scale * f, sigma)
         else:
             likelihood = dist.Bernoulli(logits=f)
         with pyro.plate("data", X.shape[0]):

@@ -43,6 +43,20 @@ def bnn_regression():
     return BayesianNeuralNetwork(1, hidden=3, task="regression"), (X, torch.sin(X[:, 0]) + 0.1 * torch.randn(60))
 
 
+def eight_schools():
+    """Latent sites in a plate and a constrained one (HalfCauchy), a deterministic site: the guides' packing
+    of the latent vector (Pyro's AutoContinuous) must be the engine's (deepprob.logdensity)."""
+    def model(y, sigma):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("schools", len(y)):
+            theta_trans = pyro.sample("theta_trans", dist.Normal(0.0, 1.0))
+            pyro.deterministic("theta", mu + tau * theta_trans)
+            pyro.sample("y", dist.Normal(mu + tau * theta_trans, sigma), obs=y)
+
+    return model, (torch.tensor([28.0, 8, -3, 7, -1, 1, 18, 12]), torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18]))
+
+
 def perturbed_guide(name, model, args):
     pyro.set_rng_seed(0)
     guide = build_guide(name, model)
@@ -53,7 +67,7 @@ def perturbed_guide(name, model, args):
     return guide
 
 
-@pytest.mark.parametrize("problem", [logreg, bnn, bnn_regression])
+@pytest.mark.parametrize("problem", [logreg, bnn, bnn_regression, eight_schools])
 @pytest.mark.parametrize("guide_name", list(GUIDES))
 def test_loss_and_gradients_equal_trace_elbo(problem, guide_name):
     """With the same RNG state, the pure loss draws Pyro's noise and gives Pyro's value and gradients."""
@@ -98,7 +112,7 @@ def test_the_compiled_steps_are_the_steps_of_the_pyro_engine():
 
 
 @pytest.mark.skipif(c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
-@pytest.mark.parametrize("problem", [logreg, bnn_regression])
+@pytest.mark.parametrize("problem", [logreg, bnn_regression, eight_schools])
 @pytest.mark.parametrize("guide_name", list(GUIDES))
 def test_the_c_step_takes_the_eager_steps(problem, guide_name):
     """Every guide's whole step (loss, gradients, Adam, averaging) compiled to C: with the same noise,

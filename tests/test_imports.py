@@ -106,7 +106,8 @@ def test_dependencies_run_one_way(name):
     wrong = sorted(dep for dep in GRAPH[name] if layer(dep) not in ALLOWED[own])
     assert not wrong, f"{name} ({own}) imports {wrong}"
     if name.startswith("deepprob.examples.") and name not in EXAMPLE_HELPERS:
-        others = sorted(dep for dep in GRAPH[name] if dep.startswith("deepprob.examples.") and dep not in EXAMPLE_HELPERS)
+        others = sorted(dep for dep in GRAPH[name]
+                        if dep.startswith("deepprob.examples.") and dep not in EXAMPLE_HELPERS)
         assert not others, f"the example {name} imports the examples {others}"
 
 

@@ -16,7 +16,7 @@ import torch
 import deepprob
 from deepprob.cli import main as cli_main
 from deepprob.datasets.stan_json import load_model_data
-from deepprob.inference.references import Exact, NUTSBudget
+from deepprob.inference.references import Exact
 from deepprob.runtime import default_dtype
 
 EIGHT_SCHOOLS = textwrap.dedent('''
@@ -240,4 +240,5 @@ def test_bad_files_are_one_line_and_exit_2(flat_model, tmp_path, capsys, case, m
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("deepprob compare: error: ") and message.format(folder=folder, tmp=tmp_path) in lines[0], lines[0]
+    assert lines[0].startswith("deepprob compare: error: ")
+    assert message.format(folder=folder, tmp=tmp_path) in lines[0], lines[0]
