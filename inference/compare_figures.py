@@ -20,6 +20,7 @@ from deepprob.plots import new_figure, save
 
 FOREST_SCALARS = 16  # at most this many scalars in the forest plot
 PAIR_SCALARS = 3     # ... and in each pair plot
+FOREST_RANGE = 6.0   # the forest plot's axis is cut at this many reference sds either side
 
 
 def _chosen(comparison, labels: list[str], k: int) -> list[str]:
@@ -87,6 +88,10 @@ def comparison_figures(comparison, out: Path, name: str) -> list[Path]:
         if centre is not None:
             ax.axvline(0, color="k", lw=0.5)
             ax.set_xlabel("(value - reference mean) / reference sd")
+            low, high = ax.get_xlim()
+            if low < -FOREST_RANGE or high > FOREST_RANGE:  # a fit far off would squeeze the others to a line
+                ax.set_xlim(max(low, -FOREST_RANGE), min(high, FOREST_RANGE))
+                ax.set_xlabel(f"(value - reference mean) / reference sd (axis cut at +-{FOREST_RANGE:g})")
         paths.append(save(ax.figure, out / f"{name}_forest.png"))
 
     if reference is not None and labels and len(fits) > 1:
