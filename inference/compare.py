@@ -490,11 +490,7 @@ def compare(
         InputError: an unknown guide, a bad setting, a discrete latent site, reference draws that name
             sites the model does not record or have the wrong shape.
     """
-    names = list(GUIDES) if guides is None else list(dict.fromkeys(guides))
-    unknown = [g for g in names if g not in GUIDES]
-    if unknown or not names:
-        raise InputError(f"guides {','.join(names)!r}: expected names from {', '.join(GUIDES)}"
-                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    names = _guide_names(guides)
     if draws < 20:
         raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
                          "and LOO needs draws too)")
@@ -503,9 +499,8 @@ def compare(
     structure.require_continuous()
     method, reference = _reference_kind(reference)
     budget = NUTSBudget(**nuts) if isinstance(nuts, dict) else nuts or NUTSBudget()
-    device = _device_of(args, kwargs)
     tasks = ([None] if method != "none" else []) + names  # the reference first: the longest task
-    jobs = resolve_jobs(jobs, len(tasks), device)
+    jobs = resolve_jobs(jobs, len(tasks), _device_of(args, kwargs))
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
     settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
@@ -515,18 +510,37 @@ def compare(
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
                    None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress and jobs <= 1)
     if jobs > 1 and will_compile(engine, steps):
-        from deepprob.inference.compiled.c_step import c_compiler
-        from deepprob.inference.compiled.compiling import prepare_inductor
-
-        if c_compiler() is None:
-            prepare_inductor()  # the steps compile with Inductor: import it once here, not in every worker
+        _prepare_inductor_for_workers()
     exact = reference if method == "exact" else None
 
     def run(task):
         return _run_reference(setup, reference, budget) if task is None else _run_guide(setup, task, exact)
 
     results = map_forked(run, tasks, jobs)
-    ref_run = results.pop(0) if method != "none" else None
+    return _assemble(setup, names, results.pop(0) if method != "none" else None, results)
+
+
+def _guide_names(guides: Sequence[str] | None) -> list[str]:
+    names = list(GUIDES) if guides is None else list(dict.fromkeys(guides))
+    unknown = [g for g in names if g not in GUIDES]
+    if unknown or not names:
+        raise InputError(f"guides {','.join(names)!r}: expected names from {', '.join(GUIDES)}"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return names
+
+
+def _prepare_inductor_for_workers() -> None:
+    """Where the steps compile with Inductor (no C compiler): import it once here, not in every worker."""
+    from deepprob.inference.compiled.c_step import c_compiler
+    from deepprob.inference.compiled.compiling import prepare_inductor
+
+    if c_compiler() is None:
+        prepare_inductor()
+
+
+def _assemble(setup: _Setup, names: list[str], ref_run: ReferenceRun | None, results: list) -> Comparison:
+    """The guides' runs and the reference's as one :class:`Comparison`: the distances on the shared labels."""
+    seed = setup.settings.seed
     runs, failed, rows = {}, {}, {}
     shared = _shared_labels(ref_run, [r for r in results if isinstance(r, GuideRun)])
     for guide_name, result in zip(names, results):
@@ -546,9 +560,9 @@ def compare(
         ref_values = _shared(ref_run.compared, shared)
         ref_run.stats["w2_floor"] = wasserstein2(*distance_split(ref_values, n, seed), ref_values)
         ref_run.stats["compared"] = shared
-    settings.compared_on = _describe(shared, quantities is not None)
+    setup.settings.compared_on = _describe(shared, setup.quantities is not None)
     files = [p for p in [r.path for r in runs.values()] + [ref_run.path if ref_run else None] if p is not None]
-    return Comparison(runs, failed, ref_run, rows, settings, files)
+    return Comparison(runs, failed, ref_run, rows, setup.settings, files)
 
 
 def _shared_labels(reference: ReferenceRun | None, runs: list[GuideRun]) -> list[str]:

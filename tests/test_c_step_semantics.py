@@ -9,7 +9,7 @@ import stat
 import pytest
 import torch
 
-from deepprob.inference.compiled import c_step
+from deepprob.inference.compiled import c_library, c_step
 from deepprob.inference.compiled.c_step import CStep, compile_c
 
 pytestmark = pytest.mark.skipif(c_step.c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
@@ -177,11 +177,11 @@ def plant(folder, source_fn, inputs):
     gm = make_fx(functionalize(source_fn, remove="mutations_and_views"))(*inputs)
     gen = c_step.Generator(gm, inputs)
     gen.generate()
-    name = c_step.library_name(gen.source(), c_step.c_compiler())
+    name = c_library.library_name(gen.source(), c_library.c_compiler())
     evil = folder / "evil.c"
     evil.write_text("int64_t step_error[2];\nint step(void **args) { ((float*)args[1])[0] = 42.0f; return 0; }\n"
                     .replace("int64_t", "long"))
-    os.system(f"{c_step.c_compiler()} -shared -fPIC {evil} -o {folder / name}")
+    os.system(f"{c_library.c_compiler()} -shared -fPIC {evil} -o {folder / name}")
     return folder / name
 
 

@@ -18,7 +18,7 @@ def test_options_come_from_the_model_and_the_run_options_go_anywhere():
     args = parse(["compare", "bnn", "--hidden", "3", "--json"])
     assert (args.model, args.hidden, args.json, args.steps, args.reference) == ("bnn", 3, True, 2000, "nuts")
     args = parse(["compare", "--json", "--seed", "4", "linreg", "--alpha", "2"])
-    assert (args.json, args.seed, args.alpha, args.steps, args.reference) == (True, 4, 2.0, 3000, "exact")
+    assert (args.json, args.seed, args.alpha, args.steps, args.reference) == (True, 4, 2.0, 6000, "exact")
     assert args.guides == ["laplace", "meanfield", "fullrank", "lowrank", "mixture"]
     with pytest.raises(UsageError, match="unrecognized arguments: --hidden 3"):
         parse(["compare", "linreg", "--hidden", "3"])  # a bnn option

@@ -18,7 +18,7 @@ BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots
 CORE = {"deepprob.logdensity"}  # log p and log q of Pyro programs
 # the plain-torch modules of the compiled engine (the GAN trainer compiles its iteration with them)
 COMPILER = {"deepprob.inference.compiled", "deepprob.inference.compiled.compiling",
-            "deepprob.inference.compiled.c_step"}
+            "deepprob.inference.compiled.c_step", "deepprob.inference.compiled.c_library"}
 ALLOWED = {
     "base": {"base"},
     "core": {"base", "core"},
