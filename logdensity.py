@@ -85,7 +85,10 @@ def init_median(site=None):
     ``ImproperUniform``) starts at :func:`init_feasible`."""
     if site is None:
         return init_median
-    return init_to_median(site, fallback=init_feasible)
+    try:
+        return init_to_median(site, fallback=init_feasible)
+    except NotImplementedError:  # a multivariate prior, which Pyro starts with one sample of it
+        return init_feasible(site)
 
 
 # --- log densities of traces ---------------------------------------------------------------------
@@ -241,14 +244,16 @@ class ModelStructure:
             out.append((site, transform, shape, event_dim))
         return out
 
+    @staticmethod
+    def _is_identity(transform) -> bool:
+        while isinstance(transform, IndependentTransform):
+            transform = transform.base_transform
+        return transform == identity_transform
+
     @property
     def real_latents(self) -> bool:
         """Every latent site has real support: the unconstrained latent vector holds the values themselves."""
-        def identity(transform) -> bool:
-            while isinstance(transform, IndependentTransform):
-                transform = transform.base_transform
-            return transform == identity_transform
-        return all(identity(transform) for _, transform, _, _ in self._packing)
+        return all(self._is_identity(transform) for _, transform, _, _ in self._packing)
 
     @property
     def latent_dim(self) -> int:
@@ -258,6 +263,23 @@ class ModelStructure:
     def pack(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
         """One draw's constrained latent values {site: value} as the unconstrained vector (D,)."""
         return torch.cat([transform.inv(values[site.name]).reshape(-1) for site, transform, _, _ in self._packing])
+
+    def pack_draws(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """S draws of the latent sites {site: (S, *site shape)}, constrained, as unconstrained vectors (S, D)."""
+        S = len(next(iter(values.values())))
+        return torch.cat([transform.inv(values[site.name]).reshape(S, -1) for site, transform, _, _ in self._packing],
+                         1)
+
+    def unconstrained_labels(self) -> list[str]:
+        """A label for each coordinate of the unconstrained vector: ``site`` or ``site[i]`` (1-based), and
+        ``u(site)`` where the site's support is not the real line (its coordinate is transformed)."""
+        from deepprob.names import labels_of
+
+        out = []
+        for site, transform, shape, _ in self._packing:
+            name = site.name if self._is_identity(transform) else f"u({site.name})"
+            out += labels_of(name, shape)
+        return out
 
     def initial_point(self, model: Callable, *args, init_fn: Callable = init_median, **kwargs) -> torch.Tensor:
         """The unconstrained vector (D,) of the latent values that the per-site rule ``init_fn`` gives."""

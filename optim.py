@@ -118,12 +118,14 @@ def adam_update_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], 
     """One Adam update in place (:func:`adam_arithmetic`), as ``make_fx`` traces input mutations.
 
     ``step`` (a 0-dim tensor, the steps taken so far, or one per parameter as in ``torch.optim.Adam``'s
-    state, all equal) is incremented in place.
+    state, all equal) is incremented in place. ``lr``: one learning rate, or one per parameter (a tensor
+    broadcastable to it: per-coordinate learning rates).
     """
     counters = [step] if isinstance(step, torch.Tensor) else list(step)
     t = counters[0] + 1
-    for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs):
-        p_new, m_new, v_new = adam_arithmetic(p, g, m, v, t, lr, betas, eps)
+    lrs = lr if isinstance(lr, (list, tuple)) else [lr] * len(params)
+    for p, g, m, v, lr_p in zip(params, grads, exp_avgs, exp_avg_sqs, lrs):
+        p_new, m_new, v_new = adam_arithmetic(p, g, m, v, t, lr_p, betas, eps)
         p.copy_(p_new)
         m.copy_(m_new)
         v.copy_(v_new)

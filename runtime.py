@@ -176,6 +176,8 @@ def _run_forked_task(item: Any) -> bytes:
 
     global _report_here
     _report_here = False
+    # one torch thread: the OpenMP runtime a multi-threaded parent leaves to a fork deadlocks in the child
+    torch.set_num_threads(1)
 
     return pickle.dumps(_forked_task(item), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -183,8 +185,9 @@ def _run_forked_task(item: Any) -> bytes:
 def map_forked(fn, items: list, jobs: int) -> list:
     """``[fn(item) for item in items]`` over ``jobs`` worker processes forked from this one, in order.
 
-    The workers are forks: they start with this process's imports, data and settings (torch threads,
-    Inductor), so ``fn`` may be any closure and needs no pickling; ``items`` and the results are pickled
+    The workers are forks: they start with this process's imports, data and settings (Inductor; one
+    torch thread each, as a fork cannot use the OpenMP threads of its parent), so ``fn`` may be any closure
+    and needs no pickling; ``items`` and the results are pickled
     (tensors by value). Items are handed out in order, so put long tasks first. With ``jobs <= 1`` (or
     one item, or where there is no fork) everything runs here, the same code path without processes.
     Where ``fn`` raises, the exception is raised here with its type and message.

@@ -18,6 +18,8 @@ EXAMPLES = {
             "regression_arguments:bnn"),
     "compare": ("deepprob.examples.compare", "Every guide against a reference posterior, for your own Pyro model "
                 "(--model) or a built-in one", "add_compare_model_arguments"),
+    "scoreboard": ("deepprob.examples.scoreboard", "Every guide on every posterior of posteriordb, against its "
+                   "gold-standard draws", "scoreboard_arguments"),
     "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST",
             "vae_arguments"),
     "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture", "kl_arguments"),

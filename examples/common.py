@@ -10,7 +10,7 @@ from deepprob.inference.svi import FitResult, fit
 
 def fit_guide(model, args: argparse.Namespace, *model_args, init_loc_fn=None, desc=None) -> FitResult:
     """``deepprob.fit`` of ``args.guide`` for ``model`` with the shared SVI options of ``args``."""
-    options = GuideOptions(init_loc_fn=init_loc_fn, components=args.components, rank=args.rank)
+    options = GuideOptions(init_loc_fn=init_loc_fn, components=args.components, rank=args.rank, start=args.start)
     return fit(model, *model_args, guide=args.guide, options=options, steps=args.steps, lr=args.lr,
                num_particles=args.num_particles, progress=not args.quiet, desc=desc or f"{args.example}/{args.guide}",
                engine=args.engine)

@@ -42,6 +42,7 @@ from deepprob.examples.common import say
 from deepprob.guides import GuideOptions
 from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.draws import predictive_mean
+from deepprob.inference.posteriors import database, load_posterior
 from deepprob.inference.references import NUTSBudget, given_draws
 from deepprob.logdensity import ModelStructure
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
@@ -53,6 +54,16 @@ def main(args):
         raise InputError(f"--guide {args.guide}: compare fits several guides; use --guides {args.guide}[,...]")
     if getattr(args, "model", None) in problems.PROBLEMS:
         return compare_builtin(args)
+    if args.posterior is not None:
+        if args.model is not None or args.data is not None or args.reference_draws is not None:
+            raise InputError(f"--posterior {args.posterior}: the posterior brings its model, data and reference draws; "
+                             "give either --posterior or --model/--data")
+        return compare_posterior(args)
+    if args.model is None or args.data is None:
+        raise InputError("compare: expected --model FILE.py:FUNC with --data DATA.json, --posterior NAME, or a "
+                         f"built-in model ({', '.join(problems.PROBLEMS)})")
+    if args.posteriordb is not None:
+        raise InputError(f"--posteriordb {args.posteriordb}: only with --posterior NAME")
     return compare_user_model(args)
 
 
@@ -68,7 +79,8 @@ def compare_builtin(args) -> dict:
     problem = problems.PROBLEMS[args.model](args)
     reference = {"exact": problem.exact, "nuts": "nuts", "none": None}[args.reference]
     kwargs = problem.compare_kwargs()
-    kwargs["options"] = GuideOptions(init_loc_fn=problem.init_loc_fn, components=args.components, rank=args.rank)
+    kwargs["options"] = GuideOptions(init_loc_fn=problem.init_loc_fn, components=args.components, rank=args.rank,
+                                     start=args.start)
     result = compare(problem.model, *problem.fit_args, reference=reference, **settings(args), **kwargs)
     result.figures(args.out)
     if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
@@ -87,7 +99,22 @@ def compare_user_model(args) -> dict:
             # checked here, so that a mismatch names the option and the file
             given_draws(reference, ModelStructure.of(model, data), what=f"--reference-draws {args.reference_draws}")
         result = compare(model, data, reference=reference, name=Path(args.model.rsplit(":", 1)[0]).stem,
-                         options=GuideOptions(components=args.components, rank=args.rank), **settings(args))
+                         options=GuideOptions(components=args.components, rank=args.rank, start=args.start),
+                         **settings(args))
+        result.figures(args.out)
+    return report(args, result)
+
+
+def compare_posterior(args) -> dict:
+    """posteriordb's posterior: its model's translation, its data, its gold-standard draws as the reference."""
+    dtype = getattr(torch, args.dtype)
+    with default_dtype(dtype):
+        problem = load_posterior(args.posterior, database(args.posteriordb), dtype)
+        reference = problem.draws if args.reference == "nuts" else None  # --reference none: no reference at all
+        result = compare(problem.model, problem.data, reference=reference, reference_latents=problem.reference_latents,
+                         name=problem.name,
+                         options=GuideOptions(components=args.components, rank=args.rank, start=args.start),
+                         **settings(args))
         result.figures(args.out)
     return report(args, result)
 

@@ -91,13 +91,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        "(0: torch's default, one per core) (default: %(default)s)")
 
 
-def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, num_particles: int = 1) -> None:
-    """--steps, --lr, --num-particles and --engine for examples fitted by SVI."""
+def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float | None,
+                      num_particles: int = 1) -> None:
+    """--steps, --lr, --num-particles and --engine for examples fitted by SVI (``lr=None``: by the start)."""
     group = parser.add_argument_group("fitting (SVI with Trace_ELBO and Adam)")
     group.add_argument("--steps", type=positive_int, default=steps, help="SVI steps (default: %(default)s)")
     group.add_argument(
-        "--lr", type=positive_float, default=lr, help="initial Adam learning rate, decayed 10x (default: %(default)s)"
-    )
+        "--lr", type=positive_float, default=lr,
+        help="initial Adam learning rate, decayed 10x (default: "
+             + (f"{lr})" if lr is not None else "from --start laplace, near the optimum already, 50/steps between "
+                "0.005 and 0.02 (0.005 over 10000 steps); 0.02 from --start prior)"))
     group.add_argument(
         "--num-particles", type=positive_int, default=num_particles,
         help="ELBO samples per step (default: %(default)s)",
@@ -112,7 +115,8 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float,
 
 
 def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None = "fullrank") -> None:
-    """--guide (one family; with ``default=None``, --guides: several) and the options of particular guides."""
+    """--guide (one family; with ``default=None``, --guides: several), --start and the options of particular
+    guides."""
     group = parser.add_argument_group("guide (variational family)")
     if default is not None:
         group.add_argument("--guide", type=guide_name, default=default,
@@ -126,6 +130,10 @@ def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None 
         "--components", type=positive_int, default=2, help="mixture guide: number of Gaussians (default: 2)"
     )
     group.add_argument("--rank", type=positive_int, default=None, help="lowrank guide: rank (default: about sqrt(D))")
+    group.add_argument("--start", choices=["laplace", "prior"], default="laplace",
+                       help="where the guides start: laplace (the mode by L-BFGS and the curvature there, SVI "
+                       "refining it, each location's steps in units of its sd there), or prior (the prior's median, "
+                       "sd 0.1, Pyro's start) (default: %(default)s)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -228,7 +236,7 @@ NUTS_BUDGET = {
     "model": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
 }
 # a user's model: SVI settings for posteriors of any scale (the compiled engine makes 10,000 steps cheap)
-MODEL_SVI_DEFAULTS = {"steps": 10000, "lr": 0.02, "num_particles": 4}
+MODEL_SVI_DEFAULTS = {"steps": 10000, "lr": None, "num_particles": 4}
 
 
 def add_compare_options(parser: argparse.ArgumentParser, budget: dict, references: list[str], default: str) -> None:
@@ -266,13 +274,20 @@ def compare_builtin_arguments(name: str):
 
 
 def add_compare_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``deepprob compare --model FILE.py:FUNC --data DATA.json``: a user's own Pyro model."""
-    group = parser.add_argument_group("the model and its data")
-    group.add_argument("--model", required=True, metavar="FILE.py:FUNC",
+    """``deepprob compare --model FILE.py:FUNC --data DATA.json`` (a user's own Pyro model) or ``deepprob
+    compare --posterior NAME`` (a posterior of posteriordb, its model translated, its reference draws)."""
+    group = parser.add_argument_group("the model and its data: --model and --data, or --posterior")
+    group.add_argument("--model", default=None, metavar="FILE.py:FUNC",
                        help="a Python file and the function in it that is the Pyro model; it is called as FUNC(data)")
-    group.add_argument("--data", required=True, metavar="DATA.json[.zip]",
+    group.add_argument("--data", default=None, metavar="DATA.json[.zip]",
                        help="a JSON object (or a zip holding one, as posteriordb ships its data): FUNC gets it as a "
                        "dict, numbers as Python numbers, arrays as float tensors")
+    group.add_argument("--posterior", default=None, metavar="NAME",
+                       help="a posterior of posteriordb by name (eight_schools-eight_schools_noncentered, say): its "
+                       "model's Pyro translation, its data, and its gold-standard draws as the reference")
+    group.add_argument("--posteriordb", default=None, metavar="DIR",
+                       help="the posterior_database folder of posteriordb (a clone of stan-dev/posteriordb, or "
+                       "../shared/data/posteriordb/posterior_database) (default: the posteriors bundled here)")
     group.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                        help="the precision of the data and of the fits (default: %(default)s, as Stan's)")
     add_compare_options(parser, NUTS_BUDGET["model"], ["nuts", "none"], "nuts")
@@ -280,6 +295,30 @@ def add_compare_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference-draws", default=None, metavar="DRAWS.json[.zip]|FILE.nc",
         help="reference draws made elsewhere, instead of --reference: posteriordb's format (a list of chains, each "
              '{"name" or "name[i]": [draws]}) or an ArviZ NetCDF file')
+    add_guide_arguments(parser, default=None)
+    add_svi_arguments(parser, **MODEL_SVI_DEFAULTS)
+
+
+def scoreboard_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("posteriors")
+    group.add_argument("--posteriordb", default=None, metavar="DIR",
+                       help="the posterior_database folder of posteriordb (a clone of stan-dev/posteriordb, or "
+                       "../shared/data/posteriordb/posterior_database) (default: the one posterior bundled here)")
+    group.add_argument("--posteriors", default=None,
+                       help="comma-separated posterior names (default: every one of DIR with a translated model)")
+    group.add_argument("--draws", type=positive_int, default=2000, help="draws from each guide (default: %(default)s)")
+    group.add_argument("--jobs", type=non_negative_int, default=0,
+                       help="processes fitting side by side (0: one per CPU core) (default: %(default)s)")
+    group.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                       help="the precision of the data and the fits (default: %(default)s, as Stan's)")
+    nuts = parser.add_argument_group("NUTS beside the guides (a short budget: what a user would run)")
+    nuts.add_argument("--no-nuts", action="store_true", help="no NUTS row")
+    nuts.add_argument("--chains", type=positive_int, default=2, help="chains (default: %(default)s)")
+    nuts.add_argument("--warmup", type=positive_int, default=300,
+                      help="adaptation steps a chain (default: %(default)s)")
+    nuts.add_argument("--samples", type=positive_int, default=300, help="draws a chain (default: %(default)s)")
+    nuts.add_argument("--max-tree-depth", type=positive_int, default=8,
+                      help="at most 2^depth gradient steps a draw (default: %(default)s)")
     add_guide_arguments(parser, default=None)
     add_svi_arguments(parser, **MODEL_SVI_DEFAULTS)
 

@@ -1,6 +1,7 @@
 """The whole story in one command: every example on embedded data, in order, as one HTML report.
 
-Runs kl -> linreg -> logreg -> bnn -> compare (logreg, NUTS reference) -> vae -> ratio -> gan, each
+Runs kl -> linreg -> logreg -> bnn -> compare (logreg, NUTS reference) -> compare (eight schools from
+posteriordb, against its reference draws) -> vae -> ratio -> gan, each
 in its own folder under --out, then writes ``index.html`` (a section per step: what to look at, its
 figures, its key numbers and the command that reproduces it) and ``summary.json`` (every metric and
 status). A failed step is reported in the page and in the exit status; the other steps still run.
@@ -68,6 +69,13 @@ STEPS = [
          "Every guide against a NUTS reference: errors of means and sds in reference sd, and the PSIS "
          "k-hat diagnostic (below 0.5: the guide is trustworthy for importance sampling; above 0.7: it is not).",
          ["reference", "guides"], 4),
+    Step("posteriordb-eight-schools", ["compare", "--posterior", "eight_schools-eight_schools_noncentered"],
+         ["--steps", "4000", "--draws", "1000"],
+         "A real posterior that no one here wrote: eight schools (non-centred) from posteriordb, every guide against "
+         "its gold-standard draws (10,000 from long, checked runs of Stan's NUTS, bundled with deepprob). The "
+         "guides start at the Laplace approximation; none is exact here, since the posterior of tau is skewed "
+         "towards 0, and k-hat says so.",
+         ["reference", "guides"], 1),
     Step("vae-onehot", ["vae", "--dataset", "onehot"], [],
          "A VAE on four one-hot vectors with a 2-D latent: the latent means separate into four clusters.",
          ["latent_accuracy", "test_elbo", "test_iw_loglik"], 0.3),

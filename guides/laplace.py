@@ -11,6 +11,8 @@ import torch
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 from pyro.ops.hessian import hessian
 
+from deepprob.errors import FitDivergedError
+from deepprob.guides.start import StartsAtLaplace, floored_precision
 from deepprob.logdensity import ModelStructure, init_median
 
 
@@ -18,8 +20,9 @@ class LaplaceGuide(AutoLaplaceApproximation):
     """Pyro's AutoLaplaceApproximation; :func:`~deepprob.inference.fit_svi` calls :meth:`finalize`.
 
     Unlike Pyro's ``laplace_approximation`` it does not fail when the Hessian is not positive definite
-    (a saddle or an unfinished MAP fit, common in neural networks): eigenvalues below
-    ``1e-6 * max eigenvalue`` are raised to that floor, with a warning saying how many.
+    (a saddle or an unfinished MAP fit, common in neural networks): eigenvalues that are not positive, or
+    zero to the precision of the Hessian, are raised to a floor (no variance above 1e4;
+    :func:`~deepprob.guides.start.floored_precision`), with a warning saying how many.
     """
 
     def finalize(self, *args, **kwargs) -> AutoMultivariateNormal:
@@ -28,15 +31,16 @@ class LaplaceGuide(AutoLaplaceApproximation):
         log_joint = ModelStructure.of(self.model, *args, **kwargs).log_joint_unconstrained(self.model, *args, **kwargs)
         H = hessian(-log_joint(self.loc.unsqueeze(0))[0], self.loc)
         with torch.no_grad():
-            H = 0.5 * (H + H.T).double()
-            eigenvalues, vectors = torch.linalg.eigh(H)
-            floor = 1e-6 * eigenvalues.abs().max().clamp_min(1e-12)
-            clipped = int((eigenvalues < floor).sum())
+            floored = floored_precision(H.detach())
+            if floored is None:
+                raise FitDivergedError("laplace: the Hessian at the mode is not finite; "
+                                       "fit longer or with another guide")
+            _, cov, clipped = floored
+            cov = cov.double()
             if clipped:
-                warnings.warn(f"laplace: the Hessian at the mode has {clipped} eigenvalue(s) below {floor:.3g} "
-                              "(not a strict maximum: fit longer, or use another guide); they were raised to it",
-                              stacklevel=2)
-            cov = (vectors * (1.0 / eigenvalues.clamp_min(floor))) @ vectors.T
+                warnings.warn(f"laplace: the Hessian at the mode has {clipped} eigenvalue(s) at or below 0 or "
+                              "too small to tell from 0 (not a strict maximum: fit longer, or use another guide); "
+                              "they were raised to a floor", stacklevel=2)
             scale = cov.diagonal().sqrt()
             correlation = cov / scale[:, None] / scale[None, :]
             correlation_tril = torch.linalg.cholesky(correlation)
@@ -50,8 +54,18 @@ class LaplaceGuide(AutoLaplaceApproximation):
         gaussian.register_buffer("scale", scale.to(dtype))
         # as in Pyro: the guide's covariance is diag(scale) L L^T diag(scale) with L the correlation's factor
         gaussian.register_buffer("scale_tril", correlation_tril.to(dtype))
+        gaussian.gradient_evaluations = len(loc)  # the Hessian: one backward pass a row
         return gaussian
 
 
+class LaplaceFromMode(StartsAtLaplace, LaplaceGuide):
+    """Its MAP fit starts at the mode L-BFGS found (SVI then polishes it, and the Hessian is taken there)."""
+
+    def start_from(self, start):
+        self.loc.copy_(start.loc)
+        self.step_scales = {"loc": start.sds}
+
+
 def build(model, options):
-    return LaplaceGuide(model, **options.loc_kwargs())
+    family = LaplaceFromMode if options.start == "laplace" else LaplaceGuide
+    return family(model, **options.loc_kwargs())

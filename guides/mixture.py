@@ -26,6 +26,7 @@ from pyro.distributions.util import eye_like
 from pyro.infer.autoguide import AutoContinuous
 from pyro.nn import PyroParam
 
+from deepprob.guides.start import climb, find_mode, unit_cholesky
 from deepprob.logdensity import ModelStructure, init_median, init_sample
 
 
@@ -115,22 +116,35 @@ class AutoGaussianMixture(AutoContinuous):
     """
 
     def __init__(self, model, components=2, init_loc_fn=init_median, init_scale=0.1,
-                 num_starts=None, start_steps=200):
+                 num_starts=None, start_steps=200, start_at_laplace=False):
         if components < 1:
             raise ValueError(f"components: expected >= 1, got {components}")
         self.components = components
         self._init_scale = init_scale
         self.num_starts = num_starts or max(8, 4 * components)
         self.start_steps = start_steps
+        self.start_at_laplace = start_at_laplace
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
-        centres = self._find_modes(*args, **kwargs)
+        laplace = None
+        if self.start_at_laplace:  # the search by L-BFGS from every start; the best mode's curvature, the sds
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices):
+                laplace = find_mode(self.model, self.prototype_trace, *args, **kwargs)
+        centres = self._find_modes(*args, first=None if laplace is None else laplace.loc, climb_with_lbfgs=laplace
+                                   is not None, **kwargs)
         K, D = centres.shape
         self.locs = torch.nn.Parameter(centres)
-        self.scales = PyroParam(torch.full_like(centres, self._init_scale), constraints.softplus_positive)
-        self.scale_trils = PyroParam(eye_like(centres, D).expand(K, D, D).clone(), constraints.unit_lower_cholesky)
+        scales, trils = torch.full_like(centres, self._init_scale), eye_like(centres, D).expand(K, D, D).clone()
+        if laplace is not None:
+            scale, unit = unit_cholesky(laplace.covariance)
+            scales, trils = scale.expand(K, D).clone(), unit.expand(K, D, D).clone()
+            self.gradient_evaluations += laplace.evaluations
+            self.step_scales = {"locs": laplace.sds.expand(K, D)}
+        self.scales = PyroParam(scales, constraints.softplus_positive)
+        self.scale_trils = PyroParam(trils, constraints.unit_lower_cholesky)
         self.logits = torch.nn.Parameter(centres.new_zeros(K))
 
     def get_posterior(self, *args, **kwargs):
@@ -138,14 +152,23 @@ class AutoGaussianMixture(AutoContinuous):
 
     # --- initialisation -------------------------------------------------------------------------
 
-    def _find_modes(self, *args, **kwargs) -> torch.Tensor:
+    def _find_modes(self, *args, first: torch.Tensor | None = None, climb_with_lbfgs: bool = False,
+                    **kwargs) -> torch.Tensor:
         # the latent vector as every AutoContinuous packs it (the model's sites in order, unconstrained)
         structure = ModelStructure.of(self.model, *args, **kwargs)
-        with torch.no_grad():  # the init_loc_fn point of the prototype trace
-            starts = [structure.pack({name: self.prototype_trace.nodes[name]["value"] for name in structure.latent})]
+        with torch.no_grad():  # the init_loc_fn point of the prototype trace, or the given one
+            starts = [first if first is not None else
+                      structure.pack({name: self.prototype_trace.nodes[name]["value"] for name in structure.latent})]
         # draws of the prior; uniform in (-2, 2) of the unconstrained space where a prior cannot be sampled
         starts += [structure.initial_point(self.model, *args, init_fn=init_sample, **kwargs)
                    for _ in range(self.num_starts - 1)]
+        if climb_with_lbfgs:  # every start climbed to its mode (the first is one already)
+            log_joint = structure.log_joint_unconstrained(self.model, *args, **kwargs)
+            climbed = [(first, float(log_joint(first.unsqueeze(0))[0]), 0)] + [climb(log_joint, s) for s in starts[1:]]
+            climbed = [c for c in climbed if c is not None]
+            self.gradient_evaluations = sum(c[2] for c in climbed)
+            points, heights = torch.stack([c[0] for c in climbed]), torch.tensor([c[1] for c in climbed])
+            return select_separated(points, heights.to(points.dtype), self.components)
         points = torch.nn.Parameter(torch.stack(starts))
         optimizer = torch.optim.Adam([points], lr=0.05)
         # the guide's first call may come under no_grad (fit_svi creates parameters that way)
@@ -159,6 +182,7 @@ class AutoGaussianMixture(AutoContinuous):
             with torch.no_grad():
                 heights = log_joint(points)
         points = points.detach()
+        self.gradient_evaluations = self.num_starts * self.start_steps  # of the search, at every start
         heights = torch.where(torch.isfinite(heights), heights, torch.full_like(heights, -torch.inf))
         return select_separated(points, heights, self.components)
 
@@ -188,5 +212,6 @@ def select_separated(points: torch.Tensor, heights: torch.Tensor, k: int, drop: 
 
 def build(model, options):
     return AutoGaussianMixture(
-        model, components=options.components, init_scale=options.init_scale, **options.loc_kwargs()
+        model, components=options.components, init_scale=options.init_scale,
+        start_at_laplace=options.start == "laplace", **options.loc_kwargs()
     )

@@ -18,18 +18,28 @@ class GuideOptions:
         init_scale: initial posterior standard deviation in unconstrained space.
         components: number of Gaussians of the ``mixture`` guide.
         rank: rank of the ``lowrank`` guide (``None``: about sqrt of the latent dimension).
+        start: ``"laplace"`` (default): every family starts at the Laplace approximation (the mode by L-BFGS
+            from ``init_loc_fn``'s point, and the curvature there, :mod:`deepprob.guides.start`), SVI refining
+            it; ``"prior"``: at ``init_loc_fn``'s point with sd ``init_scale`` (Pyro's start).
     """
 
     init_loc_fn: Callable | None = None
     init_scale: float = 0.1
     components: int = 2
     rank: int | None = None
+    start: str = "laplace"
+
+    def __post_init__(self):
+        if self.start not in STARTS:
+            raise InputError(f"--start {self.start!r}: expected one of {', '.join(STARTS)}")
 
     def loc_kwargs(self) -> dict:
         from deepprob.logdensity import init_median
 
         return {"init_loc_fn": self.init_loc_fn or init_median}
 
+
+STARTS = ("laplace", "prior")
 
 # name -> "module:function" that builds the guide from (model, GuideOptions).
 # Adding a guide = one file + one line here.

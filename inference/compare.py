@@ -51,7 +51,6 @@ from deepprob.inference.diagnostics import loo, mmd2, moment_errors, psis_khat, 
 from deepprob.inference.draws import Draws, draws_from_guide, draws_from_latents, first_float
 from deepprob.inference.engines import will_compile
 from deepprob.inference.kl import kl_to_reference
-from deepprob.inference.names import flatten
 from deepprob.inference.references import (
     Exact,
     NUTSBudget,
@@ -63,9 +62,25 @@ from deepprob.inference.references import (
 )
 from deepprob.inference.svi import FitResult, fit_svi
 from deepprob.logdensity import ModelStructure
+from deepprob.names import flatten
 from deepprob.runtime import jsonable, map_forked, report_once, resolve_jobs
 
 DISTANCE_DRAWS = 1000  # draws per sample for W2 and MMD (W2 solves an assignment problem of this size)
+# the SVI learning rate by the guides' start. From the prior a fit has far to go: 0.02. From the Laplace
+# approximation it starts near its optimum, and smaller steps leave less noise in it (on diamonds' 26
+# correlated coefficients, full rank's worst sd error was 0.46 with 0.02 and 0.08 with 0.005), but where
+# the Laplace approximation is far off (eight schools' tau, whose curvature at the mode is no guide to
+# its spread) the fit still has to travel: the steps' total, steps x lr, is kept at LAPLACE_TRAVEL
+# (0.005 over 10,000 steps; 0.0167 over 3,000, where 0.005 left full rank 1.4 sds off on tau), between
+# 0.005 and 0.02.
+START_LR = {"laplace": (0.005, 0.02), "prior": (0.02, 0.02)}
+LAPLACE_TRAVEL = 50.0
+
+
+def default_lr(start: str, steps: int) -> float:
+    """compare's SVI learning rate for guides that start at ``start`` and take ``steps`` steps."""
+    low, high = START_LR[start]
+    return min(high, max(low, LAPLACE_TRAVEL / max(steps, 1)))
 
 COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's first columns in this order
     ("elbo", "ELBO", "{:10.2f}"),
@@ -119,6 +134,7 @@ class Settings:
     num_particles: int
     engine: str
     seed: int
+    start: str = "laplace"
     jobs: int = 1
     observations: int = 0
     compared_on: str = ""
@@ -180,8 +196,9 @@ class Comparison:
     def report(self, summary: bool = True) -> list[str]:
         """The shell's report: the table, the noise of the errors, the reference's checks, k-hat's reading."""
         s, stats = self.settings, self.reference_stats
-        lines = [f"compare {s.name}: {s.observations} observations, {s.draws} draws per guide, {s.steps} SVI steps, "
-                 f"seed {s.seed}; errors in reference sds, on {s.compared_on or 'no reference'}"]
+        lines = [f"compare {s.name}: {s.observations} observations, {s.draws} draws per guide, {s.steps} SVI steps "
+                 f"(lr {s.lr:g}, from the {s.start} start), seed {s.seed}; errors in reference sds, on "
+                 f"{s.compared_on or 'no reference'}"]
         ref_name = f"reference ({stats['method']})"
         lines += format_table(self.rows, (ref_name, stats) if self.reference is not None else None)
         if "w2_floor" in stats:
@@ -259,6 +276,7 @@ class _Setup:
     out: Path | None
     keep_guides: bool
     progress: bool
+    reference_latents: Callable[[dict], dict] | None = None
 
     def compared_values(self, draws: Draws) -> tuple[torch.Tensor, list[str]]:
         if self.quantities is not None:
@@ -305,7 +323,8 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
     idata = setup.inference_data(draws, {"guide": name})
     row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
-           "compiled_by": fit.extras.get("compiled_by"), "khat": psis_khat(draws.log_weights)}
+           "compiled_by": fit.extras.get("compiled_by"), "gradient_evaluations": fit.extras["gradient_evaluations"],
+           "khat": psis_khat(draws.log_weights)}
     if fit.extras.get("fallback"):
         row["fallback"] = fit.extras["fallback"]
     if exact is not None:
@@ -335,7 +354,10 @@ def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun
             stats["log_evidence"] = reference.log_evidence
     else:
         given, chains = given_draws(reference, structure)
-        latents = given if set(structure.latent) <= set(given) else None
+        if setup.reference_latents is not None:  # the draws name other parameters than the model samples
+            latents = setup.reference_latents(dict(given))
+        else:
+            latents = given if set(structure.latent) <= set(given) else None
         stats = {"method": "draws", "chains": chains}
     draws = None
     if latents is not None:
@@ -344,14 +366,9 @@ def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun
     else:
         values, labels = torch.zeros(len(next(iter(given.values()))), 0, dtype=torch.float64), []
     if given is not None and setup.quantities is None:
-        # the given values are the reference wherever they say something (a transformed parameter, say)
-        given_values, given_labels = flatten({k: v for k, v in given.items()
-                                              if setup.var_names is None or k in setup.var_names},
-                                             setup.coords, setup.dims)
-        columns = dict(zip(labels, values.T))
-        columns.update(zip(given_labels, given_values.T))
-        labels = list(columns)
-        values = torch.stack([columns[label] for label in labels], 1) if labels else values
+        # the reference is what the draws name, as they name it (not what the model computes from them)
+        values, labels = flatten({k: v for k, v in given.items() if setup.var_names is None or k in setup.var_names},
+                                 setup.coords, setup.dims)
     stats["draws"] = len(values)
     if draws is not None:
         idata = setup.inference_data(draws, {"reference": s.reference})
@@ -369,6 +386,26 @@ def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun
         stats.update(setup.own_metrics(draws, idata))
     stats.setdefault("seconds", time.perf_counter() - start)
     return ReferenceRun(s.reference, draws, idata, (values, labels), stats, setup.save(idata, "reference"))
+
+
+def _run_nuts_row(setup: _Setup, budget: NUTSBudget) -> GuideRun:
+    """NUTS on a budget, measured as a guide is (what a user would otherwise run): row ``nuts``."""
+    s = setup.settings
+    pyro.set_rng_seed(s.seed)
+    run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress, **setup.kwargs)
+    draws = draws_from_latents(setup.model, run.latents, *setup.args, chains=run.chains, **setup.kwargs)
+    idata = setup.inference_data(draws, {"sampler": "nuts"})
+    values, labels = setup.compared_values(draws)
+    row = {"seconds": run.seconds, "engine": "nuts", "gradient_evaluations": run.gradient_evaluations,
+           "divergences": sum(run.divergences), "chains": run.chains, "warmup": budget.warmup,
+           "samples": budget.samples}
+    if run.chains > 1 and labels:
+        data = az.from_dict(posterior={"compared": values.reshape(run.chains, -1, values.shape[1]).numpy()})
+        row.update({f"nuts_{k}": v for k, v in convergence(data).items()})
+    row.update(setup.own_metrics(draws, idata))
+    fit = FitResult(guide=None, losses=np.zeros(0), seconds=run.seconds, elbo=math.nan,
+                    extras={"engine": "nuts", "gradient_evaluations": run.gradient_evaluations})
+    return GuideRun(fit, draws, idata, (values, labels), row, setup.save(idata, "nuts"))
 
 
 def _check_chains(setup: _Setup, stats: dict, values: torch.Tensor, labels: list[str], chains: int,
@@ -447,8 +484,8 @@ def compare(
     reference="nuts",
     draws: int = 2000,
     var_names: Sequence[str] | None = None,
-    steps: int = 5000,
-    lr: float = 0.02,
+    steps: int = 10000,
+    lr: float | None = None,
     num_particles: int = 4,
     engine: str = "auto",
     options: GuideOptions | None = None,
@@ -464,6 +501,8 @@ def compare(
     dims: dict | None = None,
     constant_data: dict | None = None,
     model_kwargs: dict | None = None,
+    reference_latents: Callable[[dict], dict] | None = None,
+    nuts_row: NUTSBudget | dict | None = None,
 ) -> Comparison:
     """Fit every guide to ``model(*args, **model_kwargs)`` and measure each against ``reference``.
 
@@ -474,8 +513,12 @@ def compare(
             the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.references.Exact`).
         draws: draws from each guide (and from an exact reference).
         var_names: the sites compared and stored (default: every latent and deterministic site).
-        steps, lr, num_particles, engine: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`).
-        options: the guides' options (:class:`~deepprob.guides.registry.GuideOptions`).
+        steps, lr, num_particles, engine: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`);
+            ``lr`` by default :func:`default_lr` of the guides' start and the steps: smaller steps from the
+            Laplace start, which is near the optimum already (the steps' noise is then the error that is
+            left), 0.005 over 10,000 steps, up to 0.02 over fewer.
+        options: the guides' options (:class:`~deepprob.guides.registry.GuideOptions`); by default they start
+            at the Laplace approximation (``start="laplace"``).
         nuts: NUTS's budget (:class:`~deepprob.inference.references.NUTSBudget` or its fields as a dict).
         seed: every fit starts from it.
         jobs: worker processes fitting side by side (0: one per CPU core; forks, on Linux and the CPU).
@@ -485,12 +528,19 @@ def compare(
             (a network's f(x) at held-out inputs, whose weights are symmetric).
         metrics: ``draws -> dict``: more numbers for each row (predictive accuracy, say).
         coords, dims, constant_data: for the InferenceData (labels of vector sites' dims, the inputs).
+        reference_latents: ``params -> latent sites``, where reference draws name other parameters than
+            the model samples (a transformed parameter, eight schools' ``theta``, for its ``theta_trans``):
+            then the reference too is put through the model (its PSIS-LOO, its deterministic sites).
+        nuts_row: also run NUTS on this budget, one more row (``nuts``), measured as the guides are, with
+            its time and gradient evaluations: what a user would run instead.
 
     Raises:
         InputError: an unknown guide, a bad setting, a discrete latent site, reference draws that name
             sites the model does not record or have the wrong shape.
     """
     names = _guide_names(guides)
+    options = options or GuideOptions()
+    lr = default_lr(options.start, steps) if lr is None else lr
     if draws < 20:
         raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
                          "and LOO needs draws too)")
@@ -499,25 +549,33 @@ def compare(
     structure.require_continuous()
     method, reference = _reference_kind(reference)
     budget = NUTSBudget(**nuts) if isinstance(nuts, dict) else nuts or NUTSBudget()
-    tasks = ([None] if method != "none" else []) + names  # the reference first: the longest task
+    nuts_row = NUTSBudget(**nuts_row) if isinstance(nuts_row, dict) else nuts_row
+    # the reference first (the longest task), NUTS's row next
+    tasks = ([None] if method != "none" else []) + (["nuts"] if nuts_row is not None else []) + names
     jobs = resolve_jobs(jobs, len(tasks), _device_of(args, kwargs))
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
     settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
-                        num_particles=num_particles, engine=engine, seed=seed, jobs=jobs,
+                        num_particles=num_particles, engine=engine, seed=seed, start=options.start, jobs=jobs,
                         observations=sum(math.prod(site.shape) for site in structure.observed.values()))
-    setup = _Setup(model, args, kwargs, structure, settings, options or GuideOptions(),
+    setup = _Setup(model, args, kwargs, structure, settings, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
-                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress and jobs <= 1)
+                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress and jobs <= 1,
+                   reference_latents=reference_latents)
     if jobs > 1 and will_compile(engine, steps):
         _prepare_inductor_for_workers()
     exact = reference if method == "exact" else None
 
     def run(task):
-        return _run_reference(setup, reference, budget) if task is None else _run_guide(setup, task, exact)
+        if task is None:
+            return _run_reference(setup, reference, budget)
+        if task == "nuts":
+            return _run_nuts_row(setup, nuts_row)
+        return _run_guide(setup, task, exact)
 
     results = map_forked(run, tasks, jobs)
-    return _assemble(setup, names, results.pop(0) if method != "none" else None, results)
+    ref_run = results.pop(0) if method != "none" else None
+    return _assemble(setup, (["nuts"] if nuts_row is not None else []) + names, ref_run, results)
 
 
 def _guide_names(guides: Sequence[str] | None) -> list[str]:

@@ -103,8 +103,9 @@ def comparison_figures(comparison, out: Path, name: str) -> list[Path]:
                                         _dataset(run.compared[0], run.compared[1], shown, 1), shown,
                                         display["reference"], guide))
 
-    if runs:
-        paths.append(_elbo_traces(out / f"{name}_elbo.png", name, runs))
+    fitted = {guide: run for guide, run in runs.items() if len(run.fit.losses)}  # not NUTS's row
+    if fitted:
+        paths.append(_elbo_traces(out / f"{name}_elbo.png", name, fitted))
     plt.close("all")
     return paths
 

@@ -22,8 +22,8 @@ import torch
 from pyro.infer import MCMC, NUTS
 
 from deepprob.errors import InputError
-from deepprob.inference.names import to_sites
 from deepprob.logdensity import ModelStructure, init_uniform
+from deepprob.names import to_sites
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -98,12 +98,30 @@ class NutsRun:
         latents: each latent site, (chains * samples, *shape), chain-major.
         chains: number of chains.  divergences: divergent transitions after warmup, per chain.
         seconds: wall time of all chains.
+        gradient_evaluations: of the log density, warmup included, over all chains.
     """
 
     latents: dict[str, torch.Tensor]
     chains: int
     divergences: list[int]
     seconds: float
+    gradient_evaluations: int = 0
+
+
+class CountingNUTS(NUTS):
+    """Pyro's NUTS, counting its evaluations of the potential energy (each with its gradient)."""
+
+    evaluations = 0
+
+    def setup(self, *args, **kwargs):
+        super().setup(*args, **kwargs)
+        potential = self.potential_fn  # set by the setup (jit-compiled with jit_compile)
+
+        def counted(params):
+            self.evaluations += 1
+            return potential(params)
+
+        self.potential_fn = counted
 
 
 def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: int = 0, jit: bool = True,
@@ -121,9 +139,10 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
     divergences = []
     # the plate nesting given, not guessed by Pyro (its guess runs the model, sampling every prior: flat ones fail)
     nesting = ModelStructure.of(model, *args, **kwargs).nesting
+    evaluations = 0
     for chain in range(budget.chains):
         pyro.set_rng_seed(seed + chain)
-        kernel = NUTS(model, target_accept_prob=budget.target_accept, max_tree_depth=budget.max_tree_depth,
+        kernel = CountingNUTS(model, target_accept_prob=budget.target_accept, max_tree_depth=budget.max_tree_depth,
                       jit_compile=jit, ignore_jit_warnings=True, init_strategy=init_uniform,
                       max_plate_nesting=nesting)
         mcmc = MCMC(kernel, num_samples=budget.samples, warmup_steps=budget.warmup, num_chains=1,
@@ -134,8 +153,9 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
         for name, value in mcmc.get_samples().items():
             parts.setdefault(name, []).append(value.detach())
         divergences.append(len(mcmc.diagnostics()["divergences"]["chain 0"]))
+        evaluations += kernel.evaluations
     latents = {name: torch.cat(values) for name, values in parts.items()}
-    return NutsRun(latents, budget.chains, divergences, time.perf_counter() - start)
+    return NutsRun(latents, budget.chains, divergences, time.perf_counter() - start, evaluations)
 
 
 def given_draws(source, structure: ModelStructure, what: str = "reference draws") -> tuple[dict, int]:

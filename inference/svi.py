@@ -96,15 +96,19 @@ def optimise(
     average_fraction: float = 0.25,
     progress: bool = True,
     desc: str = "SVI",
+    step_scales: list[torch.Tensor | None] | None = None,
 ) -> np.ndarray:
     """Minimise the scalar ``loss_at(step)`` over ``params`` by Adam; returns the loss at every step (steps,).
 
     The learning rate decays exponentially from ``lr`` to ``lr * final_lr_fraction``
-    (:class:`~deepprob.optim.ExponentialDecay`). Over the last ``average_fraction`` of the steps the
-    iterates are averaged (Polyak-Ruppert) and ``params`` end at their mean. A loss that is not finite
-    stops the loop with a FitDivergedError naming the step.
+    (:class:`~deepprob.optim.ExponentialDecay`). ``step_scales`` (one per parameter, or None) multiply
+    Adam's steps elementwise: a per-coordinate learning rate (Adam's step is proportional to it, its
+    moments do not depend on it). Over the last ``average_fraction`` of the steps the iterates are
+    averaged (Polyak-Ruppert) and ``params`` end at their mean. A loss that is not finite stops the loop
+    with a FitDivergedError naming the step.
     """
     decay = ExponentialDecay(lr, steps, final_lr_fraction)
+    scaled = [(p, scale) for p, scale in zip(params, step_scales or []) if scale is not None]
     optimizer = make_adam(params, lr)
     losses = np.empty(steps)
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
@@ -119,7 +123,11 @@ def optimise(
         value.backward()
         losses[step] = value.item()
         check_loss(losses[step], step)
+        before = [p.detach().clone() for p, _ in scaled]
         optimizer.step()
+        with torch.no_grad():
+            for (p, scale), old in zip(scaled, before):
+                p.copy_(old + (p - old) * scale)
         if step >= average_from:
             with torch.no_grad():
                 for average, p in zip(averages, params):
@@ -212,17 +220,33 @@ def fit_svi(
 
     loop_start = time.perf_counter()
     losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                      average_fraction=average_fraction, progress=progress, desc=desc)
+                      average_fraction=average_fraction, progress=progress, desc=desc,
+                      step_scales=_step_scales(guide, params))
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
-              "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback}
+              "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback,
+              "gradient_evaluations": steps * getattr(loss, "num_particles", 1)}
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
 
 
+def _step_scales(guide, params: list) -> list[torch.Tensor | None]:
+    """The guide's per-coordinate learning rates (``guide.step_scales``: parameter name -> tensor, a guide that
+    starts at the Laplace approximation gives its locations the posterior's sds there), in ``params``' order."""
+    scales = getattr(guide, "step_scales", None) or {}
+    names = {id(p): name for name, p in guide.named_parameters()}
+    return [scales.get(names.get(id(p))) for p in params]
+
+
 def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn=None) -> FitResult:
-    """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate."""
+    """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate.
+
+    ``extras["gradient_evaluations"]`` counts the log density's gradients the fit took: those of its
+    steps (one a particle), and the guide's own (a mixture's search for modes, Laplace's Hessian).
+    """
+    extras["gradient_evaluations"] = extras["gradient_evaluations"] + getattr(guide, "gradient_evaluations", 0)
     finalize = getattr(guide, "finalize", None)
     if finalize is not None:
         guide, elbo_fn = finalize(*args, **kwargs), None
+        extras["gradient_evaluations"] += getattr(guide, "gradient_evaluations", 0)
     seconds = time.perf_counter() - start
     if not elbo_particles:
         elbo = math.nan
@@ -250,13 +274,15 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
                 Trace_ELBO(max_plate_nesting=nesting).differentiable_loss(model, guide, *args, **kwargs)
     with pyro.validation_enabled(False):
         runner = svi_steps.SVISteps(loss, params, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                                    average_fraction=average_fraction)
+                                    average_fraction=average_fraction,
+                                    step_scales=_step_scales(guide, list(params.values())))
         loop_start = time.perf_counter()
         losses = runner.run(num_particles, progress=progress, desc=desc)
         loop_seconds = time.perf_counter() - loop_start - runner.compile_seconds
     extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
               "compile_seconds": runner.compile_seconds,
-              "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback}
+              "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
+              "gradient_evaluations": steps * (num_particles if loss.form.stochastic else 1)}
 
     def elbo_fn(n):
         with pyro.validation_enabled(False):

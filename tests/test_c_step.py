@@ -58,6 +58,10 @@ CASES = {
     "cholesky": (lambda a: torch.func.grad_and_value(
         lambda a: torch.linalg.cholesky(a @ a.mT + 3 * torch.eye(3)).exp().sum())(a), [(2, 3, 3)]),
     "float64": (lambda x, y: ((x.double() @ y.double()).exp().sum(), (x * 2).to(torch.float64)), [(2, 3), (3, 2)]),
+    # joining tensors, and the gradients through a join (slices of it)
+    "cat_stack": (lambda x, y: (torch.cat([x, y.T, x * 2], 0), torch.stack([x[:, 0], y[0]], -1),
+                                torch.func.grad(lambda x: torch.stack([x, x.exp()], 1).pow(2).sum())(x)),
+                  [(2, 3), (3, 2)]),
 }
 
 

@@ -31,7 +31,7 @@ BINARY = {
     "add": torch.add, "sub": lambda a, b: a - 2.5 * b, "mul": torch.mul, "div": torch.div,
     "maximum": torch.maximum, "minimum": torch.minimum, "atan2": torch.atan2, "pow": torch.pow,
     "where": lambda a, b: torch.where(a > b, a, b), "masked_fill": lambda a, b: a.masked_fill(b < 0, NAN),
-    "gt_mix": lambda a, b: (a >= b).to(a.dtype) * a,
+    "gt_mix": lambda a, b: (a >= b).to(a.dtype) * a, "xlogy": torch.xlogy,
     "matmul": lambda a, b: (a.expand(SHAPE) @ b.expand(SHAPE).t()) @ b.expand(SHAPE) / 10,
 }
 SHAPE = (3, 4)

@@ -49,7 +49,8 @@ def small_problems():
 @pytest.mark.parametrize("name", list(GUIDES))
 def test_every_guide_fits_every_model(name):
     for model_name, (model, args) in small_problems().items():
-        options = GuideOptions(init_loc_fn=init_to_sample if model_name == "bnn" else None)
+        # Pyro's start (the prior's median, sd 0.1), so that 100 steps have something to improve on
+        options = GuideOptions(init_loc_fn=init_to_sample if model_name == "bnn" else None, start="prior")
         guide = build_guide(name, model, options)
         guide(*args)
         before = estimate_elbo(model, guide, *args, num_particles=200)
@@ -58,6 +59,35 @@ def test_every_guide_fits_every_model(name):
         if name != "laplace":  # laplace starts as a point mass, whose "ELBO" is not comparable
             assert fit.elbo > before, (name, model_name)  # training improved the bound
         assert fit.guide.get_posterior().sample().shape == (fit.guide.latent_dim,)
+
+
+@pytest.mark.parametrize("name", list(GUIDES))
+def test_every_guide_starts_at_laplace_on_every_model(name):
+    for model_name, (model, args) in small_problems().items():
+        options = GuideOptions(init_loc_fn=init_to_sample if model_name == "bnn" else None)
+        guide = build_guide(name, model, options)
+        fit = fit_svi(model, guide, *args, steps=20, lr=0.005, progress=False, elbo_particles=200)
+        assert math.isfinite(fit.elbo), (name, model_name)
+        assert getattr(guide, "gradient_evaluations", 0) > 0, (name, model_name)  # the search for the mode ran
+
+
+def test_the_laplace_start_is_the_exact_gaussian_posterior_before_any_step():
+    """linreg's posterior is Gaussian: its Laplace approximation is exact, so fullrank starts at KL = 0 and
+    meanfield at its own optimum, the sds 1 / sqrt(Lambda_ii) of the exact precision Lambda."""
+    model, args, exact = linreg_problem()
+    full = build_guide("fullrank", model)
+    full(*args)
+    assert kl_to_reference(full.get_posterior(), exact) < 1e-6
+    meanfield = build_guide("meanfield", model)
+    meanfield(*args)
+    q = meanfield.get_posterior()
+    precision = torch.linalg.inv(exact.covariance_matrix)
+    assert torch.allclose(q.mean.double(), exact.mean, atol=1e-5)
+    assert torch.allclose(q.stddev.double(), precision.diagonal().rsqrt(), rtol=1e-4)
+    assert not torch.allclose(q.stddev.double(), exact.stddev, rtol=0.1)  # the check tells the two apart
+    prior_start = build_guide("fullrank", model, GuideOptions(start="prior"))
+    prior_start(*args)
+    assert kl_to_reference(prior_start.get_posterior(), exact) > 1.0  # and Pyro's own start is far from it
 
 
 def test_unknown_guide_is_an_input_error():

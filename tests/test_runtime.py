@@ -101,3 +101,16 @@ def test_forked_workers_compile_after_their_parent_did():
     assert run.returncode == 0, run.stderr[-2000:]
     values = eval(run.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
     assert len(values) == 2 and all(abs(value - expected) < 1e-4 * expected for value, expected in values)
+
+
+def test_forked_workers_compute_after_a_multithreaded_parent():
+    """The parent's OpenMP threads do not survive a fork: a worker's matrix product must not wait for them."""
+    code = (
+        "import torch\n"
+        "from deepprob.runtime import map_forked\n"
+        "torch.set_num_threads(2)\n"
+        "a = torch.randn(400, 400)\n"
+        "(a @ a).sum()  # the parent's thread pool, started\n"
+        "print(map_forked(lambda i: float((a @ a).sum() * 0 + i), [0, 1, 2], jobs=2))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.strip() == "[0.0, 1.0, 2.0]", run.stderr

@@ -171,6 +171,8 @@ def binary(name: str, dtype: torch.dtype, a: str, b: str, alpha: str | None) -> 
         "bitwise_xor": lambda: f"({a} ^ {b})",
         "tanh_backward": lambda: f"({a} * (1 - {b} * {b}))",
         "threshold_backward": lambda: f"({b} <= {alpha} ? 0 : {a})",
+        # x log y, 0 where x is 0 (but NaN where y is), as torch
+        "xlogy": lambda: f"({b} != {b} ? {b} : ({a} == 0 ? 0 : {a} * {f('log', b)}))",
         "sigmoid_backward": lambda: f"({a} * {b} * (1 - {b}))",
     }
     return table[name]() if name in table else None
@@ -401,6 +403,8 @@ class Generator:
         if name in ("copy", "_to_copy"):
             src = args[1] if name == "copy" else args[0]
             self.elementwise(out, [src], lambda v, _: v[0])
+        elif name in ("cat", "stack"):
+            self.concatenate(out, args[0], args[1] if len(args) > 1 else kwargs.get("dim", 0), name == "stack")
         elif name in SCATTER_OPS:
             self.scatter(out, args[0], args[1], SCATTER_OPS[name], args[2:], kwargs)
         elif name in VIEW_BACKWARD_OPS:
@@ -554,6 +558,26 @@ class Generator:
             self.elementwise(target, [src], lambda v, _: v[0])
         else:
             self.elementwise(target, [], lambda v, _: c_literal(src, out.dtype))
+
+    def concatenate(self, out: Ref, parts, dim: int, stack: bool) -> None:
+        """cat (along ``dim``) or stack (at a new ``dim``) of ``parts``: each copied into its slice of ``out``."""
+        if not all(isinstance(p, Ref) for p in parts):
+            raise Unsupported("cat or stack of other than tensors")
+        dim = dim % len(out.sizes)
+        start = 0
+        for part in parts:
+            view = out.meta()
+            if stack:
+                view, source = view.select(dim, start), part
+                start += 1
+            else:
+                size = part.sizes[dim] if len(part.sizes) == len(out.sizes) else 0
+                if size == 0:  # torch lets a (0,)-shaped tensor join any cat
+                    continue
+                view, source = view.narrow(dim, start, size), part
+                start += size
+            target = Ref(out.buf, out.dtype, tuple(view.shape), tuple(view.stride()), view.storage_offset())
+            self.elementwise(target, [source], lambda v, _: v[0])
 
     def creation(self, node) -> Ref:
         """Values that depend on no input (zeros, eye, arange, ...): computed now, passed as constants."""

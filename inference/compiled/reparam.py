@@ -195,5 +195,8 @@ def reparameterised(guide) -> Reparameterised | None:
 
 
 def _overrides_family(subclass: type, base: type) -> bool:
+    """Whether a class between ``subclass`` and ``base`` redefines the distribution (a class that declares
+    ``keeps_family``, one that only sets where the guide starts, does not)."""
     return any(name in vars(klass) for klass in subclass.__mro__[:subclass.__mro__.index(base)]
+               if not vars(klass).get("keeps_family")
                for name in ("get_posterior", "_setup_prototype", "forward", "__call__"))

@@ -114,10 +114,11 @@ class SVISteps:
         loss: from :func:`svi_loss_fn` (it carries ``form``, which draws the noise).
         params: the tensors to train, by name; they are updated in place (pass the guide's own
             parameters and the guide ends fitted).
-        steps, lr, final_lr_fraction, average_fraction: as :func:`~deepprob.inference.svi.optimise`:
-            Adam (``torch.optim.Adam``'s defaults) with the learning rate decaying from ``lr`` to
-            ``lr * final_lr_fraction`` over ``steps``, and the iterates of the last ``average_fraction``
-            of the steps averaged (the parameters end at their mean).
+        steps, lr, final_lr_fraction, average_fraction, step_scales: as
+            :func:`~deepprob.inference.svi.optimise`: Adam (``torch.optim.Adam``'s defaults) with the
+            learning rate decaying from ``lr`` to ``lr * final_lr_fraction`` over ``steps`` (times the
+            parameter's ``step_scales``, elementwise), and the iterates of the last ``average_fraction`` of
+            the steps averaged (the parameters end at their mean).
         compile: ``True``: trace and compile; ``False``: run the same step eagerly.
         backend: the compiler (:func:`~deepprob.inference.compiled.compiling.compile_step`): ``"auto"``
             (default) compiles to one C function where the step's operations allow (CPU), else with
@@ -131,9 +132,13 @@ class SVISteps:
 
     def __init__(self, loss: Callable, params: dict[str, torch.Tensor], *, steps: int, lr: float,
                  final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True,
-                 backend: str = "auto"):
+                 backend: str = "auto", step_scales: list[torch.Tensor | None] | None = None):
         self.loss, self.names, self.steps = loss, list(params), steps
         self.params = [p.detach() for p in params.values()]  # shares storage: updated in place
+        # per-coordinate learning rates (inputs of the graph, as the hyper-parameters): 1 where none is given
+        scales = step_scales or [None] * len(self.params)
+        self.step_scales = [torch.ones((), dtype=p.dtype, device=p.device) if s is None
+                            else s.detach().to(p).contiguous() for p, s in zip(self.params, scales)]
         zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
         self.m, self.v, self.average = zeros(), zeros(), zeros()
         like = self.params[0]
@@ -154,14 +159,15 @@ class SVISteps:
 
     def _eager_step(self, *flat):
         n = len(self.names)
-        params, m, v, average = (list(flat[i * n:(i + 1) * n]) for i in range(4))
-        t, (lr0, log_gamma, average_from, inv_count), noise = flat[4 * n], flat[4 * n + 1:4 * n + 5], flat[4 * n + 5:]
+        params, m, v, average, scales = (list(flat[i * n:(i + 1) * n]) for i in range(5))
+        t, (lr0, log_gamma, average_from, inv_count), noise = flat[5 * n], flat[5 * n + 1:5 * n + 5], flat[5 * n + 5:]
 
         def loss_of(values):
             return self.loss(dict(zip(self.names, values)), tuple(noise))
 
         grads, value = torch.func.grad_and_value(loss_of)(params)
-        adam_update_(params, grads, m, v, t, self.decay.at(t, lr0, log_gamma))
+        lr = self.decay.at(t, lr0, log_gamma)
+        adam_update_(params, grads, m, v, t, [lr * scale for scale in scales])
         weight = torch.where(t > average_from, inv_count, torch.zeros_like(inv_count))  # t: steps taken
         for p, a in zip(params, average):
             a.copy_(a + weight * p)
@@ -190,7 +196,7 @@ class SVISteps:
         return step
 
     def _state(self) -> list[torch.Tensor]:
-        return [*self.params, *self.m, *self.v, *self.average, self.t, *self.hyper]
+        return [*self.params, *self.m, *self.v, *self.average, *self.step_scales, self.t, *self.hyper]
 
     def run(self, num_particles: int = 1, progress: bool = False, desc: str = "SVI",
             check_every: int = 100) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""Every guide on every posterior of posteriordb, scored against its gold-standard draws, with NUTS beside.
+
+posteriordb (stan-dev/posteriordb) holds real models and data, each with 10,000 reference draws from
+long, checked runs of Stan's NUTS. For every posterior of --posteriordb whose model is translated
+(``deepprob.models.posteriordb``), every guide is fitted and measured against those draws, as is Pyro's
+NUTS on a short budget (what a user would otherwise run). One table and a heat map (scoreboard.png): per
+(posterior, method) the worst error of a mean and of an sd in reference sds, W2 in reference sds with the
+reference's own noise floor, k-hat, seconds and gradient evaluations. Then the best guide of each
+posterior against the goal (both errors at most 0.1), and the two-by-two of k-hat < 0.7 against accurate
+(both errors at most 0.2), naming the pairs where k-hat says fine but the guide is wrong.
+
+    deepprob scoreboard --posteriordb ../shared/data/posteriordb/posterior_database
+    deepprob scoreboard --posteriordb DIR --posteriors kidiq-kidscore_momiq,sblri-blr --guides meanfield,fullrank
+    deepprob scoreboard --posteriordb DIR --no-nuts --json
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepprob.examples.common import say
+from deepprob.guides import GuideOptions
+from deepprob.inference.posteriors import database
+from deepprob.inference.references import NUTSBudget
+from deepprob.inference.scoreboard import scoreboard
+
+
+def main(args):
+    if args.guide is not None:
+        from deepprob.errors import InputError
+
+        raise InputError(f"--guide {args.guide}: the scoreboard fits several guides; use --guides {args.guide}[,...]")
+    db = database(args.posteriordb)
+    names = [n.strip() for n in args.posteriors.split(",") if n.strip()] if args.posteriors else None
+    nuts = None if args.no_nuts else NUTSBudget(args.chains, args.warmup, args.samples, args.max_tree_depth)
+    board = scoreboard(db, names, args.guides, nuts=nuts, steps=args.steps, lr=args.lr,
+                       num_particles=args.num_particles, engine=args.engine, draws=args.draws, seed=args.seed,
+                       jobs=args.jobs, progress=not args.quiet, out=args.out, dtype=getattr(torch, args.dtype),
+                       options=GuideOptions(components=args.components, rank=args.rank, start=args.start))
+    figure = board.figure(args.out)
+    say(args, *board.report(), f"heat map: {figure}")
+    return {**board.to_dict(), "figure": str(figure)}
