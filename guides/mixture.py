@@ -12,8 +12,10 @@ particles). Pyro's ``MixtureOfDiagNormals`` has pathwise gradients for the weigh
 for diagonal components and not in one dimension.
 
 Initialisation decides whether a mixture finds several modes, so the components start on distinct
-modes of the posterior: gradient ascent on log p(x, z) from the ``init_loc_fn`` point and from draws
-of the prior (all starts at once, as vectorised particles), then the K best-separated optima.
+modes of the posterior: an ascent of log p(x, z) from the ``init_loc_fn`` point and from draws of the
+prior, then the K best-separated optima. With ``start="laplace"`` (default) each start climbs by L-BFGS to
+its mode, the first from the Laplace mode, and every component takes the Laplace covariance there; with
+``start="prior"``, by Adam from all starts at once (as vectorised particles), at sd ``init_scale``.
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class AutoGaussianMixture(AutoContinuous):
         init_loc_fn: Pyro per-site initialisation of the first start of the mode search.
         init_scale: initial sd of each component along each axis.
         num_starts: gradient-ascent starts for the mode search (default ``max(8, 4 K)``).
-        start_steps: Adam steps of the mode search.
+        start_steps: Adam steps of the mode search (``start_at_laplace=False``).
+        start_at_laplace: climb from each start by L-BFGS and give every component the Laplace covariance
+            of the best mode (:mod:`deepprob.guides.start`).
 
     Parameters after the first call: ``locs`` (K, D), ``scales`` (K, D), ``scale_trils`` (K, D, D) with
     unit diagonal, ``logits`` (K,); component k has Cholesky factor ``scales[k, :, None] * scale_trils[k]``.

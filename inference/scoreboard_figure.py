@@ -28,7 +28,8 @@ def heat_map(board, out: Path) -> Path:
         ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(posteriors)), posteriors if ax is axes[0, 0] else [], fontsize=8)
         ax.set_title(f"{title} (reference sds)", fontsize=10)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=f"reference sds (capped at {CAP:g})")
+    # beside the right panel only: a colour bar taken from both axes is laid over them by tight_layout
+    fig.colorbar(image, ax=axes[0, 1], shrink=0.8, label=f"reference sds (capped at {CAP:g})")
     return save(fig, out / "scoreboard.png")
 
 

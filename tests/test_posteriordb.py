@@ -135,3 +135,32 @@ def test_compare_a_posterior_by_name_against_its_reference(tmp_path, capsys):
         assert row["mean_err_sd"] < 0.3 and row["sd_err_sd"] < 0.35, (guide, row["mean_err_sd"], row["sd_err_sd"])
         assert row["gradient_evaluations"] > 3000
     assert (tmp_path / f"{BUNDLED_NAME}_forest.png").exists()
+
+
+def corrupted_copy(folder: Path, corrupt) -> Path:
+    """The bundled database copied to ``folder``, its reference draws passed through ``corrupt``."""
+    import shutil
+    import zipfile
+
+    root = Path(shutil.copytree(BUNDLED, folder / "posterior_database"))
+    path = root / "reference_posteriors" / "draws" / "draws" / f"{BUNDLED_NAME}.json.zip"
+    with zipfile.ZipFile(path) as archive:
+        inner = archive.namelist()[0]
+        chains = json.loads(archive.read(inner))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(inner, json.dumps(corrupt(chains)))
+    return root
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda chains: [chains[0], {k: v[:-5] for k, v in chains[1].items()}, *chains[2:]],
+     "the chains have different numbers of draws of 'theta[1]'"),
+    (lambda chains: [dict(c, zeta=c["mu"]) for c in chains], "the model records no site 'zeta'"),
+])
+def test_a_database_whose_draws_do_not_fit_the_model_is_one_line(tmp_path, capsys, corrupt, message):
+    root = corrupted_copy(tmp_path, corrupt)
+    argv = ["compare", "--posterior", BUNDLED_NAME, "--posteriordb", str(root), "--guides", "fullrank", "--steps",
+            "50", "--quiet", "--out", str(tmp_path / "out")]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err, err
