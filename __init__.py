@@ -38,11 +38,12 @@ _EXPORTS = {
     "build_guide": "deepprob.guides.registry",
     "GuideOptions": "deepprob.guides.registry",
     "GUIDES": "deepprob.guides.registry",
+    "DEFAULT_GUIDES": "deepprob.guides.registry",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from deepprob.guides.registry import GUIDES, GuideOptions, build_guide  # noqa: F401
+    from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide  # noqa: F401
     from deepprob.inference.arviz_data import to_inference_data  # noqa: F401
     from deepprob.inference.compare import Comparison, compare  # noqa: F401
     from deepprob.inference.svi import FitResult, fit, fit_svi  # noqa: F401

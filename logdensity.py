@@ -328,7 +328,8 @@ class ModelStructure:
         sites = {**self.latent, **self.observed, **self.deterministic}
         out = {}
         for name in names:
-            value, shape = trace.nodes[name]["value"], sites[name].shape
+            # detached: under no_grad a view of a parameter (a point mass's draw) still requires grad
+            value, shape = trace.nodes[name]["value"].detach(), sites[name].shape
             if value.numel() == math.prod(shape):
                 out[name] = value.reshape(shape).expand((draws,) + shape)
             else:

@@ -39,7 +39,7 @@ from deepprob.datasets.stan_json import load_model_data, read_draws
 from deepprob.errors import InputError
 from deepprob.examples import problems
 from deepprob.examples.common import say
-from deepprob.guides import GuideOptions
+from deepprob.examples.options import guide_options
 from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.draws import predictive_mean
 from deepprob.inference.posteriors import database, load_posterior
@@ -70,7 +70,8 @@ def main(args):
 def settings(args) -> dict:
     """The SVI, NUTS and run options of ``compare``."""
     return {"guides": args.guides, "draws": args.draws, "steps": args.steps, "lr": args.lr,
-            "num_particles": args.num_particles, "engine": args.engine, "seed": args.seed, "jobs": args.jobs,
+            "num_particles": args.num_particles, "engine": args.engine, "objective": args.objective,
+            "seed": args.seed, "jobs": args.jobs,
             "progress": not args.quiet, "out": args.out,
             "nuts": NUTSBudget(args.chains, args.warmup, args.samples, args.max_tree_depth)}
 
@@ -79,8 +80,7 @@ def compare_builtin(args) -> dict:
     problem = problems.PROBLEMS[args.model](args)
     reference = {"exact": problem.exact, "nuts": "nuts", "none": None}[args.reference]
     kwargs = problem.compare_kwargs()
-    kwargs["options"] = GuideOptions(init_loc_fn=problem.init_loc_fn, components=args.components, rank=args.rank,
-                                     start=args.start)
+    kwargs["options"] = guide_options(args, problem.init_loc_fn)
     result = compare(problem.model, *problem.fit_args, reference=reference, **settings(args), **kwargs)
     result.figures(args.out)
     if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
@@ -99,8 +99,7 @@ def compare_user_model(args) -> dict:
             # checked here, so that a mismatch names the option and the file
             given_draws(reference, ModelStructure.of(model, data), what=f"--reference-draws {args.reference_draws}")
         result = compare(model, data, reference=reference, name=Path(args.model.rsplit(":", 1)[0]).stem,
-                         options=GuideOptions(components=args.components, rank=args.rank, start=args.start),
-                         **settings(args))
+                         options=guide_options(args), **settings(args))
         result.figures(args.out)
     return report(args, result)
 
@@ -113,8 +112,7 @@ def compare_posterior(args) -> dict:
         reference = problem.draws if args.reference == "nuts" else None  # --reference none: no reference at all
         result = compare(problem.model, problem.data, reference=reference, reference_latents=problem.reference_latents,
                          name=problem.name,
-                         options=GuideOptions(components=args.components, rank=args.rank, start=args.start),
-                         **settings(args))
+                         options=guide_options(args), **settings(args))
         result.figures(args.out)
     return report(args, result)
 

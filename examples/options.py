@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepprob.guides.registry import GUIDES
+from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions
 from deepprob.inference.engines import ENGINES
 
 # --- argument types: a bad value is an argparse error, one line, exit status 2 --------------------
@@ -63,12 +63,24 @@ def guide_name(text: str) -> str:
 
 
 def guide_names(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(GUIDES)
     names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
     unknown = [name for name in names if name not in GUIDES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(GUIDES)}, got {text!r}"
                                          + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     return names
+
+
+def objective_text(text: str) -> str:
+    from deepprob.errors import InputError
+    from deepprob.inference.objectives import parse_objective
+
+    try:
+        return str(parse_objective(text))
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--objective ")) from None
 
 
 # --- option groups shared by the examples ---------------------------------------------------------
@@ -106,6 +118,11 @@ def add_svi_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float 
         help="ELBO samples per step (default: %(default)s)",
     )
     group.add_argument(
+        "--objective", type=objective_text, default="elbo",
+        help="what SVI maximises: elbo, renyi:ALPHA (Renyi's bound, ALPHA >= 0, with --num-particles draws), or "
+             "iwae:K (the importance-weighted bound with K draws a step, tighter than the ELBO); the mixture "
+             "guide takes the ELBO only (default: %(default)s)")
+    group.add_argument(
         "--engine", choices=ENGINES, default="auto",
         help="how the steps run: pyro (Pyro's Trace_ELBO each step), compiled (the same estimator and Adam "
              "compiled into one C function per step on the CPU: ~50-100x faster after a compile of about a "
@@ -122,18 +139,38 @@ def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None 
         group.add_argument("--guide", type=guide_name, default=default,
                            help=f"one of {', '.join(GUIDES)} (default: %(default)s)")
     else:
-        group.add_argument("--guides", type=guide_names, default=list(GUIDES),
-                           help=f"comma-separated guides to fit (default: {','.join(GUIDES)})")
+        group.add_argument("--guides", type=guide_names, default=list(DEFAULT_GUIDES),
+                           help=f"comma-separated guides to fit, from {', '.join(GUIDES)}, or 'all' (default: "
+                           f"{','.join(DEFAULT_GUIDES)})")
         # --guide (one family) is the single examples' option; here it is refused with a pointer
         group.add_argument("--guide", default=None, help=argparse.SUPPRESS)
     group.add_argument(
         "--components", type=positive_int, default=2, help="mixture guide: number of Gaussians (default: 2)"
     )
     group.add_argument("--rank", type=positive_int, default=None, help="lowrank guide: rank (default: about sqrt(D))")
+    group.add_argument("--depth", type=positive_int, default=2,
+                       help="flow and iaf guides: number of autoregressive transforms (default: %(default)s)")
+    group.add_argument("--width", type=positive_int, default=None,
+                       help="flow and iaf guides: hidden units of each transform's network (default: Pyro's, 10 D)")
+    group.add_argument("--particles", type=positive_int, default=50,
+                       help="svgd guide: number of particles (default: %(default)s)")
+    group.add_argument("--paths", type=positive_int, default=1,
+                       help="pathfinder guide: number of paths; more than one gives their equal-weight mixture "
+                       "(multi-path Pathfinder) (default: %(default)s)")
+    group.add_argument("--resample", action="store_true",
+                       help="pathfinder guide with --paths > 1: importance-resample the mixture's draws (then no "
+                       "density, so no k-hat)")
     group.add_argument("--start", choices=["laplace", "prior"], default="laplace",
                        help="where the guides start: laplace (the mode by L-BFGS and the curvature there, SVI "
                        "refining it, each location's steps in units of its sd there), or prior (the prior's median, "
                        "sd 0.1, Pyro's start) (default: %(default)s)")
+
+
+def guide_options(args: argparse.Namespace, init_loc_fn=None) -> GuideOptions:
+    """The registry guides' options from the parsed ``add_guide_arguments``."""
+    return GuideOptions(init_loc_fn=init_loc_fn, components=args.components, rank=args.rank, depth=args.depth,
+                        width=args.width, particles=args.particles, paths=args.paths, resample=args.resample,
+                        start=args.start)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -357,6 +394,10 @@ def vae_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--elbo", choices=["trace", "meanfield"], default="trace",
         help="trace: Trace_ELBO (sampled KL); meanfield: TraceMeanField_ELBO (analytic KL) (default: %(default)s)")
+    fit.add_argument(
+        "--objective", type=objective_text, default="elbo",
+        help="what training maximises: elbo, or iwae:K (each image's importance-weighted bound from K codes, "
+             "Burda et al. 2016: K times the decoder's work a step) (default: %(default)s)")
     fit.add_argument(
         "--iw-samples", type=positive_int, default=100,
         help="K, samples per test image for the importance-weighted log p(x) (default: %(default)s)")

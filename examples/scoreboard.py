@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from deepprob.examples.common import say
-from deepprob.guides import GuideOptions
+from deepprob.examples.options import guide_options
 from deepprob.inference.posteriors import database
 from deepprob.inference.references import NUTSBudget
 from deepprob.inference.scoreboard import scoreboard
@@ -36,7 +36,7 @@ def main(args):
     board = scoreboard(db, names, args.guides, nuts=nuts, steps=args.steps, lr=args.lr,
                        num_particles=args.num_particles, engine=args.engine, draws=args.draws, seed=args.seed,
                        jobs=args.jobs, progress=not args.quiet, out=args.out, dtype=getattr(torch, args.dtype),
-                       options=GuideOptions(components=args.components, rank=args.rank, start=args.start))
+                       objective=args.objective, options=guide_options(args))
     figure = board.figure(args.out)
     say(args, *board.report(), f"heat map: {figure}")
     return {**board.to_dict(), "figure": str(figure)}

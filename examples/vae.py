@@ -64,13 +64,14 @@ def main(args: argparse.Namespace) -> dict:
     vae = VAE(train.shape, z_dim=args.z_dim, hidden=args.hidden, arch=args.arch).to(device)
     config = {k: v for k, v in vars(args).items() if k in (
         "dataset", "train_size", "test_size", "binarize", "threshold", "arch", "z_dim", "hidden", "batch_size",
-        "lr", "elbo")}
+        "lr", "elbo", "objective")}
     config.update(vae.config(), n_train=len(train))
     init = None
     if not args.resume:
         init = evaluate_vae(vae, x_test, num_samples=args.iw_samples)
     fit = fit_vae(
         vae, x_train, x_test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
+        objective=args.objective,
         binarization=args.binarize, threshold=args.threshold, checkpoint=args.out / "checkpoint.pt",
         resume=args.resume, config=config, init=init, progress=not args.quiet, engine=args.engine,
     )
@@ -87,14 +88,15 @@ def main(args: argparse.Namespace) -> dict:
         "iw_samples": args.iw_samples,
         "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]) if history["seconds"] else None,
         "resumed_from_epoch": fit["resumed_from"], "device": str(device), "engine": fit["engine"],
-        "compile_seconds": fit["compile_seconds"],
+        "compile_seconds": fit["compile_seconds"], "objective": args.objective,
     }
     if args.dataset == "onehot":
         train_codes = vae.encode(_binary(train, args))[0]
         metrics["latent_accuracy"] = nearest_centroid_accuracy(
             train_codes.cpu(), train.labels, codes.cpu(), test.labels)
     if not args.json and not args.quiet:
-        print(f"{note}; {args.arch} VAE, latent {args.z_dim}, hidden {args.hidden}, {args.elbo} ELBO, {device}")
+        print(f"{note}; {args.arch} VAE, latent {args.z_dim}, hidden {args.hidden}, {args.elbo} ELBO, "
+              f"objective {args.objective}, {device}")
         print(f"trained {fit['epochs']} epochs ({metrics['seconds_per_epoch'] or 0:.2f} s/epoch)"
               + (f", resumed from epoch {fit['resumed_from']}" if fit["resumed_from"] is not None else ""))
         print(f"nats per example     {'init':>9} {'trained':>9}")

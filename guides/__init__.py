@@ -4,6 +4,6 @@ Every guide is a Pyro ``AutoContinuous`` guide over the model's unconstrained la
 ``guide.get_posterior()`` is a distribution over that vector whatever the family.
 """
 
-from deepprob.guides.registry import GUIDES, GuideOptions, build_guide
+from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
 
-__all__ = ["GUIDES", "GuideOptions", "build_guide"]
+__all__ = ["DEFAULT_GUIDES", "GUIDES", "GuideOptions", "build_guide"]

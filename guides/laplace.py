@@ -8,12 +8,14 @@ from __future__ import annotations
 import warnings
 
 import torch
-from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
+from pyro.distributions import MultivariateNormal
+from pyro.infer.autoguide import AutoLaplaceApproximation
 from pyro.ops.hessian import hessian
 
 from deepprob.errors import FitDivergedError
+from deepprob.guides.fixed import FixedPosterior
 from deepprob.guides.start import StartsAtLaplace, floored_precision
-from deepprob.logdensity import ModelStructure, init_median
+from deepprob.logdensity import ModelStructure
 
 
 class LaplaceGuide(AutoLaplaceApproximation):
@@ -25,8 +27,8 @@ class LaplaceGuide(AutoLaplaceApproximation):
     :func:`~deepprob.guides.start.floored_precision`), with a warning saying how many.
     """
 
-    def finalize(self, *args, **kwargs) -> AutoMultivariateNormal:
-        """The Gaussian approximation at the fitted mode, as an ``AutoMultivariateNormal``."""
+    def finalize(self, *args, **kwargs) -> FixedPosterior:
+        """The Gaussian approximation N(mode, H^{-1}) at the fitted mode, as a guide."""
         # -log p(x, T(u)) - log |det dT/du| at the mode u = loc: the objective that the MAP fit minimised
         log_joint = ModelStructure.of(self.model, *args, **kwargs).log_joint_unconstrained(self.model, *args, **kwargs)
         H = hessian(-log_joint(self.loc.unsqueeze(0))[0], self.loc)
@@ -42,18 +44,12 @@ class LaplaceGuide(AutoLaplaceApproximation):
                               "too small to tell from 0 (not a strict maximum: fit longer, or use another guide); "
                               "they were raised to a floor", stacklevel=2)
             scale = cov.diagonal().sqrt()
-            correlation = cov / scale[:, None] / scale[None, :]
-            correlation_tril = torch.linalg.cholesky(correlation)
+            # the factor as diag(scale) chol(correlation): stable where the scales differ by orders of magnitude
+            correlation_tril = torch.linalg.cholesky(cov / scale[:, None] / scale[None, :])
             loc = self.loc.detach()
-            dtype = loc.dtype
-        # self.model carries this guide's initialisation; init_median only keeps Pyro's default off flat priors
-        gaussian = AutoMultivariateNormal(self.model, init_loc_fn=init_median)
-        gaussian._setup_prototype(*args, **kwargs)
-        del gaussian.loc, gaussian.scale, gaussian.scale_tril
-        gaussian.register_buffer("loc", loc)
-        gaussian.register_buffer("scale", scale.to(dtype))
-        # as in Pyro: the guide's covariance is diag(scale) L L^T diag(scale) with L the correlation's factor
-        gaussian.register_buffer("scale_tril", correlation_tril.to(dtype))
+            scale_tril = (scale[:, None] * correlation_tril).to(loc.dtype)
+        # self.model carries this guide's initialisation; FixedPosterior's packing is every guide's
+        gaussian = FixedPosterior(self.model, MultivariateNormal(loc, scale_tril=scale_tril), *args, **kwargs)
         gaussian.gradient_evaluations = len(loc)  # the Hessian: one backward pass a row
         return gaussian
 

@@ -28,7 +28,7 @@ from pyro.distributions.util import eye_like
 from pyro.infer.autoguide import AutoContinuous
 from pyro.nn import PyroParam
 
-from deepprob.guides.start import climb, find_mode, unit_cholesky
+from deepprob.guides.start import climb_starts, find_mode, unit_cholesky
 from deepprob.logdensity import ModelStructure, init_median, init_sample
 
 
@@ -119,6 +119,8 @@ class AutoGaussianMixture(AutoContinuous):
     unit diagonal, ``logits`` (K,); component k has Cholesky factor ``scales[k, :, None] * scale_trils[k]``.
     """
 
+    discrete_choice = True  # a draw picks a component: the ELBO only (fit_svi's objectives)
+
     def __init__(self, model, components=2, init_loc_fn=init_median, init_scale=0.1,
                  num_starts=None, start_steps=200, start_at_laplace=False):
         if components < 1:
@@ -160,19 +162,17 @@ class AutoGaussianMixture(AutoContinuous):
                     **kwargs) -> torch.Tensor:
         # the latent vector as every AutoContinuous packs it (the model's sites in order, unconstrained)
         structure = ModelStructure.of(self.model, *args, **kwargs)
-        with torch.no_grad():  # the init_loc_fn point of the prototype trace, or the given one
-            starts = [first if first is not None else
-                      structure.pack({name: self.prototype_trace.nodes[name]["value"] for name in structure.latent})]
+        if climb_with_lbfgs:  # every start climbed to its mode (the first, the Laplace mode, is one already)
+            log_joint = structure.log_joint_unconstrained(self.model, *args, **kwargs)
+            points, heights, self.gradient_evaluations = climb_starts(
+                self.model, structure, log_joint, (first, float(log_joint(first.unsqueeze(0))[0])),
+                self.num_starts, *args, **kwargs)
+            return select_separated(points, heights, self.components)
+        with torch.no_grad():  # the init_loc_fn point of the prototype trace
+            starts = [structure.pack({name: self.prototype_trace.nodes[name]["value"] for name in structure.latent})]
         # draws of the prior; uniform in (-2, 2) of the unconstrained space where a prior cannot be sampled
         starts += [structure.initial_point(self.model, *args, init_fn=init_sample, **kwargs)
                    for _ in range(self.num_starts - 1)]
-        if climb_with_lbfgs:  # every start climbed to its mode (the first is one already)
-            log_joint = structure.log_joint_unconstrained(self.model, *args, **kwargs)
-            climbed = [(first, float(log_joint(first.unsqueeze(0))[0]), 0)] + [climb(log_joint, s) for s in starts[1:]]
-            climbed = [c for c in climbed if c is not None]
-            self.gradient_evaluations = sum(c[2] for c in climbed)
-            points, heights = torch.stack([c[0] for c in climbed]), torch.tensor([c[1] for c in climbed])
-            return select_separated(points, heights.to(points.dtype), self.components)
         points = torch.nn.Parameter(torch.stack(starts))
         optimizer = torch.optim.Adam([points], lr=0.05)
         # the guide's first call may come under no_grad (fit_svi creates parameters that way)

@@ -18,6 +18,10 @@ class GuideOptions:
         init_scale: initial posterior standard deviation in unconstrained space.
         components: number of Gaussians of the ``mixture`` guide.
         rank: rank of the ``lowrank`` guide (``None``: about sqrt of the latent dimension).
+        depth, width: the ``flow`` and ``iaf`` guides' number of transforms and hidden units (None: Pyro's).
+        particles: the ``svgd`` guide's number of particles.
+        paths, resample: ``pathfinder``'s number of paths (more than one: their equal-weight mixture) and
+            whether the mixture's draws are importance resampled.
         start: ``"laplace"`` (default): every family starts at the Laplace approximation (the mode by L-BFGS
             from ``init_loc_fn``'s point, and the curvature there, :mod:`deepprob.guides.start`), SVI refining
             it; ``"prior"``: at ``init_loc_fn``'s point with sd ``init_scale`` (Pyro's start).
@@ -27,6 +31,11 @@ class GuideOptions:
     init_scale: float = 0.1
     components: int = 2
     rank: int | None = None
+    depth: int = 2
+    width: int | None = None
+    particles: int = 50
+    paths: int = 1
+    resample: bool = False
     start: str = "laplace"
 
     def __post_init__(self):
@@ -49,7 +58,14 @@ GUIDES: dict[str, str] = {
     "fullrank": "deepprob.guides.fullrank:build",
     "lowrank": "deepprob.guides.lowrank:build",
     "mixture": "deepprob.guides.mixture:build",
+    "delta": "deepprob.guides.delta:build",
+    "flow": "deepprob.guides.flow:build",
+    "iaf": "deepprob.guides.flow:build_iaf",
+    "pathfinder": "deepprob.guides.pathfinder:build",
+    "svgd": "deepprob.guides.svgd:build",
 }
+# what compare and the scoreboard fit unless told: the Gaussian families and the mixture
+DEFAULT_GUIDES = ("laplace", "meanfield", "fullrank", "lowrank", "mixture")
 
 
 def build_guide(name: str, model: Callable, options: GuideOptions | None = None):

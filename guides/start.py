@@ -43,6 +43,7 @@ class LaplaceStart:
     precision: torch.Tensor
     covariance: torch.Tensor
     evaluations: int
+    modes: torch.Tensor | None = None  # (M, D): the distinct modes a search from several starts found
 
     @property
     def sds(self) -> torch.Tensor:
@@ -61,29 +62,38 @@ def find_mode(model, prototype_trace, *args, **kwargs) -> LaplaceStart | None:
     return laplace_at_mode(structure.log_joint_unconstrained(model, *args, **kwargs), start)
 
 
+def _negative_log_density(log_joint, u: torch.Tensor) -> torch.Tensor:
+    """-log_joint at u (D,), with its gradient in ``u.grad``; +inf (and a zero gradient) where the density
+    cannot be computed (a factorisation that fails far out) or is not finite: a point of density 0, as Stan
+    rejects it."""
+    try:
+        loss = -log_joint(u.unsqueeze(0))[0]
+    except (RuntimeError, ValueError):
+        loss = None
+    if loss is None or not torch.isfinite(loss):
+        u.grad = torch.zeros_like(u)
+        return torch.tensor(math.inf, dtype=u.dtype)
+    loss.backward()
+    return loss.detach()
+
+
+def _lbfgs(u: torch.Tensor, max_iter: int, max_eval: int | None = None, history_size: int = 50) -> torch.optim.LBFGS:
+    return torch.optim.LBFGS([u], lr=1.0, max_iter=max_iter, max_eval=max_eval, line_search_fn="strong_wolfe",
+                             tolerance_grad=1e-9, tolerance_change=1e-12, history_size=history_size)
+
+
 def climb(log_joint, start: torch.Tensor, max_evaluations: int = 1000) -> tuple[torch.Tensor, float, int] | None:
     """L-BFGS (strong Wolfe line search) up the log density ``log_joint`` (unconstrained, (S, D) -> (S,)) from
-    ``start`` (D,): (the mode, the log density there, the evaluations), or None where it is not finite.
-    A point where the density cannot be computed (a factorisation that fails far out) counts as one of
-    density 0, as Stan rejects it."""
+    ``start`` (D,): (the mode, the log density there, the evaluations), or None where it is not finite."""
     u = start.detach().clone().requires_grad_()
-    optimizer = torch.optim.LBFGS([u], lr=1.0, max_iter=max_evaluations, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12, history_size=50)
+    optimizer = _lbfgs(u, max_evaluations)
     evaluations = 0
 
     def closure():
         nonlocal evaluations
         evaluations += 1
         optimizer.zero_grad()
-        try:
-            loss = -log_joint(u.unsqueeze(0))[0]
-        except (RuntimeError, ValueError):
-            loss = None
-        if loss is None or not torch.isfinite(loss):
-            u.grad = torch.zeros_like(u)
-            return torch.tensor(math.inf, dtype=u.dtype)
-        loss.backward()
-        return loss.detach()
+        return _negative_log_density(log_joint, u)
 
     with torch.enable_grad():
         try:
@@ -93,6 +103,64 @@ def climb(log_joint, start: torch.Tensor, max_evaluations: int = 1000) -> tuple[
         except (RuntimeError, ValueError):
             return None
     return (u.detach(), height, evaluations) if math.isfinite(height) else None
+
+
+@dataclass
+class OptimisationPath:
+    """The iterates of an L-BFGS run up a log density: ``points`` (L + 1, D), ``log_densities`` (L + 1,) and
+    ``gradients`` (L + 1, D) of the log density there (the start first), and ``evaluations``, the log density
+    and gradient evaluations it took (line searches included)."""
+
+    points: torch.Tensor
+    log_densities: torch.Tensor
+    gradients: torch.Tensor
+    evaluations: int
+
+
+def lbfgs_path(log_joint, start: torch.Tensor, max_iterations: int = 1000,
+               relative_tolerance: float = 1e-10) -> OptimisationPath | None:
+    """L-BFGS as :func:`climb` runs it, one iteration at a time, recording every iterate (Pathfinder's path).
+    It stops when an iteration no longer moves, or changes the log density by less than
+    ``relative_tolerance`` of it; None where the start's density is not finite."""
+    u = start.detach().clone().requires_grad_()
+    optimizer = _lbfgs(u, 1, max_eval=25)  # one iteration a step(), its line search up to 25 evaluations
+    evaluations, cache = 0, {}
+
+    def closure():
+        # each step() evaluates the current point first: the point the last line search ended at, kept here
+        nonlocal evaluations
+        optimizer.zero_grad()
+        key = u.detach().clone()
+        if "point" in cache and torch.equal(cache["point"], key):
+            u.grad = cache["grad"].clone()
+            return cache["loss"]
+        evaluations += 1
+        loss = _negative_log_density(log_joint, u)
+        cache.update(point=key, grad=u.grad.detach().clone(), loss=loss)
+        return loss
+
+    points, values, grads = [], [], []
+    with torch.enable_grad():
+        for _ in range(max_iterations + 1):
+            try:
+                loss = closure()
+            except (RuntimeError, ValueError):
+                break
+            if not torch.isfinite(loss):
+                break
+            points.append(u.detach().clone())
+            values.append(-loss)
+            grads.append(-u.grad.detach().clone())
+            if len(values) > 1 and (torch.equal(points[-1], points[-2]) or abs(float(values[-1] - values[-2]))
+                                    <= relative_tolerance * (1.0 + abs(float(values[-1])))):
+                break
+            try:
+                optimizer.step(closure)
+            except (RuntimeError, ValueError):
+                break
+    if not points:
+        return None
+    return OptimisationPath(torch.stack(points), torch.stack(values), torch.stack(grads), evaluations)
 
 
 def laplace_at_mode(log_joint, start: torch.Tensor) -> LaplaceStart | None:
@@ -132,19 +200,67 @@ def floored_precision(H: torch.Tensor):
     return precision, covariance, clipped
 
 
+def climb_starts(model, structure: ModelStructure, log_joint, first: tuple[torch.Tensor, float], num_starts: int,
+                 *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A search for modes: :func:`climb` from ``num_starts - 1`` draws of the prior (uniform in (-2, 2) of the
+    unconstrained space where a prior cannot be sampled), beside ``first``, a mode already found with its log
+    density. Returns the optima (S, D), their log densities (S,) and the evaluations it took."""
+    from deepprob.logdensity import init_sample
+
+    starts = [structure.initial_point(model, *args, init_fn=init_sample, **kwargs) for _ in range(num_starts - 1)]
+    climbed = [(first[0], first[1], 0)] + [climb(log_joint, s) for s in starts]
+    climbed = [c for c in climbed if c is not None]
+    points, heights = torch.stack([c[0] for c in climbed]), torch.tensor([c[1] for c in climbed])
+    return points, heights.to(points.dtype), sum(c[2] for c in climbed)
+
+
+def distinct_modes(points: torch.Tensor, heights: torch.Tensor, sds: torch.Tensor, drop: float = 20.0,
+                   apart: float = 3.0) -> torch.Tensor:
+    """The optima within ``drop`` nats of the best that lie more than ``apart`` sds (``sds``, (D,)) from every
+    higher one: (M, D), the highest first."""
+    chosen = []
+    for i in torch.argsort(heights, descending=True).tolist():
+        if heights[i] < heights.max() - drop:
+            break
+        if all(float(((points[i] - points[j]) / sds).norm()) > apart for j in chosen):
+            chosen.append(i)
+    return points[chosen]
+
+
+def covering_frame(start: LaplaceStart) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, covariance) of the equal-weight mixture of N(mode_m, H^{-1}) over the distinct modes found (the
+    Laplace approximation itself where there is one): a Gaussian wide enough to cover every mode."""
+    if start.modes is None or len(start.modes) < 2:
+        return start.loc, start.covariance
+    mean = start.modes.mean(0)
+    spread = start.modes - mean
+    return mean, start.covariance + spread.T @ spread / len(start.modes)
+
+
 class StartsAtLaplace:
     """Mixin of an ``AutoContinuous`` guide: its parameters, once made, are set from the Laplace start by its
-    ``start_from(start)`` (each family its own). ``gradient_evaluations`` counts the search's."""
+    ``start_from(start)`` (each family its own). ``gradient_evaluations`` counts the search's. A family with
+    ``find_modes`` also searches for modes from ``num_starts`` starts (``start.modes``)."""
 
     keeps_family = True  # the compiled engine's pure form of the base class still applies
     gradient_evaluations = 0
     step_scales = None
+    find_modes = False
+    num_starts = 8
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices):  # off the record: the fit's noise is as without the start
             start = find_mode(self.model, self.prototype_trace, *args, **kwargs)
+            if start is not None and self.find_modes:
+                structure = ModelStructure.of(self.model, *args, **kwargs)
+                log_joint = structure.log_joint_unconstrained(self.model, *args, **kwargs)
+                height = float(log_joint(start.loc.unsqueeze(0))[0])
+                points, heights, evaluations = climb_starts(self.model, structure, log_joint, (start.loc, height),
+                                                            self.num_starts, *args, **kwargs)
+                start.modes = distinct_modes(points, heights, start.sds)
+                start.evaluations += evaluations
         if start is not None:
             with torch.no_grad():
                 self.start_from(start)

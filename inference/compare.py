@@ -45,12 +45,13 @@ import pyro
 import torch
 
 from deepprob.errors import FitDivergedError, InputError
-from deepprob.guides.registry import GUIDES, GuideOptions, build_guide
+from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
 from deepprob.inference.arviz_data import az, save_inference_data, summary_text, to_inference_data
 from deepprob.inference.diagnostics import loo, mmd2, moment_errors, psis_khat, relative_efficiency, wasserstein2
 from deepprob.inference.draws import Draws, draws_from_guide, draws_from_latents, first_float
 from deepprob.inference.engines import will_compile
 from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.objectives import parse_objective
 from deepprob.inference.references import (
     Exact,
     NUTSBudget,
@@ -135,6 +136,7 @@ class Settings:
     engine: str
     seed: int
     start: str = "laplace"
+    objective: str = "elbo"
     jobs: int = 1
     observations: int = 0
     compared_on: str = ""
@@ -317,22 +319,37 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     guide = build_guide(name, setup.model, setup.options)
     try:
         fit = fit_svi(setup.model, guide, *setup.args, steps=s.steps, lr=s.lr, num_particles=s.num_particles,
-                      engine=s.engine, progress=setup.progress, desc=f"compare {s.name}/{name}", **setup.kwargs)
+                      engine=s.engine, objective=_objective_for(guide, s.objective), progress=setup.progress,
+                      desc=f"compare {s.name}/{name}", **setup.kwargs)
     except FitDivergedError as err:
         return err
     draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
     idata = setup.inference_data(draws, {"guide": name})
     row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
            "compiled_by": fit.extras.get("compiled_by"), "gradient_evaluations": fit.extras["gradient_evaluations"],
-           "khat": psis_khat(draws.log_weights)}
+           "khat": _khat(fit.guide, draws)}
+    if "density_evaluations" in fit.extras:
+        row["density_evaluations"] = fit.extras["density_evaluations"]
     if fit.extras.get("fallback"):
         row["fallback"] = fit.extras["fallback"]
-    if exact is not None:
+    if exact is not None and getattr(fit.guide, "q_density", "density") == "density":
         row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
     return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, name))
+
+
+def _objective_for(guide, objective: str) -> str:
+    """The comparison's objective for ``guide``: the ELBO for those that take no other (the mixture)."""
+    return "elbo" if getattr(guide, "discrete_choice", False) else objective
+
+
+def _khat(guide, draws: Draws) -> float:
+    """PSIS k-hat of the draws' weights p / q; infinite for a point mass (its weights are 0 almost everywhere),
+    undefined (NaN) for particles, which have no density."""
+    kind = getattr(guide, "q_density", "density")
+    return psis_khat(draws.log_weights) if kind == "density" else math.inf if kind == "point mass" else math.nan
 
 
 def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun:
@@ -488,6 +505,7 @@ def compare(
     lr: float | None = None,
     num_particles: int = 4,
     engine: str = "auto",
+    objective: str = "elbo",
     options: GuideOptions | None = None,
     nuts: NUTSBudget | dict | None = None,
     seed: int = 0,
@@ -507,13 +525,15 @@ def compare(
     """Fit every guide to ``model(*args, **model_kwargs)`` and measure each against ``reference``.
 
     Args:
-        guides: names from the registry (default: all of ``deepprob.guides.GUIDES``).
+        guides: names from the registry ``deepprob.guides.GUIDES`` (default: ``DEFAULT_GUIDES``, the Gaussian
+            families and the mixture).
         reference: ``"nuts"``, ``None``, draws ({site or ``name[i]``: array (draws, ...) or
             (chains, draws, ...)}, or an InferenceData), or an exact posterior (a torch distribution over
             the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.references.Exact`).
         draws: draws from each guide (and from an exact reference).
         var_names: the sites compared and stored (default: every latent and deterministic site).
-        steps, lr, num_particles, engine: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`);
+        steps, lr, num_particles, engine, objective: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`;
+            ``objective`` ``"elbo"``, ``"renyi:ALPHA"`` or ``"iwae:K"``, the ELBO for the mixture);
             ``lr`` by default :func:`default_lr` of the guides' start and the steps: smaller steps from the
             Laplace start, which is near the optimum already (the steps' noise is then the error that is
             left), 0.005 over 10,000 steps, up to 0.02 over fewer.
@@ -539,6 +559,7 @@ def compare(
             sites the model does not record or have the wrong shape.
     """
     names = _guide_names(guides)
+    objective = str(parse_objective(objective))
     options = options or GuideOptions()
     lr = default_lr(options.start, steps) if lr is None else lr
     if draws < 20:
@@ -556,7 +577,8 @@ def compare(
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
     settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
-                        num_particles=num_particles, engine=engine, seed=seed, start=options.start, jobs=jobs,
+                        num_particles=num_particles, engine=engine, seed=seed, start=options.start,
+                        objective=objective, jobs=jobs,
                         observations=sum(math.prod(site.shape) for site in structure.observed.values()))
     setup = _Setup(model, args, kwargs, structure, settings, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
@@ -579,7 +601,7 @@ def compare(
 
 
 def _guide_names(guides: Sequence[str] | None) -> list[str]:
-    names = list(GUIDES) if guides is None else list(dict.fromkeys(guides))
+    names = list(DEFAULT_GUIDES) if guides is None else list(dict.fromkeys(guides))
     unknown = [g for g in names if g not in GUIDES]
     if unknown or not names:
         raise InputError(f"guides {','.join(names)!r}: expected names from {', '.join(GUIDES)}"

@@ -24,7 +24,7 @@ import torch
 
 from deepprob.datasets.posteriordb import PosteriorDatabase
 from deepprob.errors import InputError
-from deepprob.guides.registry import GUIDES, GuideOptions
+from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions
 from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.posteriors import load_posterior, translated
 from deepprob.inference.references import NUTSBudget
@@ -149,8 +149,8 @@ def _cell(value, width: int, digits: int) -> str:
 def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guides: list[str] | None = None, *,
                nuts: NUTSBudget | None = SHORT_NUTS, steps: int = 10000, lr: float | None = None,
                num_particles: int = 4,
-               engine: str = "auto", draws: int = 2000, seed: int = 0, jobs: int = 1, progress: bool = False,
-               out: str | Path | None = None, dtype: torch.dtype = torch.float64,
+               engine: str = "auto", objective: str = "elbo", draws: int = 2000, seed: int = 0, jobs: int = 1,
+               progress: bool = False, out: str | Path | None = None, dtype: torch.dtype = torch.float64,
                options: GuideOptions | None = None) -> Scoreboard:
     """Every guide (and NUTS on the budget ``nuts``; None: none) on every posterior of ``db`` that has a
     translation (or those of ``posteriors``), against its reference draws, in ``dtype`` (Stan's float64).
@@ -174,14 +174,15 @@ def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guide
             problem = load_posterior(name, db, dtype)
             try:
                 comparisons[name] = compare(
-                    problem.model, problem.data, guides=guides or list(GUIDES), reference=problem.draws,
+                    problem.model, problem.data, guides=guides or list(DEFAULT_GUIDES), reference=problem.draws,
                     options=options or GuideOptions(),
                     reference_latents=problem.reference_latents, nuts_row=nuts, steps=steps, lr=lr,
-                    num_particles=num_particles, engine=engine, draws=draws, seed=seed, jobs=jobs, name=name,
+                    num_particles=num_particles, engine=engine, objective=objective, draws=draws, seed=seed,
+                    jobs=jobs, name=name,
                     out=None if out is None else Path(out) / name)
             except (InputError, RuntimeError, ValueError) as err:  # one posterior's failure is reported, not fatal
                 failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    settings = {"guides": guides or list(GUIDES), "start": (options or GuideOptions()).start,
-                "steps": steps, "lr": lr, "num_particles": num_particles,
+    settings = {"guides": guides or list(DEFAULT_GUIDES), "start": (options or GuideOptions()).start,
+                "steps": steps, "lr": lr, "num_particles": num_particles, "objective": objective,
                 "draws": draws, "seed": seed, "nuts": None if nuts is None else vars(nuts), "database": str(db.root)}
     return Scoreboard(comparisons, failed, time.perf_counter() - start, settings)

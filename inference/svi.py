@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
 from deepprob.guides.registry import GuideOptions, build_guide
 from deepprob.inference.engines import check_engine, will_compile
+from deepprob.inference.objectives import Objective, parse_objective
 from deepprob.logdensity import ModelStructure, init_median
 from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
 from deepprob.runtime import report_once, rng_untouched
@@ -156,6 +157,7 @@ def fit_svi(
     progress: bool = True,
     desc: str = "SVI",
     engine: str = "auto",
+    objective: str | Objective = "elbo",
     **kwargs,
 ) -> FitResult:
     """Maximise the ELBO of ``guide`` for ``model(*args, **kwargs)`` by stochastic gradient ascent.
@@ -168,6 +170,11 @@ def fit_svi(
     estimates averages out instead of being frozen into the final parameters. Data and parameters stay
     on the device of ``args``. The returned ``elbo`` is a fresh estimate with ``elbo_particles`` draws
     from the final guide (for ``laplace``, of its Gaussian, not of the MAP point).
+
+    ``objective`` (:mod:`~deepprob.inference.objectives`): ``"elbo"``, ``"renyi:ALPHA"`` (Pyro's
+    ``RenyiELBO`` with ``num_particles`` draws) or ``"iwae:K"`` (the importance-weighted bound, K draws a
+    step); the returned ``elbo`` is the ELBO whatever the objective. Guides that make a discrete choice
+    (the mixture) take the ELBO only.
 
     ``engine`` picks how the steps run: ``"pyro"``, through Pyro's ``Trace_ELBO`` each step;
     ``"compiled"``, the same estimator and optimiser compiled into one function per step
@@ -185,9 +192,15 @@ def fit_svi(
     if steps < 1:
         raise InputError(f"--steps {steps}: expected at least 1 step")
     check_engine(engine)
+    objective = parse_objective(objective)
     ExponentialDecay(lr, steps, final_lr_fraction)  # checks the learning rate and the decay
+    if not objective.is_elbo and getattr(guide, "discrete_choice", False):
+        raise InputError(f"--objective {objective}: the {type(guide).__name__} guide draws a discrete component, "
+                         "which the Renyi and IWAE bounds do not take (Pyro's RenyiELBO neither); use elbo")
     start = time.perf_counter()
     validate = is_validation_enabled()
+    if getattr(guide, "fits_itself", False):  # pathfinder: an optimisation of its own, no SVI steps
+        return _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, desc)
     with torch.no_grad(), invalid_values_at(0):
         guide(*args, **kwargs)  # create the guide's parameters (on the data's device)
     params = collect_parameters(guide, model)
@@ -202,20 +215,27 @@ def fit_svi(
             raise InputError(f"--engine compiled: not possible here, {problem} (use --engine pyro or auto)")
         if problem is None:
             return _fit_compiled(model, guide, args, kwargs, start=start, steps=steps, lr=lr,
-                                 num_particles=num_particles, final_lr_fraction=final_lr_fraction,
+                                 num_particles=objective.draws(num_particles), objective=objective,
+                                 final_lr_fraction=final_lr_fraction,
                                  average_fraction=average_fraction, elbo_particles=elbo_particles,
                                  progress=progress, desc=desc, validate=validate)
         if loss is None:
             fallback = report_once(f"the compiled engine cannot fit this: {problem}; Pyro's engine fits it")
     nesting = ModelStructure.of(model, *args, **kwargs).nesting
     if loss is None:
-        loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
-                          max_plate_nesting=nesting)
+        loss = objective.pyro_loss(num_particles, nesting)
+
+    own_loss = getattr(guide, "loss_fn", None)  # svgd: a loss of its own, on the model's log density
+    if own_loss is not None:
+        own_loss = own_loss(ModelStructure.of(model, *args, **kwargs).log_joint_unconstrained(model, *args, **kwargs))
+        named = dict(guide.named_parameters())
 
     def loss_at(step: int) -> torch.Tensor:
         # distribution arguments are validated on the first step only: it is a sizeable share of the
         # cost of a small model's step, and a NaN later on is caught by check_loss anyway
         with pyro.validation_enabled(step == 0 and validate):
+            if own_loss is not None:
+                return own_loss(named)
             return loss.differentiable_loss(model, guide, *args, **kwargs)
 
     loop_start = time.perf_counter()
@@ -224,8 +244,24 @@ def fit_svi(
                       step_scales=_step_scales(guide, params))
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
               "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback,
-              "gradient_evaluations": steps * getattr(loss, "num_particles", 1)}
+              "gradient_evaluations": steps * _gradients_per_step(guide, getattr(loss, "num_particles", 1))}
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
+
+
+def _gradients_per_step(guide, particles: int) -> int:
+    """Gradients of the log density a step takes: one a particle (svgd: one for each of its particles)."""
+    own = getattr(guide, "gradient_evaluations_per_step", None)
+    return own() if own is not None else particles
+
+
+def _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, desc) -> FitResult:
+    """A guide fitted by an optimisation of its own (``guide.fit_without_svi``: pathfinder)."""
+    fitted, losses, extras = guide.fit_without_svi(*args, progress=progress, desc=desc, **kwargs)
+    extras = {"engine": type(guide).__name__, "compiled_by": None, "compile_seconds": 0.0, "fallback": None,
+              **extras}
+    extras["steps_per_second"] = None
+    nesting = ModelStructure.of(model, *args, **kwargs).nesting
+    return _finish(model, fitted, args, kwargs, losses, start, elbo_particles, extras, nesting)
 
 
 def _step_scales(guide, params: list) -> list[torch.Tensor | None]:
@@ -248,8 +284,8 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
         guide, elbo_fn = finalize(*args, **kwargs), None
         extras["gradient_evaluations"] += getattr(guide, "gradient_evaluations", 0)
     seconds = time.perf_counter() - start
-    if not elbo_particles:
-        elbo = math.nan
+    if not elbo_particles or getattr(guide, "q_density", "density") != "density":
+        elbo = math.nan  # particles or a point mass: log q is no density, E_q[log p - log q] no ELBO
     elif elbo_fn is not None:
         elbo = elbo_fn(elbo_particles)
     else:
@@ -258,7 +294,7 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
                      args=args, kwargs=kwargs)
 
 
-def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, final_lr_fraction,
+def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, objective, final_lr_fraction,
                   average_fraction, elbo_particles, progress, desc, validate) -> FitResult:
     """``fit_svi`` through :mod:`deepprob.inference.compiled.svi_steps` (the same estimator, compiled)."""
     from deepprob.inference.compiled import svi_steps
@@ -267,7 +303,9 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
     # the set-up draws no random numbers that count: the steps see the noise the Pyro engine's steps see
     with rng_untouched(next(iter(params.values())).device):
         with pyro.validation_enabled(False):
-            loss = svi_steps.svi_loss_fn(model, guide, *args, **kwargs)
+            loss = svi_steps.svi_loss_fn(model, guide, *args, objective=objective, **kwargs)
+            # the fit's ELBO is the ELBO, whatever the objective trained
+            elbo_loss = loss if objective.is_elbo else svi_steps.svi_loss_fn(model, guide, *args, **kwargs)
         nesting = loss.structure.nesting
         if validate:  # Pyro's checks of the model and guide, once, as the first step of the Pyro engine does
             with invalid_values_at(0), torch.no_grad():
@@ -282,11 +320,12 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
     extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
               "compile_seconds": runner.compile_seconds,
               "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
-              "gradient_evaluations": steps * (num_particles if loss.form.stochastic else 1)}
+              "gradient_evaluations": steps * _gradients_per_step(guide, num_particles if loss.form.stochastic
+                                                                  else 1)}
 
     def elbo_fn(n):
         with pyro.validation_enabled(False):
-            return svi_steps.fast_elbo_estimate(loss, params, n)
+            return svi_steps.fast_elbo_estimate(elbo_loss, params, n)
 
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn)
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from deepprob.inference.objectives import Objective
 from deepprob.logdensity import log_weights, run_model
 
 # Elements of one (K, batch, pixels) block of decoder logits: bounds the memory of an evaluation.
@@ -28,6 +30,19 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor, nu
     """
     model_trace, guide_trace = run_model(model, (x,), {}, draws=num_samples, nesting=1, guide=guide)
     return log_weights(model_trace, guide_trace, batch=True).expand(num_samples, x.shape[0])
+
+
+@dataclass(frozen=True)
+class ImportanceWeightedLoss:
+    """Minus ``objective``'s bound of each image from its own K codes, summed over the minibatch: the IWAE
+    objective (Burda et al. 2016) for ``iwae:K``, ``sum_n log (1/K) sum_k w_nk``. (Pyro's ``RenyiELBO`` would
+    pool the minibatch's weights into one bound of the joint p(x_1..x_N), far looser.)"""
+
+    objective: Objective
+
+    def differentiable_loss(self, model: Callable, guide: Callable, x: torch.Tensor) -> torch.Tensor:
+        log_w = log_importance_weights(model, guide, x, self.objective.draws(1))
+        return -self.objective.bound(log_w, 0).sum()
 
 
 @torch.no_grad()

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError, check_loss
 from deepprob.inference.engines import AUTO_COMPILE_STEPS
-from deepprob.inference.vae_eval import evaluate_vae
+from deepprob.inference.objectives import parse_objective
+from deepprob.inference.vae_eval import ImportanceWeightedLoss, evaluate_vae
 from deepprob.optim import adam_state, collect_parameters, make_adam
 from deepprob.runtime import atomic_torch_save, rng_untouched
 
@@ -44,18 +45,25 @@ class VAETrainer:
         elbo: ``"trace"`` (Monte Carlo KL, Pyro's ``Trace_ELBO``) or ``"meanfield"`` (analytic KL,
             ``TraceMeanField_ELBO``).
         batch_size: images per step.
+        objective: ``"elbo"`` or ``"iwae:K"`` (:class:`~deepprob.inference.vae_eval.ImportanceWeightedLoss`:
+            each image's K-code importance-weighted bound; K times the decoder's work a step).
     """
 
     def __init__(self, vae, *, lr: float = 1e-3, elbo: str = "trace", batch_size: int = 128,
-                 engine: str = "pyro"):
+                 engine: str = "pyro", objective: str = "elbo"):
         if elbo not in ELBOS:
             raise InputError(f"--elbo {elbo!r}: expected one of {', '.join(ELBOS)}")
+        objective = parse_objective(objective)
+        if objective.name == "renyi":
+            raise InputError(f"--objective {objective}: the VAE takes elbo or iwae:K")
+        if not objective.is_elbo and elbo == "meanfield":
+            raise InputError(f"--objective {objective}: not with --elbo meanfield (the analytic KL is the ELBO's)")
         if batch_size < 1:
             raise InputError(f"--batch-size {batch_size}: expected a positive integer")
         if engine not in VAE_ENGINES:
             raise InputError(f"--engine {engine!r}: expected one of {', '.join(VAE_ENGINES)}")
         self.vae, self.batch_size, self.engine = vae, batch_size, engine
-        self.loss = ELBOS[elbo]()
+        self.loss = ELBOS[elbo]() if objective.is_elbo else ImportanceWeightedLoss(objective)
         self.params = collect_parameters(vae.model, vae.guide)
         self.optimizer = make_adam(self.params, lr=lr)
         self.step = 0  # steps taken so far, over all epochs
@@ -64,7 +72,8 @@ class VAETrainer:
         if engine == "compiled":
             from deepprob.inference.compiled.vae_steps import CompiledVAESteps
 
-            self._compiled = CompiledVAESteps(vae, self.params, analytic_kl=elbo == "meanfield")
+            self._compiled = CompiledVAESteps(vae, self.params, analytic_kl=elbo == "meanfield",
+                                              loss=None if objective.is_elbo else self.loss)
 
     @property
     def compile_seconds(self) -> float:
@@ -171,6 +180,7 @@ def fit_vae(
     batch_size: int = 128,
     lr: float = 1e-3,
     elbo: str = "trace",
+    objective: str = "elbo",
     binarization: str = "dynamic",
     threshold: float = 0.5,
     checkpoint: str | Path | None = None,
@@ -206,7 +216,7 @@ def fit_vae(
     steps_per_epoch = -(-train.shape[0] // batch_size)
     if engine == "auto":
         engine = "compiled" if epochs * steps_per_epoch >= AUTO_COMPILE_STEPS else "pyro"
-    trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine)
+    trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine, objective=objective)
     history = {"train_elbo": [], "test_elbo": [], "seconds": []}
     start, resumed_from = 0, None
     if resume:

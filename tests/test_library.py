@@ -60,7 +60,7 @@ def eight_schools_comparison(eight_schools):
 def test_compare_a_users_model_against_nuts(eight_schools_comparison):
     result = eight_schools_comparison
     table = result.table
-    assert isinstance(table, pd.DataFrame) and list(table.index) == list(deepprob.GUIDES)
+    assert isinstance(table, pd.DataFrame) and list(table.index) == list(deepprob.DEFAULT_GUIDES)
     for column in ("elbo", "seconds", "mean_err_sd", "sd_err_sd", "w2", "khat", "elpd_loo"):
         assert table[column].notna().all(), column
     # the parameters the model's sample and deterministic sites share with the reference, Stan's names
@@ -69,12 +69,12 @@ def test_compare_a_users_model_against_nuts(eight_schools_comparison):
     assert table.loc["fullrank", "mean_err_sd"] < 0.3
     assert result.reference_stats["rhat_max"] < 1.05 and result.reference_stats["method"] == "nuts"
     idata = result.inference_data
-    assert set(idata) == {*deepprob.GUIDES, "reference"}
+    assert set(idata) == {*deepprob.DEFAULT_GUIDES, "reference"}
     assert idata["fullrank"].posterior["theta"].shape == (1, 1000, 8)
     assert list(idata["fullrank"].posterior["theta"].coords["theta_dim_0"].values) == list(range(1, 9))
     assert idata["reference"].posterior["theta"].shape == (2, 300, 8)
     out = json.loads(result.to_json())
-    assert set(out["guides"]) == set(deepprob.GUIDES) and out["reference_stats"]["method"] == "nuts"
+    assert set(out["guides"]) == set(deepprob.DEFAULT_GUIDES) and out["reference_stats"]["method"] == "nuts"
 
 
 def test_the_shell_gives_the_same_numbers_for_the_same_seed(eight_schools, eight_schools_comparison, tmp_path,
@@ -191,7 +191,7 @@ def test_reference_draws_in_posteriordb_format_and_flat_priors(flat_model, tmp_p
     assert out["reference"] == "draws" and out["reference_stats"]["chains"] == 4
     assert out["reference_stats"]["draws"] == 4000 and out["reference_stats"]["rhat_max"] < 1.01
     rows = out["guides"]
-    assert set(rows) == set(deepprob.GUIDES)
+    assert set(rows) == set(deepprob.DEFAULT_GUIDES)
     assert set(rows["fullrank"]["mean_err_sd_each"]) == {"mu", "sigma"}
     for guide in ("fullrank", "mixture"):  # sigma's posterior is skewed: these get the means
         assert rows[guide]["mean_err_sd"] < 0.1, guide

@@ -15,7 +15,13 @@ from torch.nn import functional as F
 from deepprob.cli import main as cli_main
 from deepprob.datasets.images import binarize, load_digits
 from deepprob.errors import FitDivergedError, InputError
-from deepprob.inference.vae_eval import evaluate_vae, log_importance_weights, nearest_centroid_accuracy
+from deepprob.inference.objectives import parse_objective
+from deepprob.inference.vae_eval import (
+    ImportanceWeightedLoss,
+    evaluate_vae,
+    log_importance_weights,
+    nearest_centroid_accuracy,
+)
 from deepprob.inference.vae_fit import VAETrainer, fit_vae
 from deepprob.models.vae import VAE
 
@@ -80,15 +86,38 @@ def test_trainer_step_loss_is_trace_elbo_and_meanfield_uses_analytic_kl():
     assert elbo == pytest.approx(expected.item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("elbo", ["trace", "meanfield"])
-def test_compiled_engine_takes_the_steps_of_the_pyro_engine(elbo):
+def test_the_iwae_objective_is_each_images_own_bound():
+    """iwae:1 is the ELBO, draw for draw; iwae:K bounds each image with its own K codes, above the ELBO of the
+    same codes, and the trainer refuses what it cannot do."""
+    vae, x = tiny_vae()
+    pyro.set_rng_seed(3)
+    elbo = Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+    pyro.set_rng_seed(3)
+    iw1 = ImportanceWeightedLoss(parse_objective("iwae:1")).differentiable_loss(vae.model, vae.guide, x)
+    assert iw1.item() == pytest.approx(elbo.item(), rel=1e-12)
+    pyro.set_rng_seed(4)
+    log_w = log_importance_weights(vae.model, vae.guide, x, 7)  # (7, 5)
+    pyro.set_rng_seed(4)
+    iw7 = ImportanceWeightedLoss(parse_objective("iwae:7")).differentiable_loss(vae.model, vae.guide, x)
+    expected = -(torch.logsumexp(log_w, 0) - math.log(7)).sum()  # per image, not one bound of the batch
+    assert iw7.item() == pytest.approx(expected.item(), rel=1e-12)
+    assert -iw7.item() > log_w.mean(0).sum().item()
+    with pytest.raises(InputError, match="--objective renyi:0.5: the VAE takes elbo or iwae:K"):
+        VAETrainer(vae, objective="renyi:0.5")
+    with pytest.raises(InputError, match="--objective iwae:4: not with --elbo meanfield"):
+        VAETrainer(vae, objective="iwae:4", elbo="meanfield")
+
+
+@pytest.mark.parametrize("elbo, objective", [("trace", "elbo"), ("meanfield", "elbo"), ("trace", "iwae:5")])
+def test_compiled_engine_takes_the_steps_of_the_pyro_engine(elbo, objective):
     """Same seed: the compiled step draws the same z, computes the same loss and makes the same Adam update."""
     torch.manual_seed(0)
     data = (torch.rand(40, 1, 1, 3, dtype=torch.float64) < 0.5).double()
     ends = {}
     for engine in ("pyro", "compiled"):
         vae, _ = tiny_vae()
-        trainer = VAETrainer(vae, lr=0.05, elbo=elbo, batch_size=16, engine=engine)  # batches of 16, 16 and 8
+        # batches of 16, 16 and 8
+        trainer = VAETrainer(vae, lr=0.05, elbo=elbo, batch_size=16, engine=engine, objective=objective)
         pyro.set_rng_seed(2)
         elbos = [trainer.train_epoch(data, torch.randperm(40)) for _ in range(3)]
         ends[engine] = elbos, [p.detach().clone() for p in vae.parameters()], trainer.optimizer.state_dict()

@@ -31,6 +31,7 @@ from pyro.infer.autoguide import (
 )
 from torch.distributions import LowRankMultivariateNormal, transform_to
 
+from deepprob.guides.flow import FlowGuide
 from deepprob.guides.mixture import AutoGaussianMixture, MixtureOfGaussians, leave_one_out
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -142,6 +143,35 @@ class PointMass(Reparameterised):
         return Draw(z, z.new_zeros(1))
 
 
+class NoNoise(Reparameterised):
+    """A guide whose loss draws no noise (svgd's particles): its steps are deterministic."""
+
+    stochastic = False
+
+    def noise(self, params, num_particles):
+        return ()
+
+
+class FlowDraw(Reparameterised):
+    """:class:`~deepprob.guides.flow.FlowGuide`: u = A(F_L(... F_1(eps))), its transforms' parameters swapped
+    in by ``torch.func.functional_call`` (the guide's ``push``), so that the flows' own code is the pure form."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        z, log_q = torch.func.functional_call(_Push(self.guide), {f"guide.{k}": v for k, v in params.items()},
+                                              (eps,))
+        return Draw(z, log_q)
+
+
+class _Push(torch.nn.Module):
+    def __init__(self, guide):
+        super().__init__()
+        self.guide = guide
+
+    def forward(self, eps):
+        return self.guide.push(eps)
+
+
 class MixtureDraw(Reparameterised):
     """:class:`~deepprob.guides.mixture.AutoGaussianMixture`: noise = (components k (S,), eps (S, D)).
 
@@ -177,6 +207,7 @@ FORMS: dict[type, type[Reparameterised]] = {
     AutoLowRankMultivariateNormal: LowRankNormal,
     AutoLaplaceApproximation: PointMass,
     AutoGaussianMixture: MixtureDraw,
+    FlowGuide: FlowDraw,
 }
 
 

@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 
 from deepprob.errors import NAN_HINT, FitDivergedError
 from deepprob.inference.compiled.compiling import compile_step
-from deepprob.inference.compiled.reparam import Reparameterised, reparameterised
+from deepprob.inference.compiled.reparam import NoNoise, Reparameterised, reparameterised
+from deepprob.inference.objectives import ELBO, Objective
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, adam_update_, collect_parameters
 from deepprob.runtime import report_once, rng_untouched
@@ -52,8 +53,12 @@ def guide_parameters(guide) -> dict[str, torch.nn.Parameter]:
     return dict(guide.named_parameters())
 
 
-def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tuple], torch.Tensor]:
+def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO,
+                **kwargs) -> Callable[[dict, tuple], torch.Tensor]:
     """Pyro's ``Trace_ELBO().differentiable_loss`` of ``guide`` as a pure function ``(params, noise) -> loss``.
+
+    With another ``objective`` (:mod:`deepprob.inference.objectives`: Renyi, IWAE) the loss is minus that
+    bound of the particles' log weights, as Pyro's ``RenyiELBO`` has it (reparameterised guides only).
 
     ``params`` maps the names of :func:`guide_parameters` to tensors; ``noise`` is what
     ``loss.form.noise(params, S)`` draws for S particles. Value: minus the mean over particles of
@@ -72,6 +77,9 @@ def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tupl
     if not guide_parameters(guide):
         with torch.no_grad():
             guide(*args, **kwargs)
+    own_loss = getattr(guide, "loss_fn", None)
+    if own_loss is not None:  # a guide with a loss of its own on the log density (svgd): it draws no noise
+        return _own_loss(model, guide, own_loss, args, kwargs)
     form = reparameterised(guide)
     if form is None:
         raise NotImplementedError(f"the compiled engine has no pure form of the guide {type(guide).__name__}")
@@ -82,6 +90,8 @@ def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tupl
     def loss(params: dict, noise: tuple) -> torch.Tensor:
         draw = form.draw(params, noise)
         log_p = log_joint(draw.z)
+        if not objective.is_elbo:
+            return -objective.bound(log_p - draw.log_q)
         log_q_path = draw.log_q if draw.log_q_path is None else draw.log_q_path
         value = (log_p - draw.log_q).mean()
         surrogate = (log_p - log_q_path).mean()
@@ -90,6 +100,18 @@ def svi_loss_fn(model: Callable, guide, *args, **kwargs) -> Callable[[dict, tupl
         return -(value.detach() + surrogate - surrogate.detach())
 
     loss.form, loss.structure = form, structure
+    return loss
+
+
+def _own_loss(model, guide, own_loss, args, kwargs):
+    structure = ModelStructure.of(model, *args, **kwargs)
+    structure.require_continuous()
+    fn = own_loss(structure.log_joint_unconstrained(model, *args, **kwargs))
+
+    def loss(params: dict, noise: tuple) -> torch.Tensor:
+        return fn(params)
+
+    loss.form, loss.structure = NoNoise(guide), structure
     return loss
 
 
@@ -239,7 +261,9 @@ class SVISteps:
 
 def compiled_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> str | None:
     """Why ``fit_svi`` cannot take the compiled engine for this model and guide, or None when it can."""
-    if reparameterised(guide) is None:
+    if getattr(guide, "untraceable", None):
+        return f"the {type(guide).__name__} guide: {guide.untraceable}"
+    if reparameterised(guide) is None and getattr(guide, "loss_fn", None) is None:
         return f"the guide {type(guide).__name__} has no pure form (deepprob.inference.compiled.reparam)"
     if collect_parameters(model):
         return "the model has trainable parameters of its own"

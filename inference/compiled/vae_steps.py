@@ -54,11 +54,13 @@ def traced_elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool 
 class _NegativeELBO(nn.Module):
     """The VAE's one-particle loss as a module of its networks' parameters (for ``functional_call``)."""
 
-    def __init__(self, vae, analytic_kl: bool):
+    def __init__(self, vae, analytic_kl: bool, loss=None):
         super().__init__()
-        self.vae, self.analytic_kl = vae, analytic_kl
+        self.vae, self.analytic_kl, self.other_loss = vae, analytic_kl, loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.other_loss is not None:  # another objective (IWAE), which reads nothing back to the host either
+            return self.other_loss.differentiable_loss(self.vae.model, self.vae.guide, x)
         return traced_elbo_loss(self.vae.model, self.vae.guide, x, analytic_kl=self.analytic_kl)
 
 
@@ -69,15 +71,16 @@ class CompiledVAESteps:
         vae: the :class:`~deepprob.models.vae.VAE`.
         params: its trainable parameters, in the optimiser's order.
         analytic_kl: the ``TraceMeanField_ELBO`` estimator.
+        loss: another loss with ``differentiable_loss(model, guide, x)`` (the IWAE bound's), or None.
 
     Call with a minibatch and the state ``params + exp_avgs + exp_avg_sqs + steps + [lr]`` (the
     optimiser's own tensors, updated in place); returns the loss (a 0-dim tensor on the device).
     """
 
-    def __init__(self, vae, params: list[torch.Tensor], analytic_kl: bool):
+    def __init__(self, vae, params: list[torch.Tensor], analytic_kl: bool, loss=None):
         names = {id(p): f"vae.{name}" for name, p in vae.named_parameters()}
         self.names = [names[id(p)] for p in params]
-        self.loss = _NegativeELBO(vae, analytic_kl)
+        self.loss = _NegativeELBO(vae, analytic_kl, loss)
         self.compiled: dict[tuple, Compiled] = {}  # minibatch shape -> compiled step
         self.compile_seconds = 0.0
 

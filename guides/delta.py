@@ -1,0 +1,28 @@
+"""``delta``: q(z) = delta(u - u*), a point mass at the MAP point of the unconstrained latent vector.
+
+A baseline: its draws are all the MAP point, so their sds are 0 (an sd error of 1 reference sd) and their
+importance weights p / q are 0 almost everywhere (a point mass has no density): k-hat is infinite.
+"""
+
+from pyro.infer.autoguide import AutoLaplaceApproximation
+
+from deepprob.guides.start import StartsAtLaplace
+
+
+class PointMass(AutoLaplaceApproximation):
+    """Pyro's ``AutoLaplaceApproximation`` without its Laplace step: the MAP point itself."""
+
+    q_density = "point mass"
+
+
+class PointMassAtMode(StartsAtLaplace, PointMass):
+    """Starts at the mode L-BFGS found (SVI then has nothing left to do but polish it)."""
+
+    def start_from(self, start):
+        self.loc.copy_(start.loc)
+        self.step_scales = {"loc": start.sds}
+
+
+def build(model, options):
+    family = PointMassAtMode if options.start == "laplace" else PointMass
+    return family(model, **options.loc_kwargs())
