@@ -93,4 +93,4 @@ def test_console_script_help_and_error():
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "deepprob linreg: error: argument --guide: unknown guide 'x'; expected one of laplace, meanfield, fullrank, "
-        "lowrank, mixture (see deepprob linreg --help)"]
+        "lowrank, mixture, delta, flow, iaf, pathfinder, svgd (see deepprob linreg --help)"]
