@@ -4,9 +4,11 @@ N particles u_1..u_N move along the direction that most decreases KL(q || p) in 
 
     phi(u_i) = 1/N sum_j [ k(u_j, u_i) grad log p(u_j) + grad_{u_j} k(u_j, u_i) ]
 
-(attraction towards high density, repulsion between particles), with Pyro's ``RBFSteinKernel`` in Pyro's
-``multivariate`` mode: k(u, v) = exp(-sum_d (u_d - v_d)^2 / h_d), h_d the median of the particles'
-squared distances along d over log(N + 1). As in Pyro's ``SVGD``, the fit's optimiser (here the Adam of
+(attraction towards high density, repulsion between particles), with the RBF kernel of Liu and Wang:
+k(u, v) = exp(-|u - v|^2 / h), h the median of the particles' squared distances over log(N + 1) (in one
+dimension, Pyro's ``RBFSteinKernel``; Pyro's ``multivariate`` mode takes a bandwidth per dimension and sums
+them, which in ten dimensions makes every k(u_i, u_j) about e^-39: no repulsion, and the particles collapse
+onto the mode). As in Pyro's ``SVGD``, the fit's optimiser (here the Adam of
 every fit, with its decay and per-coordinate step sizes) takes -phi as the particles' gradient: ``loss_fn``
 is a scalar whose gradient is -phi and whose value is minus the particles' mean log density. It is written
 on the model's log density, so one step runs the model once for all particles, on either engine.
@@ -29,15 +31,15 @@ from deepprob.logdensity import init_median
 
 
 def rbf_kernel(particles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K (N, N), repulsion (N, D)): K_ij = k(u_i, u_j) and sum_j grad_{u_j} k(u_j, u_i), as Pyro's
-    ``RBFSteinKernel.log_kernel_and_grad`` has the kernel (tests check it) but without its data-dependent
-    indexing, so that the step can be traced and compiled."""
+    """(K (N, N), repulsion (N, D)): K_ij = k(u_i, u_j) and sum_j grad_{u_j} k(u_j, u_i), with one bandwidth
+    from the median squared distance (Pyro's ``RBFSteinKernel`` in one dimension: the tests check it), and
+    without data-dependent indexing, so that the step can be traced and compiled."""
     n = particles.shape[0]
     delta = particles.unsqueeze(0) - particles.unsqueeze(1)  # delta[i, j] = u_j - u_i, (N, N, D)
-    squared = delta.pow(2)
+    squared = delta.pow(2).sum(-1)  # (N, N)
     i, j = torch.triu_indices(n, n, 1, device=particles.device)
-    h = squared[i, j].median(0).values / math.log(n + 1)  # (D,)
-    kernel = (-(squared / h).sum(-1)).exp()
+    h = squared[i, j].median() / math.log(n + 1)
+    kernel = (-squared / h).exp()
     # grad_{u_j} k(u_j, u_i) = -2 (u_j - u_i) / h k(u_i, u_j)
     repulsion = -(kernel.unsqueeze(-1) * 2.0 * delta / h).sum(1)
     return kernel, repulsion
