@@ -20,6 +20,11 @@ from deepprob.logdensity import init_median
 Q_DENSITIES = ("density", "point mass", "particles")
 
 
+def q_density(guide) -> str:
+    """What a guide's log q is (:data:`Q_DENSITIES`): ``"density"`` unless the guide says otherwise."""
+    return getattr(guide, "q_density", "density")
+
+
 class Particles(TorchDistribution):
     """Uniform over the rows of ``particles`` (N, D): an empirical distribution (no density; log_prob 0)."""
 

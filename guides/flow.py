@@ -16,6 +16,7 @@ cover every mode found and carve them out; with Pyro's start, at the initial poi
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -123,7 +124,7 @@ class FlowGuide(AutoContinuous):
             y = transform(x)
             log_det = log_det + transform.log_abs_det_jacobian(x, y)
             x = y
-        log_base = -0.5 * eps.pow(2).sum(-1) - 0.5 * eps.shape[-1] * torch.log(torch.tensor(2 * torch.pi)).to(eps)
+        log_base = -0.5 * eps.pow(2).sum(-1) - 0.5 * eps.shape[-1] * math.log(2 * math.pi)
         return x, log_base - log_det
 
 

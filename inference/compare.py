@@ -45,6 +45,7 @@ import pyro
 import torch
 
 from deepprob.errors import FitDivergedError, InputError
+from deepprob.guides.fixed import q_density
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
 from deepprob.inference.arviz_data import az, save_inference_data, summary_text, to_inference_data
 from deepprob.inference.diagnostics import loo, mmd2, moment_errors, psis_khat, relative_efficiency, wasserstein2
@@ -332,7 +333,7 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
         row["density_evaluations"] = fit.extras["density_evaluations"]
     if fit.extras.get("fallback"):
         row["fallback"] = fit.extras["fallback"]
-    if exact is not None and getattr(fit.guide, "q_density", "density") == "density":
+    if exact is not None and q_density(fit.guide) == "density":
         row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
     if not setup.keep_guides:
@@ -348,7 +349,7 @@ def _objective_for(guide, objective: str) -> str:
 def _khat(guide, draws: Draws) -> float:
     """PSIS k-hat of the draws' weights p / q; infinite for a point mass (its weights are 0 almost everywhere),
     undefined (NaN) for particles, which have no density."""
-    kind = getattr(guide, "q_density", "density")
+    kind = q_density(guide)
     return psis_khat(draws.log_weights) if kind == "density" else math.inf if kind == "point mass" else math.nan
 
 

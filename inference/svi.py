@@ -25,6 +25,7 @@ from pyro.infer.util import is_validation_enabled
 from tqdm.auto import tqdm
 
 from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
+from deepprob.guides.fixed import q_density
 from deepprob.guides.registry import GuideOptions, build_guide
 from deepprob.inference.engines import check_engine, will_compile
 from deepprob.inference.objectives import Objective, parse_objective
@@ -284,7 +285,7 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
         guide, elbo_fn = finalize(*args, **kwargs), None
         extras["gradient_evaluations"] += getattr(guide, "gradient_evaluations", 0)
     seconds = time.perf_counter() - start
-    if not elbo_particles or getattr(guide, "q_density", "density") != "density":
+    if not elbo_particles or q_density(guide) != "density":
         elbo = math.nan  # particles or a point mass: log q is no density, E_q[log p - log q] no ELBO
     elif elbo_fn is not None:
         elbo = elbo_fn(elbo_particles)
