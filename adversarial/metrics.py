@@ -56,3 +56,18 @@ def moment_errors(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) 
         "mean_error": float((samples.mean(0) - mean.double().to(samples.device)).norm()),
         "cov_error": float((torch.cov(samples.T) - cov.double().to(samples.device)).norm()),
     }
+
+
+def kl_both_ways(true_log_prob, data: torch.Tensor, model: torch.Tensor, model_log_prob) -> dict:
+    r"""Monte Carlo estimates of both KL divergences between the data distribution P and a model Q:
+
+    ``kl_data_model`` = KL(P ‖ Q) = E_P[log p − log q] (mass covering: large when Q misses P's modes) and
+    ``kl_model_data`` = KL(Q ‖ P) = E_Q[log q − log p] (mode seeking: large when Q puts mass where P has
+    none), from fresh draws ``data`` (N, D) of P and ``model`` (M, D) of Q, with P's exact density
+    ``true_log_prob`` and an estimate of Q's, ``model_log_prob`` (a KDE of other model draws, or a VAE's
+    importance-weighted log p(x)).
+    """
+    with torch.no_grad():
+        forward = true_log_prob(data).double() - model_log_prob(data).double().to(data.device)
+        reverse = model_log_prob(model).double().to(model.device) - true_log_prob(model).double()
+    return {"kl_data_model": float(forward.mean()), "kl_model_data": float(reverse.mean())}

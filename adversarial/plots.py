@@ -107,3 +107,32 @@ def plot_arithmetic(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_model_samples(rows: dict[str, dict], path, titles: dict[str, str] | None = None) -> Path:
+    """One row per data set, one column per source (the data, then each model): ``rows[name]`` holds
+    ``"centres"`` (K, 2), ``"points"`` {source: (N, 2)} and ``"captions"`` {source: text under its title}."""
+    plt = _pyplot()
+    sources = list(next(iter(rows.values()))["points"])
+    fig, axes = plt.subplots(len(rows), len(sources), figsize=(3.3 * len(sources), 3.5 * len(rows)), squeeze=False)
+    for r, (name, row) in enumerate(rows.items()):
+        centres = row["centres"].cpu()
+        lo, hi = centres.min(0).values, centres.max(0).values
+        pad = 0.25 * (hi - lo).max() + 0.5
+        for c, source in enumerate(sources):
+            ax = axes[r, c]
+            points = row["points"][source].detach().cpu()
+            ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.35, color="C0" if c else "0.3", rasterized=True)
+            ax.scatter(centres[:, 0], centres[:, 1], marker="+", s=30, color="C3", lw=0.8)
+            ax.set_xlim(float(lo[0] - pad), float(hi[0] + pad))
+            ax.set_ylim(float(lo[1] - pad), float(hi[1] + pad))
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            title = (titles or {}).get(source, source)
+            caption = row["captions"].get(source, "")
+            ax.set_title(f"{name}: {title}" + (f"\n{caption}" if caption else ""), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -262,8 +262,11 @@ def binarize(
     """Binary images from grey levels in [0, 1], same shape and dtype.
 
     ``dynamic``: each pixel is 1 with probability its grey level (a fresh draw at each call, so each
-    epoch sees new binary images); ``fixed``: pixel > ``threshold``.
+    epoch sees new binary images); ``fixed``: pixel > ``threshold``; ``none``: the values themselves (real
+    data, for a VAE with a Normal likelihood).
     """
+    if mode == "none":
+        return images
     if mode == "dynamic":
         return torch.bernoulli(images, generator=generator)
     if mode == "fixed":

@@ -9,6 +9,8 @@ covariance, mode centres and their standard deviation) for the metrics.
 - :func:`ring`: the seed's eight Gaussians at (0, ±8), (±8, 0), (±4, ±4), σ = 0.5.
 - :func:`ring_metz`: eight Gaussians evenly spaced on a circle of radius 2, σ = 0.02 (Metz et al.
   2017, "Unrolled generative adversarial networks").
+- :func:`ring_pacgan`: eight Gaussians on the unit circle, σ = 0.01 (PacGAN's and VEEGAN's "2D-ring").
+- :func:`grid`: 25 Gaussians with means {−4, −2, 0, 2, 4}², σ = 0.05 (PacGAN's and VEEGAN's "2D-grid").
 - :func:`load_points_csv`, :func:`load_modes_csv`: any 2-D point cloud and its mode centres.
 """
 
@@ -143,7 +145,27 @@ def ring_metz(n: int = 5000, seed: int = 0, modes: int = 8, radius: float = 2.0,
     return PointCloud("ring-metz", _fixed_sample(dist, n, seed), dist, centres, sigma)
 
 
-POINT_SETS = {"gaussian": correlated_gaussian, "ring": ring, "ring-metz": ring_metz}
+def ring_pacgan(n: int = 5000, seed: int = 0) -> PointCloud:
+    """Eight Gaussians on the unit circle, σ = 0.01: the "2D-ring" of VEEGAN and PacGAN (Lin et al. 2018)."""
+    cloud = ring_metz(n, seed, modes=8, radius=1.0, sigma=0.01)
+    cloud.name = "ring-pacgan"
+    return cloud
+
+
+GRID_LEVELS = (-4.0, -2.0, 0.0, 2.0, 4.0)
+
+
+def grid(n: int = 5000, seed: int = 0, sigma: float = 0.05) -> PointCloud:
+    """25 Gaussians with means {−4, −2, 0, 2, 4}², σ = ``sigma``, equal weights: the "2D-grid" of VEEGAN
+    (Srivastava et al. 2017) and PacGAN (Lin et al. 2018)."""
+    levels = torch.tensor(GRID_LEVELS)
+    centres = torch.cartesian_prod(levels, levels)
+    dist = gaussian_mixture_2d(centres, sigma)
+    return PointCloud("grid", _fixed_sample(dist, n, seed), dist, centres, sigma)
+
+
+POINT_SETS = {"gaussian": correlated_gaussian, "ring": ring, "ring-metz": ring_metz, "ring-pacgan": ring_pacgan,
+              "grid": grid}
 
 
 def _fixed_sample(dist: Distribution, n: int, seed: int) -> torch.Tensor:

@@ -22,9 +22,13 @@ EXAMPLES = {
                    "gold-standard draws", "scoreboard_arguments"),
     "vae": ("deepprob.examples.vae", "Variational autoencoder: Pyro model and amortised guide, toy to MNIST",
             "vae_arguments"),
+    "avb": ("deepprob.examples.avb", "Adversarial variational Bayes: an implicit encoder and a discriminator "
+            "for its density ratio", "avb_arguments"),
     "kl": ("deepprob.examples.kl", "Forward vs reverse KL: one Gaussian fitted to a bimodal mixture", "kl_arguments"),
     "ratio": ("deepprob.examples.ratio", "A classifier against a uniform reference recovers a density ratio",
               "ratio_arguments"),
     "gan": ("deepprob.examples.gan", "GANs: mode dropping on 2-D rings and its remedies; DCGAN on digits",
             "gan_arguments"),
+    "unify": ("deepprob.examples.unify", "GAN against VAE on the same 2-D mixtures: mode seeking against mass "
+              "covering, measured", "unify_arguments"),
 }

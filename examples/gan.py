@@ -1,6 +1,8 @@
 """Implicit distributions and mode dropping: GANs on 2-D point clouds and a DCGAN on digit images.
 
-2-D data (--dataset gaussian | ring | ring-metz, or --data FILE.csv [--modes CENTRES.csv --mode-sigma S]):
+2-D data (--dataset gaussian | ring | ring-metz | ring-pacgan | grid, or --data FILE.csv [--modes CENTRES.csv
+--mode-sigma S]; ring-pacgan and grid are PacGAN's 2D-ring, 8 modes on the unit circle with sigma 0.01, and
+2D-grid, 25 modes on {-4, -2, 0, 2, 4}^2 with sigma 0.05):
 MLP generator and discriminator (2 hidden layers of 128, ReLU). Metrics on 2,500 generated points:
 modes covered (a mode counts when at least --min-count samples lie within 3 sigma of it), the fraction of
 high-quality samples (within 3 sigma of some mode), and the errors of the generated mean and covariance.
@@ -10,7 +12,9 @@ Lin et al. 2018), --loss wgan-gp (Gulrajani et al. 2017). Defaults follow each m
   standard, --pack, --loss wgan-gp: 5 discriminator steps per generator step, batch 64, Adam lr 1e-3,
       betas (0.5, 0.999) ((0.5, 0.9) for WGAN-GP), 8,000 iterations;
   --unrolled: 1 discriminator step, batch 256, Adam lr 1e-3 (generator) and 1e-4 (discriminator),
-      betas (0.5, 0.999), 3,000 iterations, as in the unrolled-GAN paper.
+      betas (0.5, 0.999), 3,000 iterations, as in the unrolled-GAN paper;
+  --dataset grid, standard and --pack: 1 discriminator step of batch 100 and 20,000 iterations (the ring's
+      settings cover a quarter of the 25 modes); --unrolled: 10,000 iterations.
 Figure: snapshots.png (the generated cloud during training, one row per run).
 
 Images (--dataset digits | mnist): a DCGAN, checkpointed every epoch to checkpoint.pt; figures
@@ -34,20 +38,6 @@ import torch
 
 from deepprob.errors import InputError
 from deepprob.examples.options import GAN_IMAGE_DATASETS as IMAGE_DATASETS
-
-# Per-method defaults: each remedy as its paper ran it (the standard GAN beside it gets the same ones).
-PRESETS = {
-    "gan": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "iterations": 8000},
-    "wgan-gp": {"d_steps": 5, "batch_size": 64, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.9), "iterations": 8000},
-    "unrolled": {
-        "d_steps": 1,
-        "batch_size": 256,
-        "lr_g": 1e-3,
-        "lr_d": 1e-4,
-        "betas": (0.5, 0.999),
-        "iterations": 3000,
-    },
-}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -95,76 +85,32 @@ def variant_name(loss: str, unrolled: int, pack: int) -> str:
     return ", ".join(parts) or "standard"
 
 
-def resolve_config(args: argparse.Namespace):
-    """The GANConfig and iteration count: the method's preset, overridden by any option given."""
+def resolve_config(args: argparse.Namespace, dataset: str | None = None):
+    """The GANConfig and iteration count: the method's preset on ``dataset``, overridden by any option given."""
+    from deepprob.adversarial.point_gan import preset
     from deepprob.adversarial.trainer import GANConfig
 
-    preset = dict(PRESETS["unrolled" if args.unrolled else args.loss])
-    iterations = preset.pop("iterations")
-    overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d") if getattr(args, k) is not None}
-    config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**preset, **overrides})
+    settings = preset("unrolled" if args.unrolled else args.loss, dataset)
+    iterations = settings.pop("iterations")
+    overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d", "final_lr_fraction")
+                 if getattr(args, k) is not None}
+    config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**settings, **overrides})
     config.validate()
     return config, args.iterations or iterations
 
 
-def build_point_gan(cloud, latent_dim: int, hidden: list[int], pack: int):
-    """MLP generator and discriminator that work in standardised coordinates: the data's mean and RMS
-    spread are folded into fixed affine layers, so the same networks and learning rates suit a ring of
-    radius 8 and one of radius 2."""
-    from torch import nn
-
-    from deepprob.adversarial.nets import Affine, mlp
-
-    mean = cloud.points.mean(0)
-    scale = float((cloud.points - mean).pow(2).mean().sqrt().clamp_min(1e-6))
-    generator = nn.Sequential(mlp(latent_dim, hidden, 2), Affine.unstandardize(mean, scale))
-    discriminator = nn.Sequential(Affine.standardize(mean.repeat(pack), scale), mlp(2 * pack, hidden, 1))
-    return generator, discriminator
-
-
-def evaluate_points(cloud, samples: torch.Tensor, min_count: int) -> dict:
-    from deepprob.adversarial.metrics import mode_metrics, moment_errors
-
-    if cloud.centres is not None:
-        metrics = mode_metrics(samples, cloud.centres, cloud.mode_sigma, cloud.mode_cov, min_count)
-    else:
-        metrics = {"modes_covered": None, "num_modes": None, "high_quality_fraction": None, "mode_counts": None}
-    return {**metrics, **moment_errors(samples, cloud.mean, cloud.covariance)}
-
-
 def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict, list]:
     """Train one GAN from ``args.seed``; returns its metrics and its snapshots [(iteration, points)]."""
-    from deepprob.adversarial.trainer import GANTrainer
+    from deepprob.adversarial.point_gan import evaluate_points, train_point_gan
 
-    torch.manual_seed(args.seed)
-    latent_dim = args.latent_dim or 8
-    generator, discriminator = build_point_gan(cloud, latent_dim, args.hidden, config.pack)
-    device = args.device
-
-    def sample_real(n: int) -> torch.Tensor:
-        return cloud.sample(n, device=device)
-
-    trainer = GANTrainer(generator, discriminator, sample_real, latent_dim, config, device)
-    snapshots = []
-    every = max(1, -(-iterations // args.snapshots))  # ceil: the last snapshot is the final state
-
-    def snapshot(t: GANTrainer) -> None:
-        snapshots.append((t.iteration, t.generate(1000).cpu()))
-
-    start = time.perf_counter()
-    history = trainer.train(iterations, callback=snapshot, callback_every=every, progress=not args.quiet, desc=name)
-    seconds = time.perf_counter() - start
-    if not snapshots or snapshots[-1][0] != trainer.iteration:
-        snapshot(trainer)
-    metrics = evaluate_points(cloud, trainer.generate(args.eval_samples).cpu(), args.min_count)
-    metrics.update(
-        variant=name,
-        iterations=iterations,
-        train_seconds=round(seconds, 3),
-        final_d_loss=history["d_loss"][-1],
-        final_g_loss=history["g_loss"][-1],
-    )
-    return metrics, snapshots
+    run = train_point_gan(cloud, config, iterations, latent_dim=args.latent_dim or 8, hidden=args.hidden,
+                          seed=args.seed, device=args.device, snapshots=args.snapshots, progress=not args.quiet,
+                          desc=name)
+    history = run["history"]
+    metrics = evaluate_points(cloud, run["trainer"].generate(args.eval_samples).cpu(), args.min_count)
+    metrics.update(variant=name, iterations=iterations, train_seconds=round(run["seconds"], 3),
+                   final_d_loss=history["d_loss"][-1], final_g_loss=history["g_loss"][-1])
+    return metrics, run["snapshots"]
 
 
 def train_points(args: argparse.Namespace, cloud) -> dict:
@@ -172,7 +118,7 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
 
     if args.epochs is not None or args.width is not None or args.arithmetic is not None:
         raise InputError("--epochs/--width/--arithmetic: only used with --dataset digits or mnist")
-    config, iterations = resolve_config(args)
+    config, iterations = resolve_config(args, cloud.name)
     name = variant_name(args.loss, args.unrolled, args.pack)
     runs, snapshots = {}, {}
     if name != "standard" and not args.no_baseline:
@@ -231,8 +177,9 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator
     from deepprob.runtime import atomic_torch_save
 
-    if args.iterations is not None or args.d_steps is not None or args.lr_g is not None or args.lr_d is not None:
-        raise InputError("--iterations/--d-steps/--lr-g/--lr-d: for 2-D data; the DCGAN uses --epochs (Adam lr 2e-4)")
+    if any(getattr(args, k) is not None for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
+        raise InputError("--iterations/--d-steps/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; the DCGAN uses "
+                         "--epochs (Adam lr 2e-4)")
     data, note = load_images(args, dataset)
     latent_dim = args.latent_dim or 32
     width = args.width or (32 if dataset == "digits" else 64)

@@ -365,9 +365,10 @@ def scoreboard_arguments(parser: argparse.ArgumentParser) -> None:
 VAE_DATASETS = ("onehot", "digits", "mnist")
 
 
-def vae_arguments(parser: argparse.ArgumentParser) -> None:
+def add_image_data_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """The image data options of ``deepprob vae`` and ``deepprob avb``."""
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", choices=VAE_DATASETS, default="digits", help="(default: %(default)s)")
+    data.add_argument("--dataset", choices=VAE_DATASETS, default=default, help="(default: %(default)s)")
     data.add_argument(
         "--data-dir", default=None,
         help="mnist: folder with the IDX files (train-/t10k-images-idx3-ubyte, -labels-idx1-ubyte, gzipped or "
@@ -378,6 +379,20 @@ def vae_arguments(parser: argparse.ArgumentParser) -> None:
         "--binarize", choices=["dynamic", "fixed"], default="dynamic",
         help="dynamic: binary pixels resampled each epoch; fixed: pixel > --threshold (default: %(default)s)")
     data.add_argument("--threshold", type=float, default=0.5, help="for --binarize fixed (default: %(default)s)")
+
+
+def add_loglik_arguments(group) -> None:
+    group.add_argument(
+        "--loglik", choices=["auto", "grid", "proposal"], default="auto",
+        help="the held-out log p(x) that does not use q's density: grid (numerical integration over z, latents "
+             "of size <= 2), proposal (importance sampling from a Gaussian fitted to the encoder's codes, mixed "
+             "with the prior), auto: grid where it applies (default: %(default)s)")
+    group.add_argument("--loglik-samples", type=positive_int, default=1000,
+                       help="K of --loglik proposal (default: %(default)s)")
+
+
+def vae_arguments(parser: argparse.ArgumentParser) -> None:
+    add_image_data_arguments(parser, "digits")
 
     net = parser.add_argument_group(
         "networks (None: per --dataset, latent/hidden: onehot 2/32, digits 2/256, mnist 20/400)")
@@ -406,7 +421,33 @@ def vae_arguments(parser: argparse.ArgumentParser) -> None:
         help="pyro: Trace_ELBO each step; compiled: the same steps (same draws, same Adam) traced once and "
              "compiled, after a compile of several seconds (cached on disk); auto: compiled for runs of "
              "2000 steps or more (default: %(default)s)")
+    add_loglik_arguments(fit)
     fit.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+
+def avb_arguments(parser: argparse.ArgumentParser) -> None:
+    add_image_data_arguments(parser, "onehot")
+    net = parser.add_argument_group(
+        "networks (MLPs; None: per --dataset, latent/hidden: onehot 2/256,256, digits 2/256,256, mnist 8/400)")
+    net.add_argument("--z-dim", type=positive_int, default=None, help="latent size")
+    net.add_argument("--hidden", type=layer_sizes, default=None,
+                     help="hidden layer sizes of the encoder (the decoder mirrors them), e.g. 256,256")
+    net.add_argument("--noise-dim", type=positive_int, default=8,
+                     help="size of the noise the implicit encoder takes beside x (default: %(default)s)")
+    net.add_argument("--adversary-hidden", type=layer_sizes, default=None,
+                     help="hidden layer sizes of the discriminator T(x, z) (default: --hidden)")
+    fit = parser.add_argument_group("fitting (Adam; None: per --dataset, onehot/digits/mnist)")
+    fit.add_argument("--epochs", type=non_negative_int, default=None, help="200/50/10")
+    fit.add_argument("--batch-size", type=positive_int, default=None, help="64/64/128")
+    fit.add_argument("--lr", type=positive_float, default=None, help="encoder and decoder learning rate, 1e-3")
+    fit.add_argument("--adversary-lr", type=positive_float, default=None,
+                     help="the discriminator's learning rate (default: --lr)")
+    fit.add_argument("--adversary-steps", type=positive_int, default=1,
+                     help="discriminator steps before each ELBO step (default: %(default)s)")
+    fit.add_argument("--no-baseline", action="store_true",
+                     help="do not train the Gaussian-encoder VAE beside AVB (same networks, epochs and seed)")
+    add_loglik_arguments(fit)
+    fit.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
 
 
 def kl_arguments(parser: argparse.ArgumentParser) -> None:
@@ -436,7 +477,7 @@ def ratio_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis for the metrics")
 
 
-GAN_POINT_DATASETS = ("gaussian", "ring", "ring-metz")
+GAN_POINT_DATASETS = ("gaussian", "ring", "ring-metz", "ring-pacgan", "grid")
 GAN_IMAGE_DATASETS = ("digits", "mnist")
 
 
@@ -464,6 +505,9 @@ def gan_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--d-steps", type=positive_int, default=None, help="discriminator steps per generator step")
     train.add_argument("--lr-g", type=positive_float, default=None, help="generator Adam learning rate")
     train.add_argument("--lr-d", type=positive_float, default=None, help="discriminator Adam learning rate")
+    train.add_argument("--final-lr-fraction", type=positive_float, default=None,
+                       help="2-D: both learning rates decay exponentially to this fraction of their start by the "
+                       "last iteration (default 1: constant)")
     train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
     train.add_argument("--hidden", type=layer_sizes, default=[128, 128],
                        help="2-D: hidden layer sizes of both MLPs (default: 128,128)")
@@ -488,3 +532,29 @@ def tour_arguments(parser: argparse.ArgumentParser) -> None:
                         help="settings that still show every point, about 10 minutes on 2 CPU cores")
     parser.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the steps and exit")
+
+
+def unify_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data and networks (the same for the GAN and the VAE)")
+    group.add_argument("--datasets", default="ring,grid",
+                       help="comma-separated 2-D mixtures: ring, ring-metz, ring-pacgan, grid (default: %(default)s)")
+    group.add_argument("--latent-dim", type=positive_int, default=8, help="latent size of both (default: %(default)s)")
+    group.add_argument("--hidden", type=layer_sizes, default=[128, 128],
+                       help="hidden layers of the generator = the VAE's decoder (and of the discriminator and the "
+                       "encoder) (default: 128,128)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--iterations", type=positive_int, default=None,
+                       help="GAN generator iterations (default: `deepprob gan`'s standard GAN on the data set: 8,000 "
+                       "with 5 discriminator steps each on rings, 20,000 with 1 on the grid)")
+    train.add_argument("--vae-epochs", type=positive_int, default=200,
+                       help="VAE epochs over 20,000 points, batch 256, Adam lr 1e-3 (fewer leave the grid's modes "
+                       "blurred beyond 3 sigma: 60 epochs cover none of them) (default: %(default)s)")
+    evaluate = parser.add_argument_group("evaluation")
+    evaluate.add_argument("--eval-samples", type=positive_int, default=2500,
+                          help="samples for the mode metrics and the figure (default: %(default)s)")
+    evaluate.add_argument("--min-count", type=positive_int, default=20,
+                          help="high-quality samples for a mode to count as covered (default: %(default)s)")
+    evaluate.add_argument("--kl-samples", type=positive_int, default=5000,
+                          help="fresh draws of the data and of each model for the KL estimates (default: %(default)s)")
+    evaluate.add_argument("--kde-samples", type=positive_int, default=20000,
+                          help="model draws behind each kernel density estimate (default: %(default)s)")

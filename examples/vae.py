@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from deepprob.datasets.images import ImageSet, binarize, load_image_splits, subset
-from deepprob.errors import InputError
-from deepprob.inference.vae_eval import evaluate_vae, nearest_centroid_accuracy
+from deepprob.examples.image_data import apply_defaults, binary, load_binary_images
+from deepprob.inference.vae_eval import evaluate_vae, heldout_log_likelihood, nearest_centroid_accuracy
 from deepprob.inference.vae_fit import fit_vae
 from deepprob.models.vae import VAE
 
@@ -34,32 +31,13 @@ DEFAULTS = {
 }
 
 
-def _head(data: ImageSet, n: int | None) -> ImageSet:
-    return data if n is None or n >= len(data) else subset(data, torch.arange(n))
-
-
-def _binary(data: ImageSet, args: argparse.Namespace) -> torch.Tensor:
-    """Binary images on the device, drawn by a fixed generator: the same in every run."""
-    return binarize(data.images, args.binarize, args.threshold, torch.Generator().manual_seed(0)).to(args.device)
-
-
 def main(args: argparse.Namespace) -> dict:
     from deepprob.examples.vae_figures import save_figures
 
-    for key, value in DEFAULTS[args.dataset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.data_dir is not None and args.dataset != "mnist":
-        raise InputError(f"--data-dir {args.data_dir}: only used with --dataset mnist, not {args.dataset}")
-    if not 0 < args.threshold < 1:
-        raise InputError(f"--threshold {args.threshold}: expected a number strictly between 0 and 1")
-
-    train, test, note = load_image_splits(args.dataset, data_dir=args.data_dir)
-    train, test = _head(train, args.train_size), _head(test, args.test_size)
+    apply_defaults(args, DEFAULTS)
+    data = load_binary_images(args)
+    train, test, note, x_train, x_test = data.train, data.test, data.note, data.x_train, data.x_test
     device = args.device
-    x_train = train.images.to(device)
-    # the test images are binarised once, by a fixed generator: every run and epoch sees the same ones
-    x_test = _binary(test, args)
 
     vae = VAE(train.shape, z_dim=args.z_dim, hidden=args.hidden, arch=args.arch).to(device)
     config = {k: v for k, v in vars(args).items() if k in (
@@ -77,6 +55,11 @@ def main(args: argparse.Namespace) -> dict:
     )
     history, init = fit["history"], fit["init"]
     final = evaluate_vae(vae, x_test, num_samples=args.iw_samples)
+    if args.loglik == "auto" and vae.z_dim > 2:  # the IW estimate is already one that needs no other proposal
+        loglik = {"test_loglik": final["iw_loglik"],
+                  "test_loglik_method": f"importance sampling from q(z | x), K={args.iw_samples}"}
+    else:
+        loglik = heldout_log_likelihood(vae, x_test, args.loglik, args.loglik_samples)
 
     codes = vae.encode(x_test)[0]
     save_figures(vae, x_test, test.labels, codes, history, args.out, seed=args.seed)
@@ -88,10 +71,10 @@ def main(args: argparse.Namespace) -> dict:
         "iw_samples": args.iw_samples,
         "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]) if history["seconds"] else None,
         "resumed_from_epoch": fit["resumed_from"], "device": str(device), "engine": fit["engine"],
-        "compile_seconds": fit["compile_seconds"], "objective": args.objective,
+        "compile_seconds": fit["compile_seconds"], "objective": args.objective, **loglik,
     }
     if args.dataset == "onehot":
-        train_codes = vae.encode(_binary(train, args))[0]
+        train_codes = vae.encode(binary(train, args))[0]
         metrics["latent_accuracy"] = nearest_centroid_accuracy(
             train_codes.cpu(), train.labels, codes.cpu(), test.labels)
     if not args.json and not args.quiet:
@@ -102,6 +85,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"nats per example     {'init':>9} {'trained':>9}")
         print(f"test ELBO            {init['elbo']:9.2f} {final['elbo']:9.2f}")
         print(f"test log p(x), K={args.iw_samples:<4d}{init['iw_loglik']:9.2f} {final['iw_loglik']:9.2f}")
+        print(f"test log p(x) {loglik['test_loglik']:.3f} by {loglik['test_loglik_method']}")
         if "latent_accuracy" in metrics:
             print(f"latent nearest-centroid accuracy: {metrics['latent_accuracy']:.3f}")
         print(f"figures and checkpoint in {args.out}")

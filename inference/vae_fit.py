@@ -64,7 +64,8 @@ class VAETrainer:
             raise InputError(f"--engine {engine!r}: expected one of {', '.join(VAE_ENGINES)}")
         self.vae, self.batch_size, self.engine = vae, batch_size, engine
         self.loss = ELBOS[elbo]() if objective.is_elbo else ImportanceWeightedLoss(objective)
-        self.params = collect_parameters(vae.model, vae.guide)
+        # the networks of the model and the guide (not an AVB's discriminator, which trains apart)
+        self.params = collect_parameters(vae.encoder, vae.decoder)
         self.optimizer = make_adam(self.params, lr=lr)
         self.step = 0  # steps taken so far, over all epochs
         self._validated = False
@@ -189,6 +190,8 @@ def fit_vae(
     init: dict | None = None,
     progress: bool = True,
     engine: str = "pyro",
+    trainer: VAETrainer | None = None,
+    desc: str = "VAE",
 ) -> dict:
     """Train ``vae`` for ``epochs`` epochs on the grey-level images ``train``, checkpointing each epoch.
 
@@ -205,6 +208,9 @@ def fit_vae(
             :mod:`deepprob.inference.compiled.vae_steps`) or ``"auto"`` (compiled when the run has at least
             ``AUTO_COMPILE_STEPS`` steps to repay the compile). Epoch times exclude compiling, which is
             reported as ``compile_seconds``.
+        trainer: the trainer to run (an :class:`~deepprob.inference.avb_fit.AVBTrainer`, say); by default a
+            :class:`VAETrainer` with ``lr``, ``elbo``, ``batch_size``, ``engine`` and ``objective``.
+        desc: the progress bar's label.
 
     Returns:
         ``{"epochs": ..., "history": {"train_elbo": [...], "test_elbo": [...], "seconds": [...]},
@@ -214,9 +220,12 @@ def fit_vae(
     device = train.device
     config = dict(config or {}, epochs=epochs)
     steps_per_epoch = -(-train.shape[0] // batch_size)
-    if engine == "auto":
-        engine = "compiled" if epochs * steps_per_epoch >= AUTO_COMPILE_STEPS else "pyro"
-    trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine, objective=objective)
+    if trainer is None:
+        if engine == "auto":
+            engine = "compiled" if epochs * steps_per_epoch >= AUTO_COMPILE_STEPS else "pyro"
+        trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine, objective=objective)
+    engine, batch_size = trainer.engine, trainer.batch_size
+    steps_per_epoch = -(-train.shape[0] // batch_size)
     history = {"train_elbo": [], "test_elbo": [], "seconds": []}
     start, resumed_from = 0, None
     if resume:
@@ -225,7 +234,7 @@ def fit_vae(
         history, start, init = state["history"], state["epoch"], state["init"]
         _set_rng_state(state["rng"], device)
         resumed_from = start
-    bar = tqdm(total=epochs * steps_per_epoch, initial=min(start, epochs) * steps_per_epoch, desc="VAE",
+    bar = tqdm(total=epochs * steps_per_epoch, initial=min(start, epochs) * steps_per_epoch, desc=desc,
                disable=not progress, leave=False, dynamic_ncols=True)
     for epoch in range(start, epochs):
         # the epoch's binary images and order come from the global RNG, whose state the checkpoint keeps

@@ -5,6 +5,9 @@ Generative story, for each image ``x`` of a minibatch::
     z ~ Normal(0, I)                      (latent code, shape (z_dim,))
     x ~ Bernoulli(logits=decoder(z))      (each pixel independently)
 
+or, for real-valued vectors (``likelihood="normal"``, the 2-D point clouds), ``x ~ Normal(decoder(z), σ)``
+with a learnt σ per coordinate.
+
 and the guide is ``q(z | x) = Normal(loc(x), scale(x))`` with ``loc`` and ``scale`` computed by the
 encoder network. The decoder is part of the model and the encoder part of the guide; SVI trains both
 by maximising the ELBO. Both networks are plain ``nn.Module`` s owned by :class:`VAE`, so that a
@@ -25,6 +28,7 @@ from torch.nn import functional as F
 from deepprob.errors import InputError
 
 ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "normal")
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -69,6 +73,19 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(*z.shape[:-1], *self.event_shape)
 
 
+class NormalDecoder(MLPDecoder):
+    """z (*batch, z_dim) -> the mean (*batch, *event_shape) of p(x | z) = Normal(mean, σ), with σ
+    (*event_shape) a parameter of its own (one per coordinate, not a function of z)."""
+
+    def __init__(self, event_shape: Sequence[int], z_dim: int, hidden: Sequence[int]):
+        super().__init__(event_shape, z_dim, hidden)
+        self.raw_scale = nn.Parameter(torch.zeros(self.event_shape))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return _scale(self.raw_scale)
+
+
 class ConvEncoder(nn.Module):
     """x (N, C, H, W) -> (loc, scale), each (N, z_dim): two stride-2 convolutions, then an MLP."""
 
@@ -109,27 +126,33 @@ class ConvDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """A VAE for binary images of shape ``event_shape`` (e.g. (1, 28, 28)).
+    """A VAE for binary images of shape ``event_shape`` (e.g. (1, 28, 28)), or for real vectors.
 
     Args:
         event_shape: the shape of one image, (C, H, W); (1, 1, D) for vectors of length D.
         z_dim: the size of the latent code.
         hidden: the hidden layer sizes of the encoder (the decoder mirrors them).
         arch: ``"mlp"`` or ``"conv"`` (H and W must be multiples of 4).
+        likelihood: ``"bernoulli"`` (binary images) or ``"normal"`` (real values, MLP only).
 
     ``model(x)`` and ``guide(x)`` take a minibatch ``x`` of shape (N, *event_shape) with values 0/1;
     they also run with extra batch dimensions on the left of the data plate (``dim=-1``), e.g. inside
     a ``pyro.plate("particles", K, dim=-2)`` for importance sampling.
     """
 
-    def __init__(self, event_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (400,), arch: str = "mlp"):
+    def __init__(self, event_shape: Sequence[int], z_dim: int = 2, hidden: Sequence[int] = (400,), arch: str = "mlp",
+                 likelihood: str = "bernoulli"):
         super().__init__()
         self.event_shape, self.z_dim, self.hidden, self.arch = tuple(event_shape), z_dim, tuple(hidden), arch
+        self.likelihood = likelihood
         if z_dim < 1 or not hidden or min(hidden) < 1:
             raise InputError(f"--z-dim {z_dim} --hidden {list(hidden)}: expected positive sizes")
+        if likelihood not in LIKELIHOODS or (likelihood == "normal" and arch != "mlp"):
+            raise InputError(f"likelihood {likelihood!r} with --arch {arch}: expected bernoulli, or normal with mlp")
         if arch == "mlp":
             self.encoder = MLPEncoder(event_shape, z_dim, hidden)
-            self.decoder = MLPDecoder(event_shape, z_dim, hidden)
+            decoder = NormalDecoder if likelihood == "normal" else MLPDecoder
+            self.decoder = decoder(event_shape, z_dim, hidden)
         elif arch == "conv":
             if len(event_shape) != 3 or event_shape[1] % 4 or event_shape[2] % 4:
                 raise InputError(
@@ -143,17 +166,27 @@ class VAE(nn.Module):
 
     def config(self) -> dict:
         """The constructor arguments (to rebuild the VAE from a checkpoint)."""
-        return {"event_shape": list(self.event_shape), "z_dim": self.z_dim, "hidden": list(self.hidden),
-                "arch": self.arch}
+        config = {"event_shape": list(self.event_shape), "z_dim": self.z_dim, "hidden": list(self.hidden),
+                  "arch": self.arch}
+        return config if self.likelihood == "bernoulli" else {**config, "likelihood": self.likelihood}
+
+    def prior(self, like: torch.Tensor) -> dist.Distribution:
+        """p(z) = N(0, I) (event shape (z_dim,)) on the device and dtype of ``like``."""
+        return dist.Normal(like.new_zeros(self.z_dim), 1.0).to_event(1)
+
+    def observation(self, z: torch.Tensor) -> dist.Distribution:
+        """p(x | z) for codes ``z`` (*batch, z_dim): batch shape ``batch``, event shape ``event_shape``."""
+        out = self.decoder(z)
+        if self.likelihood == "normal":
+            return dist.Normal(out, self.decoder.scale).to_event(len(self.event_shape))
+        return dist.Bernoulli(logits=out).to_event(len(self.event_shape))
 
     def model(self, x: torch.Tensor) -> None:
         """p(x, z) = p(z) p(x | z) for a minibatch ``x`` (N, *event_shape)."""
         pyro.module("decoder", self.decoder)
         with pyro.plate("data", x.shape[-len(self.event_shape) - 1]):
-            z_loc = x.new_zeros(self.z_dim)
-            z = pyro.sample("z", dist.Normal(z_loc, 1.0).to_event(1))
-            logits = self.decoder(z)
-            pyro.sample("x", dist.Bernoulli(logits=logits).to_event(len(self.event_shape)), obs=x)
+            z = pyro.sample("z", self.prior(x))
+            pyro.sample("x", self.observation(z), obs=x)
 
     def guide(self, x: torch.Tensor) -> None:
         """q(z | x) = Normal(loc(x), scale(x)), the encoder's amortised posterior."""
@@ -170,9 +203,21 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     @torch.no_grad()
+    def sample_codes(self, x: torch.Tensor, draws: int) -> torch.Tensor:
+        """``draws`` codes z ~ q(z | x) per image: (draws, N, z_dim)."""
+        loc, scale = self.encoder(x)
+        return torch.distributions.Normal(loc, scale).sample((draws,))
+
+    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities (*batch, *event_shape) of p(x | z) for codes ``z`` (*batch, z_dim)."""
-        return torch.sigmoid(self.decoder(z))
+        """The mean of p(x | z), (*batch, *event_shape), for codes ``z`` (*batch, z_dim): pixel probabilities."""
+        return self.observation(z).mean
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` draws of x from the model, z ~ p(z), x ~ p(x | z) (the global RNG): (n, *event_shape)."""
+        like = next(self.decoder.parameters())
+        return self.observation(self.prior(like).sample((n,))).sample()
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

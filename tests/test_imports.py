@@ -26,14 +26,15 @@ ALLOWED = {
     "models": {"base", "models"},
     "guides": {"base", "core", "models", "guides"},
     "compiler": {"base", "compiler"},
-    "inference": {"base", "core", "datasets", "models", "guides", "compiler", "inference"},
+    "inference": {"base", "core", "datasets", "models", "guides", "compiler", "adversarial", "inference"},
     "adversarial": {"base", "datasets", "compiler", "adversarial"},
     "examples": {"base", "core", "datasets", "models", "guides", "compiler", "inference", "adversarial", "examples"},
     "cli": {"base", "examples", "cli"},
 }
 # the examples' helpers (not commands): the commands may import these, not each other
 EXAMPLE_HELPERS = {"deepprob.examples", "deepprob.examples.options", "deepprob.examples.common",
-                   "deepprob.examples.problems", "deepprob.examples.commands", "deepprob.examples.vae_figures"}
+                   "deepprob.examples.problems", "deepprob.examples.commands", "deepprob.examples.vae_figures",
+                   "deepprob.examples.image_data", "deepprob.examples.avb_figures"}
 
 
 def module_name(path: Path) -> str:
