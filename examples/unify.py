@@ -68,8 +68,8 @@ def compare_on(cloud, args: argparse.Namespace) -> tuple[dict, dict]:
 
     device = args.device
     settings = preset("gan", cloud.name)  # `deepprob gan`'s standard GAN on this data set
-    iterations = args.iterations or settings.pop("iterations")
-    settings.pop("iterations", None)
+    default_iterations = settings.pop("iterations")
+    iterations = args.iterations or default_iterations
     gan = train_point_gan(cloud, GANConfig(**settings), iterations, latent_dim=args.latent_dim, hidden=args.hidden,
                           seed=args.seed, device=device, progress=not args.quiet, desc=f"{cloud.name} GAN")
     vae = fit_point_vae(cloud, latent_dim=args.latent_dim, hidden=args.hidden, epochs=args.vae_epochs,
@@ -82,10 +82,10 @@ def compare_on(cloud, args: argparse.Namespace) -> tuple[dict, dict]:
         shown = sample(args.eval_samples)
         metrics = evaluate_points(cloud, shown.cpu(), args.min_count)
         kde = GaussianKDE.fitted(sample(args.kde_samples))
-        metrics.update(kl_both_ways(true_log_prob, data, sample(args.kl_samples), kde.log_prob),
-                       kde_bandwidth=kde.bandwidth)
+        fresh = sample(args.kl_samples)  # one set of model draws for both density estimates
+        metrics.update(kl_both_ways(true_log_prob, data, fresh, kde.log_prob), kde_bandwidth=kde.bandwidth)
         if model == "vae":
-            metrics["iw"] = kl_both_ways(true_log_prob, data, sample(args.kl_samples), vae.log_prob)
+            metrics["iw"] = kl_both_ways(true_log_prob, data, fresh, vae.log_prob)
         metrics.pop("mode_counts")
         out[model] = metrics
         row["points"][model] = shown
