@@ -5,8 +5,12 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import time
 
 from deepprob.errors import FitDivergedError, InputError
+
+# under torchrun, how long the other processes wait before saying an error that process 0 says as well
+ERROR_GRACE_SECONDS = 5.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run_example(args)
     except (InputError, FitDivergedError, FileNotFoundError) as err:
-        print(f"deepprob {args.example}: error: {err}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")
+        if rank != "0" and os.environ.get("WORLD_SIZE", "1") != "1":
+            # under torchrun every process meets the same bad input (or the same all-reduced NaN), and process
+            # 0 says it; torchrun ends the others once one exits, so they wait first, and speak after that only
+            # where the error was theirs alone
+            time.sleep(ERROR_GRACE_SECONDS)
+            print(f"deepprob {args.example} (process {rank}): error: {err}", file=sys.stderr)
+        else:
+            print(f"deepprob {args.example}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"deepprob {args.example}: interrupted", file=sys.stderr)
         return 130
-    if args.json:
+    if args.json and os.environ.get("RANK", "0") == "0":  # one JSON line: process 0's under torchrun
         from deepprob.runtime import dumps_metrics
 
         print(dumps_metrics(metrics), flush=True)
@@ -62,6 +74,7 @@ def console_main() -> None:
     """The ``deepprob`` command: :func:`main`, then a quick exit (:func:`_end_without_teardown`)."""
     global _exit_status
     atexit.register(_end_without_teardown)
+    _exit_status = 1  # until main returns: a crash (its traceback printed) must not end with status 0
     _exit_status = main()
     sys.exit(_exit_status)
 

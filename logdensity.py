@@ -21,6 +21,8 @@ of a VAE's log-likelihood, the pointwise log-likelihood of ArviZ's InferenceData
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -37,6 +39,7 @@ from torch.distributions import biject_to, transform_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
 from deepprob.errors import InputError
+from deepprob.subsample import full_data, on_batch
 
 DRAWS_PLATE = "_deepprob_draws"
 
@@ -138,14 +141,18 @@ def log_prob_sum(trace, draws: int | None = None, nesting: int = 0, batch: bool 
 
 
 def run_model(model: Callable, args: tuple, kwargs: dict, *, draws: int, nesting: int, guide: Callable | None = None,
-              values: dict[str, torch.Tensor] | None = None):
+              values: dict[str, torch.Tensor] | None = None, batch: dict[str, torch.Tensor] | None = None):
     """``(model_trace, guide_trace)`` for ``draws`` draws at once, in a plate at dim -(nesting + 1).
 
     With ``guide``: the guide is traced and the model replays it (``guide_trace`` is returned); with
     ``values`` ({site: tensor broadcastable in the plate, see :meth:`ModelStructure.broadcastable`}) the
     model is conditioned on them (``guide_trace`` is None). Gradients flow as the caller's context says.
+    Subsampled plates run over the full data, or over the rows ``batch`` ({plate: indices},
+    :mod:`deepprob.subsample`) where given.
     """
-    with poutine.block(), pyro.plate(DRAWS_PLATE, draws, dim=-nesting - 1):
+    data = full_data() if not batch else contextlib.nullcontext()
+    model, guide = on_batch(model, batch), guide if guide is None else on_batch(guide, batch)
+    with data, poutine.block(), pyro.plate(DRAWS_PLATE, draws, dim=-nesting - 1):
         if guide is not None:
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             program = poutine.replay(model, trace=guide_trace)
@@ -191,23 +198,31 @@ class Site:
 class ModelStructure:
     """The plate nesting and the sites of ``model(*args, **kwargs)``, from one trace (see the module doc).
 
+    The trace is of the full data: a plate that subsamples runs over all its rows (:mod:`deepprob.subsample`).
+
     Attributes:
         nesting: how many plate dims the model nests (draws go at dim -(nesting + 1)).
         latent, observed, deterministic: the sites by name, in the model's order.
+        subsampled: the plates that subsample, {name: (size N, subsample size B)}.
+        local: the latent sites inside a plate that subsamples (one variable a row).
     """
 
     nesting: int
     latent: dict[str, Site]
     observed: dict[str, Site]
     deterministic: dict[str, Site]
+    subsampled: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    local: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, model: Callable, *args, **kwargs) -> ModelStructure:
         # off the record: the trace's draws (the prior medians) leave the random numbers as they were
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices), torch.no_grad(), poutine.block(), InitMessenger(init_median):
+        subsampled = {}
+        with full_data(record=subsampled), torch.random.fork_rng(devices), torch.no_grad(), poutine.block(), \
+                InitMessenger(init_median):
             trace = poutine.trace(model).get_trace(*args, **kwargs)
-        nesting, latent, observed, deterministic = 0, {}, {}, {}
+        nesting, latent, observed, deterministic, local = 0, {}, {}, {}, []
         for name, site in sample_sites(trace):
             nesting = max([nesting] + [-f.dim for f in site["cond_indep_stack"] if f.vectorized])
             fn = site["fn"]
@@ -219,7 +234,9 @@ class ModelStructure:
                 observed[name] = entry
             else:
                 latent[name] = entry
-        return cls(nesting, latent, observed, deterministic)
+                if any(f.name in subsampled for f in site["cond_indep_stack"]):
+                    local.append(name)
+        return cls(nesting, latent, observed, deterministic, subsampled, tuple(local))
 
     def require_continuous(self) -> None:
         """Raise InputError for a latent site that is discrete (SVI with these guides, and NUTS, need
@@ -283,7 +300,7 @@ class ModelStructure:
 
     def initial_point(self, model: Callable, *args, init_fn: Callable = init_median, **kwargs) -> torch.Tensor:
         """The unconstrained vector (D,) of the latent values that the per-site rule ``init_fn`` gives."""
-        with torch.no_grad(), poutine.block(), InitMessenger(init_fn):
+        with full_data(), torch.no_grad(), poutine.block(), InitMessenger(init_fn):
             trace = poutine.trace(model).get_trace(*args, **kwargs)
         return self.pack({name: trace.nodes[name]["value"] for name in self.latent}).detach()
 
@@ -298,9 +315,13 @@ class ModelStructure:
             yield site, transform, value
             pos += size
 
-    def log_joint_unconstrained(self, model: Callable, *args, **kwargs) -> Callable[[torch.Tensor], torch.Tensor]:
-        """u (S, D) -> (S,): log p(x, T(u)) + log |det dT/du| at S unconstrained vectors, vectorised."""
-        def log_joint(u: torch.Tensor) -> torch.Tensor:
+    def log_joint_unconstrained(self, model: Callable, *args, **kwargs) -> Callable[..., torch.Tensor]:
+        """u (S, D) -> (S,): log p(x, T(u)) + log |det dT/du| at S unconstrained vectors, vectorised.
+
+        ``log_joint(u, batch)`` with ``batch`` ({plate: indices (B,)}) estimates it from those rows of the
+        subsampled plates (their log-likelihood scaled by N / B); without, it is of the full data.
+        """
+        def log_joint(u: torch.Tensor, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
             S = u.shape[0]
             values, total = {}, u.new_zeros(S)
             for site, transform, unconstrained in self.unpack(u):
@@ -308,7 +329,8 @@ class ModelStructure:
                 ladj = transform.log_abs_det_jacobian(unconstrained, value)
                 ladj = sum_rightmost(ladj, ladj.dim() - value.dim() + len(site.event_shape))
                 total = total + ladj.reshape(S, -1).sum(-1)
-            model_trace, _ = run_model(model, args, kwargs, draws=S, nesting=self.nesting, values=values)
+            model_trace, _ = run_model(model, args, kwargs, draws=S, nesting=self.nesting, values=values,
+                                       batch=batch)
             return total + log_prob_sum(model_trace, S, self.nesting)
 
         return log_joint

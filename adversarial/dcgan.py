@@ -8,6 +8,12 @@ norm on the inner layer (not the input layer, as in the paper), one logit out. A
 Real and generated batches go through the discriminator *separately*: batch norm normalises each
 batch by its own statistics, so a mixed batch would let the discriminator tell them apart by their
 statistics instead of by the images.
+
+Under ``torchrun --nproc_per_node=K`` (:mod:`deepprob.parallel`) the trainer is data-parallel: each process
+takes a contiguous block of every global batch of real images and of the noise drawn for it (every
+process draws the same, with the same seed), both networks run wrapped in ``DistributedDataParallel``
+(the losses are means over the batch: DDP's averaged gradients are the global batch's), and batch norm
+normalises over the global batch. A step is the step of one process on the global batch, to rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import deepprob.parallel as parallel
 from deepprob.errors import InputError, check_loss
 from deepprob.optim import make_adam
 
@@ -100,6 +107,7 @@ class DCGANTrainer:
 
     Args:
         images: the training images (N, C, H, W) in [0, 1] (scaled to [-1, 1] here), on ``device``.
+        batch_size: images per step (the global batch under torchrun: a multiple of the processes).
     """
 
     def __init__(
@@ -122,6 +130,11 @@ class DCGANTrainer:
         self.opt_g = make_adam(generator.parameters(), lr, betas)
         self.opt_d = make_adam(discriminator.parameters(), lr, betas)
         self.epoch = 0
+        self.world_size = parallel.world_size()
+        if self.world_size > 1:
+            parallel.check_divisible(self.batch_size)
+            # the wrappers train; self.generator and self.discriminator (same parameters) sample and save
+            self._parallel = (parallel.data_parallel(self.generator), parallel.data_parallel(self.discriminator))
 
     def train_epoch(self, progress=None) -> dict:
         """One pass over the images in a random order (the last, incomplete batch is dropped: batch norm
@@ -133,6 +146,11 @@ class DCGANTrainer:
         sums = torch.zeros(4, device=self.device)
         g_params = list(self.generator.parameters())
         for index in batches:
+            if self.world_size > 1:
+                sums += self._parallel_step(index, g_params)
+                if progress is not None:
+                    progress.update(1)
+                continue
             real = self.images[index]
             z = torch.randn(len(index), self.generator.latent_dim, device=self.device)
             fake = self.generator(z)
@@ -160,10 +178,36 @@ class DCGANTrainer:
             if progress is not None:
                 progress.update(1)
         self.epoch += 1
+        sums = parallel.all_reduce_sum(sums) / self.world_size if self.world_size > 1 else sums
         d_loss, g_loss, d_real, d_fake = (sums / len(batches)).tolist()
         check_loss(d_loss, self.epoch)
         check_loss(g_loss, self.epoch)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
+
+    def _parallel_step(self, index: torch.Tensor, g_params: list[torch.Tensor]) -> torch.Tensor:
+        """The step of :meth:`train_epoch` on this process's block of the global batch ``index``, with the
+        networks' DDP wrappers; returns the block's (D loss, G loss, mean D(real), mean D(fake))."""
+        generator, discriminator = self._parallel
+        real = self.images[parallel.shard(index)]
+        # the noise of the whole global batch, as one process would draw it; this block's rows
+        z = parallel.shard(torch.randn(len(index), self.generator.latent_dim, device=self.device))
+        fake = generator(z)
+        out_real = discriminator(real)
+        out_fake = discriminator(fake.detach())
+        d_loss = F.softplus(-out_real).mean() + F.softplus(out_fake).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        # the generator's step: D itself (not its wrapper, whose gradients are not wanted), and only the
+        # generator's gradients, accumulated into .grad, where its wrapper's hooks reduce them
+        out = self.discriminator(fake)
+        g_loss = F.softplus(-out).mean()
+        for p in g_params:
+            p.grad = None
+        torch.autograd.backward(g_loss, inputs=g_params)
+        self.opt_g.step()
+        return torch.stack([d_loss.detach(), g_loss.detach(), torch.sigmoid(out_real).mean().detach(),
+                            torch.sigmoid(out_fake).mean().detach()])
 
     def batches_per_epoch(self) -> int:
         return len(self.images) // self.batch_size

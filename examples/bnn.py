@@ -15,13 +15,11 @@ from __future__ import annotations
 import torch
 
 from deepprob.examples import problems
-from deepprob.examples.common import fit_guide, say
-from deepprob.inference.arviz_data import save_inference_data, summary_text
-from deepprob.inference.diagnostics import loo, predictive_metrics, psis_khat
-from deepprob.inference.draws import draws_from_guide, likelihood_at
+from deepprob.examples.common import fit_guide, guide_report, loo_text, say
+from deepprob.inference.arviz_data import summary_text
+from deepprob.inference.diagnostics import predictive_metrics
+from deepprob.inference.draws import likelihood_at
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
-
-NUM_DRAWS = 1000  # draws of the fitted guide for the report and the InferenceData
 
 
 def main(args):
@@ -29,22 +27,20 @@ def main(args):
     train, test = problem.extras["train"], problem.extras["test"]
 
     fit = fit_guide(problem.model, args, *problem.fit_args, init_loc_fn=problem.init_loc_fn)
-    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, num_samples=NUM_DRAWS)
-    idata = problem.inference_data(draws, {"guide": args.guide})
-    path = save_inference_data(idata, args.out / f"bnn_{args.guide}.nc")
+    report = guide_report(problem, fit, args, args.draws)
+    draws, idata, path = report.draws, report.idata, report.path
     predictive = predictive_metrics(problem.model, draws.latents, problem.evaluation, problem.likelihood)
     metrics = {"guide": args.guide, "task": args.task, "elbo": fit.elbo, "fit_seconds": fit.seconds, **fit.extras,
                "num_train": len(train), "num_test": len(test), **predictive,
-               "khat": psis_khat(draws.log_weights), "elpd_loo": loo(draws.pointwise_log_lik())["elpd_loo"],
-               "inference_data": path}
+               **report.metrics, "inference_data": path}
     if args.task == "classification":
         say(args, f"bnn classification, guide {args.guide}: test accuracy {metrics['accuracy']:.3f}, "
             f"log-loss {metrics['log_loss']:.4f}, ELBO {fit.elbo:.2f}")
     else:
         say(args, f"bnn regression, guide {args.guide}: test RMSE {metrics['rmse']:.4f}, "
             f"log-likelihood {metrics['test_loglik']:.3f} per point, ELBO {fit.elbo:.2f}")
-    say(args, f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
-        f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
+    say(args, loo_text(metrics),
+        f"az.summary of the guide's {report.num_draws} draws ({path}):", summary_text(idata, problem.var_names))
     plot(args, problem, draws.latents)
     return metrics
 

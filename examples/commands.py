@@ -18,6 +18,8 @@ from deepprob.errors import InputError
 from deepprob.examples import EXAMPLES, options
 
 USER_MODEL_OPTIONS = ("--model", "--posterior")
+# the examples that train data-parallel under torchrun --nproc_per_node=K (deepprob.parallel)
+DATA_PARALLEL = {"vae": "", "gan": " --dataset digits|mnist"}
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -102,6 +104,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def run_example(args: argparse.Namespace) -> dict:
     """Seed, pick the device and the output folder, run the example and time it.
 
+    Under torchrun (``WORLD_SIZE`` > 1) the processes first join one process group
+    (:func:`deepprob.parallel.init`), each on its device, and all but process 0 run quiet; they leave the
+    group at the end.
+
     Returns the example's metrics with ``example``, ``seconds`` and ``device`` added.
     """
     import logging
@@ -109,19 +115,35 @@ def run_example(args: argparse.Namespace) -> dict:
     import pyro  # noqa: F401  (imports pyro.logger, which sets its level to INFO)
     from tqdm import tqdm
 
+    import deepprob.parallel as parallel
     from deepprob.runtime import cpu_threads, prepare_out, resolve_device, seed_everything
 
+    world = parallel.launched_world_size()
+    if world > 1 and args.example not in DATA_PARALLEL:
+        supported = ", ".join(f"`deepprob {name}{extra}`" for name, extra in DATA_PARALLEL.items())
+        raise InputError(f"torchrun with {world} processes: `deepprob {args.example}` runs as one process "
+                         f"(data-parallel training: {supported})")
     logging.getLogger("pyro").setLevel(logging.WARNING)
     # no tqdm monitor thread: workers are forked (runtime.map_forked), and a fork while that thread holds
     # tqdm's lock would leave the child's progress bars waiting for it forever
     tqdm.monitor_interval = 0
 
     main = importlib.import_module(args.module).main
-    args.device = resolve_device(args.device)
-    args.out = prepare_out(args.out, args.example)
-    seed_everything(args.seed)
-    start = time.perf_counter()
-    with cpu_threads(args.threads if args.device.type == "cpu" else None):
-        metrics = main(args)
-    seconds = time.perf_counter() - start
+    if world > 1:
+        args.device = parallel.init(args.device)
+        args.quiet = args.quiet or not parallel.is_writer()  # progress bars and text from process 0 only
+    else:
+        args.device = resolve_device(args.device)
+    done = False
+    try:
+        args.out = prepare_out(args.out, args.example)
+        seed_everything(args.seed)  # the same on every process: they draw the same global random numbers
+        start = time.perf_counter()
+        with cpu_threads(args.threads if args.device.type == "cpu" else None):
+            metrics = main(args)
+        seconds = time.perf_counter() - start
+        done = True
+    finally:
+        if world > 1:
+            parallel.shutdown(wait=done)  # after an error, no barrier: the other processes may never reach it
     return {"example": args.example, **metrics, "seconds": round(seconds, 3), "device": str(args.device)}

@@ -26,6 +26,11 @@ samples.png (a grid from --seed), interpolation.png (slerp between latent points
   deepprob gan --dataset ring --unrolled 5
   deepprob gan --dataset digits --epochs 30
   deepprob gan sample --checkpoint runs/gan/checkpoint.pt --seed 0   # the same grid again
+  torchrun --nproc_per_node=2 -m deepprob gan --dataset digits --epochs 30   # data-parallel, 2 processes
+
+Under torchrun --nproc_per_node=K the DCGAN trains data-parallel (images only): --batch-size is the global
+batch (a multiple of K), the steps are those of one process on it, and process 0 alone writes the
+checkpoint, the figures and the --json line (with "world_size": K).
 """
 
 from __future__ import annotations
@@ -41,13 +46,20 @@ from deepprob.examples.options import GAN_IMAGE_DATASETS as IMAGE_DATASETS
 
 
 def main(args: argparse.Namespace) -> dict:
+    import deepprob.parallel as parallel
+
     if args.mode == "sample":
+        if parallel.active():
+            raise InputError(f"sample: one process (not torchrun with {parallel.world_size()})")
         return sample_images(args)
     if args.checkpoint is not None:
         raise InputError("--checkpoint: only used by `deepprob gan sample`")
     dataset = resolve_dataset(args)
     if dataset in IMAGE_DATASETS:
         return train_images(args, dataset)
+    if parallel.active():
+        raise InputError(f"--dataset {dataset or args.data}: torchrun with {parallel.world_size()} processes trains "
+                         f"the DCGAN (--dataset {' or '.join(IMAGE_DATASETS)}); the 2-D GANs run as one process")
     return train_points(args, load_cloud(args, dataset))
 
 
@@ -158,29 +170,24 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
 
 
 def load_images(args: argparse.Namespace, dataset: str):
-    """The training images of ``dataset`` (ImageSet) and a note on where they came from."""
-    try:
-        from deepprob.datasets.images import load_image_splits
-    except ImportError:  # an older data layer: digits only
-        from deepprob.datasets.images import load_digits
+    """The training and held-out images of ``dataset`` (ImageSets) and a note on where they came from."""
+    from deepprob.datasets.images import load_image_splits
 
-        if dataset != "digits":
-            raise InputError("--dataset mnist: this version of deepprob.datasets.images has no MNIST loader") from None
-        return load_digits(), "scikit-learn digits"
-    train, _, note = load_image_splits(dataset, data_dir=args.data_dir)
-    return train, note
+    return load_image_splits(dataset, data_dir=args.data_dir)
 
 
 def train_images(args: argparse.Namespace, dataset: str) -> dict:
     from tqdm.auto import tqdm
 
-    from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator
+    import deepprob.parallel as parallel
+    from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator, to_unit_range
+    from deepprob.examples.image_data import QUALITY_SAMPLES, quality_text, sample_quality
     from deepprob.runtime import atomic_torch_save
 
     if any(getattr(args, k) is not None for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
         raise InputError("--iterations/--d-steps/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; the DCGAN uses "
                          "--epochs (Adam lr 2e-4)")
-    data, note = load_images(args, dataset)
+    data, test, note = load_images(args, dataset)
     latent_dim = args.latent_dim or 32
     width = args.width or (32 if dataset == "digits" else 64)
     epochs = args.epochs or (100 if dataset == "digits" else 10)
@@ -188,25 +195,36 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     discriminator = DCDiscriminator(data.shape, width)
     trainer = DCGANTrainer(generator, discriminator, data.images, batch_size=args.batch_size or 64, device=args.device)
     checkpoint_path = args.out / "checkpoint.pt"
-    bar = tqdm(total=epochs * trainer.batches_per_epoch(), desc=f"DCGAN {dataset}", disable=args.quiet, leave=False)
+    writer = parallel.is_writer()  # process 0 of a torchrun (or the only one) writes
+    bar = tqdm(total=epochs * trainer.batches_per_epoch(), desc=f"DCGAN {dataset}", disable=args.quiet or not writer,
+               leave=False)
     start = time.perf_counter()
     for _ in range(epochs):
         stats = trainer.train_epoch(bar)
         bar.set_postfix(epoch=trainer.epoch, d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}")
         # every epoch, atomically: an interrupted run keeps its last complete epoch
-        atomic_torch_save(trainer.checkpoint(dataset=dataset, seed=args.seed), checkpoint_path)
+        if writer:
+            atomic_torch_save(trainer.checkpoint(dataset=dataset, seed=args.seed), checkpoint_path)
     bar.close()
     seconds = time.perf_counter() - start
+    if not writer:  # the other processes of a torchrun: trained, nothing to write or report
+        return {"dataset": dataset, "epochs": epochs, "world_size": trainer.world_size}
     generator.eval()
     figures = image_figures(generator, args, labelled=data)
+    with torch.no_grad():
+        samples = to_unit_range(generator(torch.randn(QUALITY_SAMPLES, latent_dim, device=args.device)))
+    quality = sample_quality(samples, data, test, args.seed, args.device)
     metrics = {
         "dataset": dataset,
         "data_note": note,
         "num_images": len(data),
         "epochs": epochs,
+        "batch_size": trainer.batch_size,
+        "world_size": trainer.world_size,
         "train_seconds": round(seconds, 3),
         **{k: round(v, 4) for k, v in stats.items()},
         "checkpoint": str(checkpoint_path),
+        **quality,
         **figures,
     }
     if not (args.json or args.quiet):
@@ -214,6 +232,7 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
             f"DCGAN on {note}: {epochs} epochs in {seconds:.1f} s; last epoch: D loss {stats['d_loss']:.3f}, "
             f"G loss {stats['g_loss']:.3f}, D(real) {stats['d_real']:.2f}, D(fake) {stats['d_fake']:.2f}"
         )
+        print(f"  samples, {quality_text(quality)}")
         report_figures(figures, checkpoint_path)
     return metrics
 

@@ -49,3 +49,25 @@ def load_binary_images(args: argparse.Namespace) -> BinaryImages:
     train, test, note = load_image_splits(args.dataset, data_dir=args.data_dir)
     train, test = _head(train, args.train_size), _head(test, args.test_size)
     return BinaryImages(train, test, train.images.to(args.device), binary(test, args), note)
+
+
+QUALITY_SAMPLES = 1000  # generated images scored by the digit classifier
+
+
+def sample_quality(samples: torch.Tensor, train: ImageSet, test: ImageSet, seed: int, device) -> dict:
+    """``fid``, ``classes_covered``, ``confident_fraction``, ``classifier_accuracy`` (and ``quality_samples``) of
+    generated digits (N, 1, H, W) in [0, 1], by a :class:`~deepprob.adversarial.image_quality.DigitClassifier`
+    trained on the real ``train`` split and scored against the held-out ``test`` one: the GAN's and the VAE's
+    samples on one scale."""
+    from deepprob.adversarial.image_quality import image_quality, train_digit_classifier
+
+    classifier = train_digit_classifier(train.images.to(device), train.labels, seed=seed)
+    quality = image_quality(classifier, samples, test.images.to(device), test.labels).as_dict()
+    quality["quality_samples"] = quality.pop("samples")
+    return quality
+
+
+def quality_text(quality: dict) -> str:
+    return (f"digit classifier (held-out accuracy {quality['classifier_accuracy']:.3f}) on "
+            f"{quality['quality_samples']} samples: {quality['classes_covered']}/10 digits covered, "
+            f"{100 * quality['confident_fraction']:.0f}% confident, FID {quality['fid']:.1f}")

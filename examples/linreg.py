@@ -19,16 +19,12 @@ import torch
 from torch.distributions import MultivariateNormal
 
 from deepprob.examples import problems
-from deepprob.examples.common import fit_guide, say
-from deepprob.inference.arviz_data import save_inference_data, summary_text
-from deepprob.inference.diagnostics import loo, psis_khat
-from deepprob.inference.draws import draws_from_guide
+from deepprob.examples.common import fit_guide, guide_report, loo_text, say
+from deepprob.inference.arviz_data import summary_text
 from deepprob.inference.exact import conjugate_predictive
 from deepprob.inference.kl import kl_to_reference
 from deepprob.models.linreg import expand_basis
 from deepprob.plots import new_figure, save
-
-NUM_DRAWS = 2000  # draws of the fitted guide for the report and the InferenceData
 
 
 def main(args):
@@ -38,9 +34,8 @@ def main(args):
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
     kl = kl_to_reference(fit.guide.get_posterior(), problem.exact.over_latent_vector(None))
-    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, num_samples=NUM_DRAWS)
-    idata = problem.inference_data(draws, {"guide": args.guide})
-    path = save_inference_data(idata, args.out / f"linreg_{args.guide}.nc")
+    report = guide_report(problem, fit, args, args.draws)
+    draws, idata, path = report.draws, report.idata, report.path
 
     weights = draws.deterministic["weight"].double()
     exact_sd = exact.covariance_matrix.diagonal().sqrt()
@@ -59,8 +54,7 @@ def main(args):
         "exact_sd": exact_sd,
         "guide_mean": weights.mean(0),
         "guide_sd": weights.std(0),
-        "khat": psis_khat(draws.log_weights),
-        "elpd_loo": loo(draws.pointwise_log_lik())["elpd_loo"],
+        **report.metrics,
         "inference_data": path,
     }
     say(args, f"linreg: {len(table)} points, basis {basis}, noise precision {beta:.4g}, guide {args.guide}",
@@ -68,8 +62,8 @@ def main(args):
         *[f"{n:>10} {m:11.4f} {s:9.4f} {gm:11.4f} {gs:9.4f}" for n, m, s, gm, gs in
           zip(names, exact.mean, exact_sd, weights.mean(0), weights.std(0))],
         f"KL(q || exact) = {kl:.4g}   ELBO = {fit.elbo:.3f}   log evidence = {metrics['log_evidence']:.3f}",
-        f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
-        f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
+        loo_text(metrics),
+        f"az.summary of the guide's {report.num_draws} draws ({path}):", summary_text(idata, problem.var_names))
     if table.X.shape[1] == 1:
         plot_fit(args, table, basis, beta, exact, weights)
     plot_weights(args, names, exact, weights)

@@ -14,15 +14,13 @@ from __future__ import annotations
 import torch
 
 from deepprob.examples import problems
-from deepprob.examples.common import fit_guide, say
-from deepprob.inference.arviz_data import save_inference_data, summary_text
-from deepprob.inference.diagnostics import loo, predictive_metrics, psis_khat
-from deepprob.inference.draws import draws_from_guide, predictive_mean
+from deepprob.examples.common import fit_guide, guide_report, loo_text, say
+from deepprob.inference.arviz_data import summary_text
+from deepprob.inference.diagnostics import predictive_metrics
+from deepprob.inference.draws import predictive_mean
 from deepprob.inference.svi import fit_map
 from deepprob.models.logreg import with_bias
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
-
-NUM_DRAWS = 2000  # draws of the fitted guide for the report and the InferenceData
 
 
 def main(args):
@@ -30,9 +28,8 @@ def main(args):
     table, standard, far = (problem.extras[k] for k in ("table", "standard", "far"))
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
-    draws = draws_from_guide(problem.model, fit.guide, *problem.fit_args, num_samples=NUM_DRAWS)
-    idata = problem.inference_data(draws, {"guide": args.guide})
-    path = save_inference_data(idata, args.out / f"logreg_{args.guide}.nc")
+    report = guide_report(problem, fit, args, args.draws)
+    draws, idata, path = report.draws, report.idata, report.path
     w = draws.deterministic["weight"]  # (S, D+1) in the original coordinates
     w_map = standard.to_original(fit_map(problem.model, *problem.fit_args)["weight_std"])
     far1 = with_bias(far[None])[0]
@@ -49,16 +46,15 @@ def main(args):
         "weight_mean": w.mean(0),
         "weight_sd": w.std(0),
         "map_weight": w_map,
-        "khat": psis_khat(draws.log_weights),
-        "elpd_loo": loo(draws.pointwise_log_lik())["elpd_loo"],
+        **report.metrics,
         "inference_data": path,
     }
     say(args, f"logreg: {len(table)} points, guide {args.guide}, ELBO {fit.elbo:.2f}",
         f"accuracy {metrics['accuracy']:.3f}   log-loss {metrics['log_loss']:.4f}",
         f"p(y=1 | x*={problem.far_point[0]}): Bayesian {float(far_point['bayes']):.3f}   "
         f"plug-in (MAP) {float(far_point['plugin']):.3f}",
-        f"PSIS k-hat = {metrics['khat']:.3f}   elpd_loo = {metrics['elpd_loo']:.2f}",
-        f"az.summary of the guide's {NUM_DRAWS} draws ({path}):", summary_text(idata, problem.var_names))
+        loo_text(metrics),
+        f"az.summary of the guide's {report.num_draws} draws ({path}):", summary_text(idata, problem.var_names))
     if table.X.shape[1] == 2:
         plot(args, table, w, w_map)
     return metrics

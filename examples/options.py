@@ -173,14 +173,31 @@ def guide_options(args: argparse.Namespace, init_loc_fn=None) -> GuideOptions:
                         start=args.start)
 
 
+def batch_size_text(text: str) -> int | str:
+    if text in ("auto", "full"):
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, full or a positive number of rows, got {text!r}") from None
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data, --target, --features: fit a user's CSV instead of the embedded data."""
+    """--data, --target, --features: fit a user's CSV instead of the embedded data; --batch-size."""
+    from deepprob.models.plates import DEFAULT_BATCH_SIZE, FULL_BATCH_ROWS
+
     group = parser.add_argument_group("own data")
     group.add_argument("--data", default=None, help="a CSV file with a header row")
     group.add_argument("--target", default=None, help="the CSV column to predict")
     group.add_argument(
         "--features", default=None, help="comma-separated feature columns (default: all other numeric columns)"
     )
+    group.add_argument(
+        "--batch-size", type=batch_size_text, default="auto",
+        help="rows of the data each SVI step sees: B (the data plate subsamples B rows, drawn afresh every step, "
+             "and scales their log-likelihood by N/B), full, or auto: full batch up to "
+             f"{FULL_BATCH_ROWS:,} rows, {DEFAULT_BATCH_SIZE} above (default: %(default)s). The report, the "
+             "ELBO and the references always use all the rows")
 
 
 # --- the regression examples ----------------------------------------------------------------------
@@ -249,11 +266,18 @@ def add_bnn_problem(parser: argparse.ArgumentParser) -> None:
 PROBLEM_ARGUMENTS = {"linreg": add_linreg_problem, "logreg": add_logreg_problem, "bnn": add_bnn_problem}
 
 
+REPORT_DRAWS = {"linreg": 2000, "logreg": 2000, "bnn": 1000}  # draws of the fitted guide for the report
+
+
 def regression_arguments(name: str):
     def add(parser: argparse.ArgumentParser) -> None:
         add_guide_arguments(parser, default=DEFAULT_GUIDE[name])
         add_svi_arguments(parser, **SVI_DEFAULTS[name])
         PROBLEM_ARGUMENTS[name](parser)
+        parser.add_argument_group("report").add_argument(
+            "--draws", type=positive_int, default=REPORT_DRAWS[name],
+            help="draws of the fitted guide for the report, PSIS and the InferenceData file (fewer for tables of "
+                 "more than 50,000 rows, at least 100) (default: %(default)s)")
     return add
 
 

@@ -27,6 +27,7 @@ from deepprob.logdensity import init_sample
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.linreg import LinearRegression, expand_basis
 from deepprob.models.logreg import LogisticRegression, with_bias
+from deepprob.models.plates import resolve_batch_size
 from deepprob.models.standardise import Standardisation
 
 # how far from the data the far point lies by default: this many training sds along the first feature
@@ -150,7 +151,8 @@ def linreg(args) -> Problem:
     log_evidence = conjugate_log_evidence(Phi, table.y, args.alpha, beta)
     return Problem(
         name="linreg",
-        model=LinearRegression(standard, alpha=args.alpha, beta=beta),
+        model=LinearRegression(standard, alpha=args.alpha, beta=beta,
+                               batch_size=resolve_batch_size(args.batch_size, len(table))),
         x=standard.features(Phi),
         y=table.y,
         features=table.X,
@@ -217,7 +219,8 @@ def logreg(args) -> Problem:
 
     return Problem(
         name="logreg",
-        model=LogisticRegression(standard, alpha=args.alpha),
+        model=LogisticRegression(standard, alpha=args.alpha, batch_size=resolve_batch_size(args.batch_size,
+                                                                                             len(table))),
         x=X1_s,
         y=table.y,
         features=table.X,
@@ -287,7 +290,8 @@ def bnn(args) -> Problem:
     # regression: the network's output on the training targets' scale, whatever their units
     location, scale = (float(train.y.mean()), float(train.y.std().clamp_min(1e-8))) if args.task == "regression" \
         else (0.0, 1.0)
-    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, noise, location, scale)
+    model = BayesianNeuralNetwork(table.X.shape[1], args.hidden, args.alpha, args.task, noise, location, scale,
+                                  batch_size=resolve_batch_size(args.batch_size, len(train)))
     learned_noise = args.task == "regression" and noise is None
     return Problem(
         name="bnn",

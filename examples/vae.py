@@ -12,13 +12,28 @@ examples:
   deepprob vae --dataset digits --epochs 30
   deepprob vae --dataset mnist --data-dir ../shared/data/mnist --epochs 10 --arch conv
   deepprob vae --dataset mnist --data-dir ../shared/data/mnist --epochs 20 --resume   # continue
+  torchrun --nproc_per_node=2 -m deepprob vae --dataset mnist --data-dir ../shared/data/mnist   # 2 processes
+
+Under torchrun --nproc_per_node=K the training is data-parallel: --batch-size is the global batch (a multiple
+of K; each process takes batch/K images of it), the steps are those of one process on the global batch, and
+process 0 alone writes the checkpoint, the figures and the --json line (with "world_size": K).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from deepprob.examples.image_data import apply_defaults, binary, load_binary_images
+import torch
+
+import deepprob.parallel as parallel
+from deepprob.examples.image_data import (
+    QUALITY_SAMPLES,
+    apply_defaults,
+    binary,
+    load_binary_images,
+    quality_text,
+    sample_quality,
+)
 from deepprob.inference.vae_eval import evaluate_vae, heldout_log_likelihood, nearest_centroid_accuracy
 from deepprob.inference.vae_fit import fit_vae
 from deepprob.models.vae import VAE
@@ -45,7 +60,7 @@ def main(args: argparse.Namespace) -> dict:
         "lr", "elbo", "objective")}
     config.update(vae.config(), n_train=len(train))
     init = None
-    if not args.resume:
+    if not args.resume:  # on every process: they draw the same random numbers throughout
         init = evaluate_vae(vae, x_test, num_samples=args.iw_samples)
     fit = fit_vae(
         vae, x_train, x_test, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, elbo=args.elbo,
@@ -54,6 +69,8 @@ def main(args: argparse.Namespace) -> dict:
         resume=args.resume, config=config, init=init, progress=not args.quiet, engine=args.engine,
     )
     history, init = fit["history"], fit["init"]
+    if not parallel.is_writer():  # the other processes of a torchrun: trained, nothing to report or write
+        return {"dataset": args.dataset, "epochs": fit["epochs"], "world_size": fit["world_size"]}
     final = evaluate_vae(vae, x_test, num_samples=args.iw_samples)
     if args.loglik == "auto" and vae.z_dim > 2:  # the IW estimate is already one that needs no other proposal
         loglik = {"test_loglik": final["iw_loglik"],
@@ -71,15 +88,22 @@ def main(args: argparse.Namespace) -> dict:
         "iw_samples": args.iw_samples,
         "seconds_per_epoch": sum(history["seconds"]) / len(history["seconds"]) if history["seconds"] else None,
         "resumed_from_epoch": fit["resumed_from"], "device": str(device), "engine": fit["engine"],
-        "compile_seconds": fit["compile_seconds"], "objective": args.objective, **loglik,
+        "compile_seconds": fit["compile_seconds"], "objective": args.objective, "world_size": fit["world_size"],
+        "batch_size": args.batch_size, **loglik,
     }
+    if args.dataset in ("digits", "mnist"):  # the decoded means of prior draws, as the prior-samples figure
+        with torch.no_grad():
+            z = vae.prior(x_test).sample((QUALITY_SAMPLES,))
+            samples = vae.decode(z).reshape(QUALITY_SAMPLES, *train.shape)
+        metrics.update(sample_quality(samples, train, test, args.seed, device))
     if args.dataset == "onehot":
         train_codes = vae.encode(binary(train, args))[0]
         metrics["latent_accuracy"] = nearest_centroid_accuracy(
             train_codes.cpu(), train.labels, codes.cpu(), test.labels)
     if not args.json and not args.quiet:
         print(f"{note}; {args.arch} VAE, latent {args.z_dim}, hidden {args.hidden}, {args.elbo} ELBO, "
-              f"objective {args.objective}, {device}")
+              f"objective {args.objective}, {device}"
+              + (f", {fit['world_size']} processes" if fit["world_size"] > 1 else ""))
         print(f"trained {fit['epochs']} epochs ({metrics['seconds_per_epoch'] or 0:.2f} s/epoch)"
               + (f", resumed from epoch {fit['resumed_from']}" if fit["resumed_from"] is not None else ""))
         print(f"nats per example     {'init':>9} {'trained':>9}")
@@ -88,5 +112,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"test log p(x) {loglik['test_loglik']:.3f} by {loglik['test_loglik_method']}")
         if "latent_accuracy" in metrics:
             print(f"latent nearest-centroid accuracy: {metrics['latent_accuracy']:.3f}")
+        if "fid" in metrics:
+            print(f"prior samples, {quality_text(metrics)}")
         print(f"figures and checkpoint in {args.out}")
     return metrics

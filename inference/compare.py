@@ -100,6 +100,22 @@ COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's fir
     ("far_point", "p(far)", "{:6.3f}"),
 ]
 
+COLUMN_NOTES = {  # what each column means, with its units (the tour's page shows them)
+    "elbo": "evidence lower bound E_q[log p(y, z) - log q(z)], nats, of the final guide (higher is better)",
+    "seconds": "wall time of the fit, seconds",
+    "kl_to_exact": "KL(q || exact posterior), nats (0: exact); where the posterior is known in closed form",
+    "mean_err_sd": "largest error of a posterior mean over the compared quantities, in reference sds",
+    "sd_err_sd": "largest relative error of a posterior sd, |sd_q - sd_ref| / sd_ref (0.5: half or 1.5 times)",
+    "w2": "Wasserstein-2 distance to the reference draws, in standardised coordinates",
+    "khat": "Pareto k-hat of the importance weights p/q (PSIS): below 0.5 good, above 0.7 unreliable",
+    "elpd_loo": "expected log predictive density by PSIS leave-one-out, nats (higher is better)",
+    "accuracy": "share of correctly predicted labels (Bayesian predictive, threshold 0.5)",
+    "log_loss": "mean negative log predictive probability of the labels, nats per point",
+    "rmse": "root mean square error of the predictive mean, in the target's units",
+    "test_loglik": "mean log predictive density of held-out points, nats per point",
+    "far_point": "Bayesian predictive p(y=1 | x*) at a point far from the data (0.5: honest uncertainty)",
+}
+
 
 @dataclass
 class GuideRun:

@@ -24,6 +24,7 @@ from pyro.infer import MCMC, NUTS
 from deepprob.errors import InputError
 from deepprob.logdensity import ModelStructure, init_uniform
 from deepprob.names import to_sites
+from deepprob.subsample import FullData
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -124,6 +125,27 @@ class CountingNUTS(NUTS):
         self.potential_fn = counted
 
 
+def laplace_reference(model: Callable, *args, num_samples: int = 4000, **kwargs) -> dict[str, torch.Tensor]:
+    """Draws of the Laplace approximation of the full data's posterior: the mode by L-BFGS from the prior's
+    median, the Gaussian of the curvature there, in the unconstrained space, mapped to the latent sites,
+    (num_samples, *site shape) each.
+
+    Raises:
+        InputError: no mode was found (the climb failed, or the curvature there is not positive).
+    """
+    from deepprob.guides.start import laplace_at_mode
+
+    structure = ModelStructure.of(model, *args, **kwargs)
+    start = laplace_at_mode(structure.log_joint_unconstrained(model, *args, **kwargs),
+                            structure.initial_point(model, *args, **kwargs))
+    if start is None:
+        raise InputError("model: no mode found for a Laplace approximation (L-BFGS failed, or the curvature is "
+                         "not positive there)")
+    u = torch.distributions.MultivariateNormal(start.loc, covariance_matrix=start.covariance).sample((num_samples,))
+    return {site.name: transform(value).reshape((num_samples,) + site.shape)
+            for site, transform, value in structure.unpack(u)}
+
+
 def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: int = 0, jit: bool = True,
              progress: bool = True, **kwargs) -> NutsRun:
     """NUTS on ``model(*args, **kwargs)``: ``budget.chains`` chains of ``budget.warmup`` adaptation and
@@ -132,9 +154,11 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
     Chain c starts from a point drawn uniformly in (-2, 2) of the unconstrained space (Pyro's
     ``init_to_uniform``, for flat priors too: :func:`deepprob.logdensity.init_uniform`) with seed
     ``seed + c``: starts dispersed enough for R-hat to see chains that do not meet. ``jit`` compiles the
-    potential energy with TorchScript, about twice as fast for small models.
+    potential energy with TorchScript, about twice as fast for small models. Plates that subsample run
+    over the full data (:class:`~deepprob.subsample.FullData`): NUTS needs the exact log density.
     """
     start = time.perf_counter()
+    model = FullData(model)
     parts: dict[str, list[torch.Tensor]] = {}
     divergences = []
     # the plate nesting given, not guessed by Pyro (its guess runs the model, sampling every prior: flat ones fail)

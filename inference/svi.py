@@ -32,6 +32,7 @@ from deepprob.inference.objectives import Objective, parse_objective
 from deepprob.logdensity import ModelStructure, init_median
 from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
 from deepprob.runtime import report_once, rng_untouched
+from deepprob.subsample import MinibatchIndices, describe, full_data, on_batch
 
 pyro.settings.set(module_local_params=True)
 
@@ -207,6 +208,8 @@ def fit_svi(
     params = collect_parameters(guide, model)
     if not params:
         raise InputError("guide: it has no trainable parameters")
+    structure = ModelStructure.of(model, *args, **kwargs)
+    batches = minibatches(structure, params[0].device)
     fallback = None
     if engine != "pyro" and will_compile(engine, steps):
         from deepprob.inference.compiled.svi_steps import compiled_path_problem
@@ -219,16 +222,16 @@ def fit_svi(
                                  num_particles=objective.draws(num_particles), objective=objective,
                                  final_lr_fraction=final_lr_fraction,
                                  average_fraction=average_fraction, elbo_particles=elbo_particles,
-                                 progress=progress, desc=desc, validate=validate)
+                                 progress=progress, desc=desc, validate=validate, batches=batches)
         if loss is None:
             fallback = report_once(f"the compiled engine cannot fit this: {problem}; Pyro's engine fits it")
-    nesting = ModelStructure.of(model, *args, **kwargs).nesting
+    nesting = structure.nesting
     if loss is None:
         loss = objective.pyro_loss(num_particles, nesting)
 
     own_loss = getattr(guide, "loss_fn", None)  # svgd: a loss of its own, on the model's log density
-    if own_loss is not None:
-        own_loss = own_loss(ModelStructure.of(model, *args, **kwargs).log_joint_unconstrained(model, *args, **kwargs))
+    if own_loss is not None:  # (of the full data: its particles' kernel couples them, not the rows)
+        own_loss, batches = own_loss(structure.log_joint_unconstrained(model, *args, **kwargs)), None
         named = dict(guide.named_parameters())
 
     def loss_at(step: int) -> torch.Tensor:
@@ -237,7 +240,8 @@ def fit_svi(
         with pyro.validation_enabled(step == 0 and validate):
             if own_loss is not None:
                 return own_loss(named)
-            return loss.differentiable_loss(model, guide, *args, **kwargs)
+            batch = batches.next() if batches is not None else None
+            return loss.differentiable_loss(on_batch(model, batch), on_batch(guide, batch), *args, **kwargs)
 
     loop_start = time.perf_counter()
     losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
@@ -245,8 +249,21 @@ def fit_svi(
                       step_scales=_step_scales(guide, params))
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
               "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback,
-              "gradient_evaluations": steps * _gradients_per_step(guide, getattr(loss, "num_particles", 1))}
+              "gradient_evaluations": steps * _gradients_per_step(guide, getattr(loss, "num_particles", 1)),
+              **minibatch_extras(batches)}
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
+
+
+def minibatches(structure: ModelStructure, device) -> MinibatchIndices | None:
+    """The rows each step sees, for a model whose plates subsample (:mod:`deepprob.subsample`), else None."""
+    return MinibatchIndices(structure.subsampled, device) if structure.subsampled else None
+
+
+def minibatch_extras(batches: MinibatchIndices | None) -> dict:
+    """``batch_size`` (None: full batch) and ``minibatch`` (which plates subsample, how) for a fit's extras."""
+    if batches is None:
+        return {"batch_size": None, "minibatch": None}
+    return {"batch_size": max(b for _, b in batches.plates.values()), "minibatch": describe(batches.plates)}
 
 
 def _gradients_per_step(guide, particles: int) -> int:
@@ -274,7 +291,8 @@ def _step_scales(guide, params: list) -> list[torch.Tensor | None]:
 
 
 def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn=None) -> FitResult:
-    """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate.
+    """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate, both of the full data
+    where the model's plates subsample.
 
     ``extras["gradient_evaluations"]`` counts the log density's gradients the fit took: those of its
     steps (one a particle), and the guide's own (a mixture's search for modes, Laplace's Hessian).
@@ -282,7 +300,8 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
     extras["gradient_evaluations"] = extras["gradient_evaluations"] + getattr(guide, "gradient_evaluations", 0)
     finalize = getattr(guide, "finalize", None)
     if finalize is not None:
-        guide, elbo_fn = finalize(*args, **kwargs), None
+        with full_data():
+            guide, elbo_fn = finalize(*args, **kwargs), None
         extras["gradient_evaluations"] += getattr(guide, "gradient_evaluations", 0)
     seconds = time.perf_counter() - start
     if not elbo_particles or q_density(guide) != "density":
@@ -290,13 +309,15 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
     elif elbo_fn is not None:
         elbo = elbo_fn(elbo_particles)
     else:
-        elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, max_plate_nesting=nesting, **kwargs)
+        with full_data():
+            elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, max_plate_nesting=nesting,
+                                 **kwargs)
     return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo, extras=extras, model=model,
                      args=args, kwargs=kwargs)
 
 
 def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, objective, final_lr_fraction,
-                  average_fraction, elbo_particles, progress, desc, validate) -> FitResult:
+                  average_fraction, elbo_particles, progress, desc, validate, batches=None) -> FitResult:
     """``fit_svi`` through :mod:`deepprob.inference.compiled.svi_steps` (the same estimator, compiled)."""
     from deepprob.inference.compiled import svi_steps
 
@@ -304,12 +325,13 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
     # the set-up draws no random numbers that count: the steps see the noise the Pyro engine's steps see
     with rng_untouched(next(iter(params.values())).device):
         with pyro.validation_enabled(False):
-            loss = svi_steps.svi_loss_fn(model, guide, *args, objective=objective, **kwargs)
-            # the fit's ELBO is the ELBO, whatever the objective trained
-            elbo_loss = loss if objective.is_elbo else svi_steps.svi_loss_fn(model, guide, *args, **kwargs)
+            loss = svi_steps.svi_loss_fn(model, guide, *args, objective=objective, batches=batches, **kwargs)
+            # the fit's ELBO is the ELBO of the full data, whatever the objective trained
+            elbo_loss = (loss if objective.is_elbo and batches is None
+                         else svi_steps.svi_loss_fn(model, guide, *args, **kwargs))
         nesting = loss.structure.nesting
         if validate:  # Pyro's checks of the model and guide, once, as the first step of the Pyro engine does
-            with invalid_values_at(0), torch.no_grad():
+            with invalid_values_at(0), torch.no_grad(), full_data():
                 Trace_ELBO(max_plate_nesting=nesting).differentiable_loss(model, guide, *args, **kwargs)
     with pyro.validation_enabled(False):
         runner = svi_steps.SVISteps(loss, params, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
@@ -322,7 +344,8 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
               "compile_seconds": runner.compile_seconds,
               "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
               "gradient_evaluations": steps * _gradients_per_step(guide, num_particles if loss.form.stochastic
-                                                                  else 1)}
+                                                                  else 1),
+              **minibatch_extras(batches)}
 
     def elbo_fn(n):
         with pyro.validation_enabled(False):

@@ -12,6 +12,14 @@ a plain PyTorch loop:
   end, where a NaN is reported with the step it happened at. (``Trace_ELBO`` itself still reads each
   site's log-probability to the host; that is Pyro's, and only matters on a GPU.)
 - The data live on the device as one tensor; a minibatch is an index into it, not a DataLoader.
+
+Under ``torchrun --nproc_per_node=K`` (:mod:`deepprob.parallel`) each of the K processes takes a contiguous
+block of every global minibatch of ``batch_size`` images, and its encoder and decoder run wrapped in
+``DistributedDataParallel`` inside the same Pyro model and guide. The ELBO of a minibatch is a sum over its
+images, so the processes' gradients are summed (not averaged); the guide's Normal noise is drawn for the
+whole global batch on every process (they share the seed) and each keeps its block's rows. A step is then
+the step of one process on the global batch, to float rounding: a run does not depend on K, and a
+checkpoint resumes under any K. Only the Pyro engine runs data-parallel.
 """
 
 from __future__ import annotations
@@ -20,20 +28,76 @@ import time
 from pathlib import Path
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
+import deepprob.parallel as parallel
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError, check_loss
 from deepprob.inference.engines import AUTO_COMPILE_STEPS
 from deepprob.inference.objectives import parse_objective
 from deepprob.inference.vae_eval import ImportanceWeightedLoss, evaluate_vae
 from deepprob.optim import adam_state, collect_parameters, make_adam
-from deepprob.runtime import atomic_torch_save, rng_untouched
+from deepprob.runtime import atomic_torch_save, report_once, rng_untouched
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 VAE_ENGINES = ("pyro", "compiled")
+
+
+class _BlockOfGlobalNormal(dist.Normal):
+    """``Normal(loc, scale)`` of one process's block of rows of a global batch (along ``axis``, counted from
+    the right): ``rsample`` draws the standard Normal noise of the whole global batch, as one process
+    training on it would, and keeps the block's rows. The density is the Normal's."""
+
+    def __init__(self, loc, scale, block: tuple[int, int, int], validate_args=None):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.block = block  # (start, global rows, axis)
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, self._get_checked_instance(_BlockOfGlobalNormal, _instance))
+        new.block = self.block
+        return new
+
+    def rsample(self, sample_shape=()):
+        start, total, axis = self.block
+        shape = list(self._extended_shape(sample_shape))
+        rows, shape[axis] = shape[axis], total
+        eps = torch.empty(shape, dtype=self.loc.dtype, device=self.loc.device).normal_().narrow(axis, start, rows)
+        return self.loc + eps * self.scale
+
+
+class _GlobalBatchDraws(Messenger):
+    """A handler for a guide whose codes are to be drawn for the global batch: each reparameterised Normal
+    site in the plate ``plate`` (this process's rows of ``total``, from ``start``) becomes a
+    :class:`_BlockOfGlobalNormal`. It wraps the guide itself (``_GlobalBatchDraws(...)(guide)``), so that it
+    acts inside whatever the loss runs the guide in (a particles plate there expands the new distribution
+    as it would the old; a ``poutine.block`` there would hide the sites from a handler outside)."""
+
+    def __init__(self, plate: str, start: int, total: int):
+        super().__init__()
+        self.plate, self.start, self.total = plate, start, total
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["value"] is not None:
+            return
+        frame = next((f for f in msg["cond_indep_stack"] if f.name == self.plate), None)
+        if frame is None:  # not per image (the plate's own subsample site, a global latent): the same draws
+            return  # on every process are one process's draws
+        base, wrappers = msg["fn"], []
+        while isinstance(base, dist.Independent):
+            wrappers.append(base.reinterpreted_batch_ndims)
+            base = base.base_dist
+        if type(base) not in (dist.Normal, torch.distributions.Normal):
+            raise NotImplementedError(f"data-parallel VAE training draws the guide's Normal codes of the plate "
+                                      f"{self.plate!r}; site {msg['name']!r} is a {type(base).__name__}")
+        axis = frame.dim - len(msg["fn"].event_shape)  # the plate's dimension in the Normal's own shape
+        new = _BlockOfGlobalNormal(base.loc, base.scale, (self.start, self.total, axis))
+        for n in reversed(wrappers):
+            new = dist.Independent(new, n)
+        msg["fn"] = new
 
 
 class VAETrainer:
@@ -62,6 +126,15 @@ class VAETrainer:
             raise InputError(f"--batch-size {batch_size}: expected a positive integer")
         if engine not in VAE_ENGINES:
             raise InputError(f"--engine {engine!r}: expected one of {', '.join(VAE_ENGINES)}")
+        self.world_size = parallel.world_size()
+        if self.world_size > 1:
+            if engine == "compiled":
+                raise InputError(f"--engine compiled: data-parallel training ({self.world_size} processes under "
+                                 "torchrun) runs on --engine pyro (or auto)")
+            if type(self)._pyro_step is not VAETrainer._pyro_step:
+                raise InputError(f"{type(self).__name__}: data-parallel training (torchrun) is for the VAE's "
+                                 "own steps; run it as one process")
+            parallel.check_divisible(batch_size)
         self.vae, self.batch_size, self.engine = vae, batch_size, engine
         self.loss = ELBOS[elbo]() if objective.is_elbo else ImportanceWeightedLoss(objective)
         # the networks of the model and the guide (not an AVB's discriminator, which trains apart)
@@ -75,6 +148,13 @@ class VAETrainer:
 
             self._compiled = CompiledVAESteps(vae, self.params, analytic_kl=elbo == "meanfield",
                                               loss=None if objective.is_elbo else self.loss)
+        self._parallel_vae = None
+        if self.world_size > 1:
+            # the model and guide of a view of the VAE whose networks are the DDP wrappers; the VAE itself
+            # (its state_dict, evaluation, figures) keeps its own networks
+            self._parallel_vae = parallel.module_view(
+                vae, encoder=parallel.data_parallel(vae.encoder, reduce="sum"),
+                decoder=parallel.data_parallel(vae.decoder, reduce="sum"))
 
     @property
     def compile_seconds(self) -> float:
@@ -98,19 +178,22 @@ class VAETrainer:
         """
         if not self._validated:
             self.validate(x[order[:2]])
-        if self.engine == "pyro":
-            step = self._pyro_step
+        if self._parallel_vae is not None:
+            step = lambda index: self._parallel_step(x, index)  # noqa: E731
+        elif self.engine == "pyro":
+            step = lambda index: self._pyro_step(x[index])  # noqa: E731
         else:  # the optimiser's state tensors, gathered once an epoch: the steps update them in place
             state = self._adam_state()
-            step = lambda batch: self._compiled(batch, state)  # noqa: E731
+            step = lambda index: self._compiled(x[index], state)  # noqa: E731
         batches = order.split(self.batch_size)
         losses = torch.empty(len(batches), device=x.device, dtype=x.dtype)
         with pyro.validation_enabled(False):
             for i, index in enumerate(batches):
-                losses[i] = step(x[index])
+                losses[i] = step(index)
                 if bar is not None:
                     bar.update()
-        losses = losses.cpu()  # the one host sync of the epoch
+        # the global batches' losses (every process then checks the same numbers); the one host sync
+        losses = parallel.all_reduce_sum(losses).cpu()
         bad = (~torch.isfinite(losses)).nonzero()
         if len(bad):
             check_loss(float(losses[bad[0, 0]]), self.step + int(bad[0, 0]))
@@ -120,6 +203,21 @@ class VAETrainer:
     def _pyro_step(self, x: torch.Tensor) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         value = self.loss.differentiable_loss(self.vae.model, self.vae.guide, x)
+        value.backward()
+        self.optimizer.step()
+        return value.detach()
+
+    def _parallel_step(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """A step on this process's block of the global minibatch ``x[index]``; returns the block's loss."""
+        start, rows = parallel.shard_bounds(len(index))
+        if rows == 0:  # a last batch smaller than K: a plate cannot be empty, but the step's draws and
+            start = 0  # reductions must happen here too; a stand-in row, weighted 0
+        vae = self._parallel_vae
+        guide = _GlobalBatchDraws("data", start, len(index))(vae.guide)
+        self.optimizer.zero_grad(set_to_none=True)
+        value = self.loss.differentiable_loss(vae.model, guide, x[index[start:start + max(rows, 1)]])
+        if rows == 0:
+            value = value * 0
         value.backward()
         self.optimizer.step()
         return value.detach()
@@ -200,22 +298,23 @@ def fit_vae(
             epoch (``binarization="dynamic"``) or once by ``threshold`` (``"fixed"``).
         test: binary test images: their one-sample ELBO is recorded after each epoch.
         checkpoint: a file to write after each epoch (weights, optimiser, epoch, RNG state, history,
-            ``config`` and ``init``), atomically; with ``resume``, training continues from it and ends
-            exactly where an uninterrupted run with the same seed ends.
+            ``config`` and ``init``), atomically, by process 0 alone under torchrun; with ``resume``,
+            training continues from it (every process reads it) and ends exactly where an uninterrupted
+            run with the same seed ends.
         config: the run's options, saved and, on resume, checked (all but ``epochs`` must agree).
         init: metrics of the untrained VAE, saved so that a resumed run can report them.
         engine: ``"pyro"`` (``Trace_ELBO`` each step), ``"compiled"`` (the same steps compiled, see
             :mod:`deepprob.inference.compiled.vae_steps`) or ``"auto"`` (compiled when the run has at least
-            ``AUTO_COMPILE_STEPS`` steps to repay the compile). Epoch times exclude compiling, which is
-            reported as ``compile_seconds``.
+            ``AUTO_COMPILE_STEPS`` steps to repay the compile; the Pyro engine under torchrun). Epoch times
+            exclude compiling, which is reported as ``compile_seconds``.
         trainer: the trainer to run (an :class:`~deepprob.inference.avb_fit.AVBTrainer`, say); by default a
             :class:`VAETrainer` with ``lr``, ``elbo``, ``batch_size``, ``engine`` and ``objective``.
         desc: the progress bar's label.
 
     Returns:
         ``{"epochs": ..., "history": {"train_elbo": [...], "test_elbo": [...], "seconds": [...]},
-        "init": init, "resumed_from": epoch or None, "engine": ..., "compile_seconds": ...}``, ELBOs in
-        nats per image.
+        "init": init, "resumed_from": epoch or None, "engine": ..., "compile_seconds": ..., "world_size": K}``,
+        ELBOs in nats per image.
     """
     device = train.device
     config = dict(config or {}, epochs=epochs)
@@ -223,6 +322,10 @@ def fit_vae(
     if trainer is None:
         if engine == "auto":
             engine = "compiled" if epochs * steps_per_epoch >= AUTO_COMPILE_STEPS else "pyro"
+            if engine == "compiled" and parallel.active():
+                engine = "pyro"
+                if parallel.is_writer():
+                    report_once("--engine auto: the Pyro engine, as data-parallel training (torchrun) runs on it")
         trainer = VAETrainer(vae, lr=lr, elbo=elbo, batch_size=batch_size, engine=engine, objective=objective)
     engine, batch_size = trainer.engine, trainer.batch_size
     steps_per_epoch = -(-train.shape[0] // batch_size)
@@ -234,8 +337,9 @@ def fit_vae(
         history, start, init = state["history"], state["epoch"], state["init"]
         _set_rng_state(state["rng"], device)
         resumed_from = start
+    writer = parallel.is_writer()  # process 0 of a torchrun, or the only one: writes and shows progress
     bar = tqdm(total=epochs * steps_per_epoch, initial=min(start, epochs) * steps_per_epoch, desc=desc,
-               disable=not progress, leave=False, dynamic_ncols=True)
+               disable=not (progress and writer), leave=False, dynamic_ncols=True)
     for epoch in range(start, epochs):
         # the epoch's binary images and order come from the global RNG, whose state the checkpoint keeps
         x = binarize(train, binarization, threshold)
@@ -246,9 +350,9 @@ def fit_vae(
         history["seconds"].append(time.perf_counter() - tick - (trainer.compile_seconds - compiling))
         history["test_elbo"].append(evaluate_vae(vae, test, num_samples=1)["elbo"])
         bar.set_postfix(epoch=epoch + 1, elbo=f"{history['train_elbo'][-1]:.2f}", refresh=False)
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             atomic_torch_save({"epoch": epoch + 1, "config": config, "trainer": trainer.state_dict(),
                                "history": history, "init": init, "rng": _rng_state(device)}, checkpoint)
     bar.close()
     return {"epochs": max(start, epochs), "history": history, "init": init, "resumed_from": resumed_from,
-            "engine": engine, "compile_seconds": trainer.compile_seconds}
+            "engine": engine, "compile_seconds": trainer.compile_seconds, "world_size": trainer.world_size}

@@ -21,6 +21,7 @@ import pyro.distributions as dist
 import torch
 
 from deepprob.errors import InputError
+from deepprob.models.plates import data_plate, take
 from deepprob.models.standardise import Standardisation, linear_predictor, standardised_weights
 
 
@@ -54,21 +55,23 @@ class LinearRegression:
     """The model ``model(Phi_s, y)``; ``Phi_s`` (N, D) standardised features, ``y`` (N,) or None.
 
     Latent site ``weight_std`` (D,); deterministic site ``weight`` (D,) in original coordinates;
-    observed site ``y`` in the plate ``data``.
+    observed site ``y`` in the plate ``data``, which subsamples ``batch_size`` rows when that is given and
+    smaller than N (:mod:`deepprob.models.plates`).
     """
 
-    def __init__(self, standardisation: Standardisation, alpha: float = 1.0, beta: float = 2.5):
+    def __init__(self, standardisation: Standardisation, alpha: float = 1.0, beta: float = 2.5,
+                 batch_size: int | None = None):
         if not alpha > 0:
             raise InputError(f"--alpha {alpha}: expected a prior precision > 0")
         if not beta > 0:
             raise InputError(f"--beta {beta}: expected a noise precision > 0")
         self.standardisation = standardisation
-        self.alpha, self.beta = alpha, beta
+        self.alpha, self.beta, self.batch_size = alpha, beta, batch_size
 
     def model(self, Phi_s: torch.Tensor, y: torch.Tensor | None = None) -> None:
         w_s = standardised_weights(self.standardisation, self.alpha)
-        mean = linear_predictor(Phi_s, w_s)  # (N,), or (..., N) under particles
-        with pyro.plate("data", Phi_s.shape[0]):
-            pyro.sample("y", dist.Normal(mean, self.beta**-0.5), obs=y)
+        with data_plate(Phi_s.shape[0], self.batch_size) as rows:
+            mean = linear_predictor(take(Phi_s, rows), w_s)  # (B,), or (..., B) under particles
+            pyro.sample("y", dist.Normal(mean, self.beta**-0.5), obs=take(y, rows))
 
     __call__ = model

@@ -13,6 +13,7 @@ import pyro.distributions as dist
 import torch
 
 from deepprob.errors import InputError
+from deepprob.models.plates import data_plate, take
 from deepprob.models.standardise import Standardisation, linear_predictor, standardised_weights
 
 
@@ -26,18 +27,19 @@ class LogisticRegression:
     ``y`` (N,) in {0, 1} or None.
 
     Latent site ``weight_std`` (D+1,); deterministic ``weight`` (D+1,), bias first, in the original
-    coordinates; observed site ``y`` in the plate ``data``.
+    coordinates; observed site ``y`` in the plate ``data``, which subsamples ``batch_size`` rows when
+    that is given and smaller than N (:mod:`deepprob.models.plates`).
     """
 
-    def __init__(self, standardisation: Standardisation, alpha: float = 1.0):
+    def __init__(self, standardisation: Standardisation, alpha: float = 1.0, batch_size: int | None = None):
         if not alpha > 0:
             raise InputError(f"--alpha {alpha}: expected a prior precision > 0")
-        self.standardisation, self.alpha = standardisation, alpha
+        self.standardisation, self.alpha, self.batch_size = standardisation, alpha, batch_size
 
     def model(self, X1_s: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         w_s = standardised_weights(self.standardisation, self.alpha)
-        logits = linear_predictor(X1_s, w_s)  # (N,), or (..., N) under particles
-        with pyro.plate("data", X1_s.shape[0]):
-            return pyro.sample("y", dist.Bernoulli(logits=logits), obs=y)
+        with data_plate(X1_s.shape[0], self.batch_size) as rows:
+            logits = linear_predictor(take(X1_s, rows), w_s)  # (B,), or (..., B) under particles
+            return pyro.sample("y", dist.Bernoulli(logits=logits), obs=take(y, rows))
 
     __call__ = model

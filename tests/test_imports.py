@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]  # the repository root is the deepprob package
 
 # each module's layer, and the layers it may import from (its own included)
-BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots", "deepprob.names"}  # plain torch
+BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots", "deepprob.names",
+        "deepprob.parallel"}  # plain torch
 CORE = {"deepprob.logdensity"}  # log p and log q of Pyro programs
 # the plain-torch modules of the compiled engine (the GAN trainer compiles its iteration with them)
 COMPILER = {"deepprob.inference.compiled", "deepprob.inference.compiled.compiling",

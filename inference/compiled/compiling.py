@@ -108,7 +108,8 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled.
 
     ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`~deepprob.inference.compiled.c_step`:
-    CPU only, a subset of aten operations, compiled in well under a second, for small graphs); ``"auto"``,
+    CPU only, a subset of aten operations, compiled in well under a second, for small graphs and for
+    graphs that stream over a large data set, but not large matrix products: those are BLAS's); ``"auto"``,
     C where it applies, else Inductor (the reason is reported once on stderr and kept in ``fallback``).
 
     The compiled step takes tensors of the sizes, strides and dtypes of ``example_inputs`` (the C step

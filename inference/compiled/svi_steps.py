@@ -46,6 +46,7 @@ from deepprob.inference.objectives import ELBO, Objective
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, adam_update_, collect_parameters
 from deepprob.runtime import report_once, rng_untouched
+from deepprob.subsample import MinibatchIndices
 
 
 def guide_parameters(guide) -> dict[str, torch.nn.Parameter]:
@@ -53,7 +54,7 @@ def guide_parameters(guide) -> dict[str, torch.nn.Parameter]:
     return dict(guide.named_parameters())
 
 
-def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO,
+def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batches: MinibatchIndices | None = None,
                 **kwargs) -> Callable[[dict, tuple], torch.Tensor]:
     """Pyro's ``Trace_ELBO().differentiable_loss`` of ``guide`` as a pure function ``(params, noise) -> loss``.
 
@@ -61,10 +62,12 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO,
     bound of the particles' log weights, as Pyro's ``RenyiELBO`` has it (reparameterised guides only).
 
     ``params`` maps the names of :func:`guide_parameters` to tensors; ``noise`` is what
-    ``loss.form.noise(params, S)`` draws for S particles. Value: minus the mean over particles of
-    log p(x, z_s) - log q(z_s); gradient: that of Pyro's surrogate loss. With the noise Pyro's guide
-    would draw, both equal Pyro's (the tests check it). The function carries ``form`` (the guide's
-    :class:`~deepprob.inference.compiled.reparam.Reparameterised`) and ``structure`` (the model's
+    ``loss.inputs(params, S)`` draws for S particles: the guide's noise (``loss.form.noise(params, S)``),
+    then, for a model whose plates subsample, the rows of the step's minibatch from ``batches``
+    (:class:`~deepprob.subsample.MinibatchIndices`; without it, the loss is of the full data). Value: minus
+    the mean over particles of log p(x, z_s) - log q(z_s); gradient: that of Pyro's surrogate loss. With
+    the noise Pyro's guide would draw, both equal Pyro's (the tests check it). The function carries ``form``
+    (the guide's :class:`~deepprob.inference.compiled.reparam.Reparameterised`) and ``structure`` (the model's
     :class:`~deepprob.logdensity.ModelStructure`).
 
     The guide's parameters are created here if the guide has not run yet. The model must have a static
@@ -86,10 +89,13 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO,
     structure = ModelStructure.of(model, *args, **kwargs)
     structure.require_continuous()
     log_joint = structure.log_joint_unconstrained(model, *args, **kwargs)
+    plates = list(batches.plates) if batches is not None else []
 
     def loss(params: dict, noise: tuple) -> torch.Tensor:
+        if plates:
+            noise, rows = noise[:-len(plates)], noise[-len(plates):]
         draw = form.draw(params, noise)
-        log_p = log_joint(draw.z)
+        log_p = log_joint(draw.z, dict(zip(plates, rows)) if plates else None)
         if not objective.is_elbo:
             return -objective.bound(log_p - draw.log_q)
         log_q_path = draw.log_q if draw.log_q_path is None else draw.log_q_path
@@ -99,7 +105,12 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO,
             surrogate = surrogate + ((log_p - draw.log_q).detach() * draw.score).mean()
         return -(value.detach() + surrogate - surrogate.detach())
 
-    loss.form, loss.structure = form, structure
+    def inputs(params: dict, particles: int, example: bool = False) -> tuple:
+        # the rows before the noise, as the Pyro engine draws them; an example for the trace takes no rows
+        rows = () if not plates else tuple(batches.example().values()) if example else tuple(batches.next().values())
+        return form.noise(params, particles) + rows
+
+    loss.form, loss.structure, loss.inputs = form, structure, inputs
     return loss
 
 
@@ -112,6 +123,7 @@ def _own_loss(model, guide, own_loss, args, kwargs):
         return fn(params)
 
     loss.form, loss.structure = NoNoise(guide), structure
+    loss.inputs = lambda params, particles, example=False: loss.form.noise(params, particles)
     return loss
 
 
@@ -124,7 +136,7 @@ def fast_elbo_estimate(loss: Callable, params: dict, num_particles: int = 1000, 
     with torch.no_grad():
         while done < num_particles:
             n = min(chunk, num_particles - done)
-            total += -float(loss(params, form.noise(params, n))) * n
+            total += -float(loss(params, loss.inputs(params, n))) * n
             done += n
     return total / num_particles
 
@@ -156,6 +168,8 @@ class SVISteps:
                  final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True,
                  backend: str = "auto", step_scales: list[torch.Tensor | None] | None = None):
         self.loss, self.names, self.steps = loss, list(params), steps
+        # a step's inputs besides the state: the guide's noise, and a minibatch's rows (svi_loss_fn)
+        self.inputs = getattr(loss, "inputs", None) or (lambda p, s, example=False: loss.form.noise(p, s))
         self.params = [p.detach() for p in params.values()]  # shares storage: updated in place
         # per-coordinate learning rates (inputs of the graph, as the hyper-parameters): 1 where none is given
         scales = step_scales or [None] * len(self.params)
@@ -235,11 +249,12 @@ class SVISteps:
         step_fn = self._steps.get(num_particles)
         if step_fn is None:
             with rng_untouched(self.params[0].device):  # example noise for the trace: not the steps' noise
-                step_fn = self._steps[num_particles] = self._build(form.noise(named, num_particles))
+                step_fn = self._steps[num_particles] = self._build(self.inputs(named, num_particles,
+                                                                                      example=True))
         losses = []
         bar = tqdm(total=self.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
         for step in range(self.steps):
-            losses.append(step_fn(*form.noise(named, num_particles)))
+            losses.append(step_fn(*self.inputs(named, num_particles)))
             if (step + 1) % check_every == 0 or step + 1 == self.steps:
                 recent = torch.stack(losses[-((step % check_every) + 1):])
                 self._check(recent, step + 1 - len(recent))
@@ -269,6 +284,9 @@ def compiled_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> 
         return "the model has trainable parameters of its own"
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in _tensors((args, kwargs))):
         return "an argument requires grad"
+    local = ModelStructure.of(model, *args, **kwargs).local
+    if local:
+        return f"the latent site(s) {', '.join(local)} lie in a plate that subsamples (local latent variables)"
     return None
 
 

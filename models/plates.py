@@ -1,0 +1,49 @@
+"""The data plate of the regression models, full or subsampled (Pyro's plate subsampling).
+
+    with data_plate(N, batch_size) as rows:
+        pyro.sample("y", dist.Bernoulli(logits=take(X, rows) @ w), obs=take(y, rows))
+
+With ``batch_size`` B < N the plate draws B of the N rows and scales their log-likelihood by N / B, an
+unbiased estimate of the full data's (the fit chooses the rows, :mod:`deepprob.subsample`); otherwise
+it is the plain plate over all N rows, and ``rows`` is None (no copy of the data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import torch
+
+
+@contextlib.contextmanager
+def data_plate(size: int, batch_size: int | None = None, name: str = "data"):
+    """``pyro.plate(name, size, subsample_size=batch_size)``, yielding the rows (B,), or None for all of them."""
+    if batch_size is None or batch_size >= size:
+        with pyro.plate(name, size):
+            yield None
+    else:
+        with pyro.plate(name, size, subsample_size=batch_size) as rows:
+            yield rows
+
+
+def take(values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+    """The rows ``rows`` of ``values`` (first dimension); all of them where ``rows`` is None."""
+    return values if values is None or rows is None else values[rows]
+
+
+# full batch up to this many rows, minibatches of DEFAULT_BATCH_SIZE above (bench/scale.py: a full-batch
+# step over 50,000 rows already costs several minibatch steps, and a minibatch fit of a few thousand steps
+# is within a few percent of a posterior sd of the full-batch one)
+FULL_BATCH_ROWS = 50_000
+DEFAULT_BATCH_SIZE = 1024
+
+
+def resolve_batch_size(requested: int | str | None, rows: int) -> int | None:
+    """The rows a step sees for ``--batch-size`` (``"auto"``/None, ``"full"``, or a number) and N = ``rows``:
+    None for the full batch."""
+    if requested in (None, "auto"):
+        return None if rows <= FULL_BATCH_ROWS else DEFAULT_BATCH_SIZE
+    if requested == "full":
+        return None
+    return None if int(requested) >= rows else int(requested)
