@@ -15,6 +15,8 @@ approximation, beside the full-batch fit's. The last line is JSON.
 
     python bench/scale.py
     python bench/scale.py --rows 1000,10000 --repeats 1     # quick
+    python bench/scale.py --rows 1000000 --write-csv big.csv    # the CSV of the README's 10^6-row run:
+    deepprob logreg --data big.csv --target y --batch-size 1024 --guide meanfield
 """
 
 from __future__ import annotations
@@ -164,8 +166,18 @@ def main(argv=None):
     parser.add_argument("--accuracy-rows", type=int, default=10_000, help="N of the accuracy check; 0: none")
     parser.add_argument("--accuracy-steps", type=int, default=5000, help="SVI steps of the accuracy check")
     parser.add_argument("--device", default="cpu", help="torch's device for ours and Pyro's (NumPyro: CPU only)")
+    parser.add_argument("--write-csv", default=None, metavar="PATH",
+                        help="write the first of --rows synthetic rows as a CSV (columns x0..x9, y) and stop: the "
+                        "table of `deepprob logreg --data PATH --target y --batch-size 1024`")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # one N, in a child process
     opts = parser.parse_args(argv)
+    if opts.write_csv:
+        import numpy as np
+
+        X, y = synthetic(int(opts.rows.split(",")[0]))
+        header = ",".join([f"x{i}" for i in range(FEATURES)] + ["y"])
+        np.savetxt(opts.write_csv, np.column_stack([X, y]), delimiter=",", header=header, comments="", fmt="%.5g")
+        return
     os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import logging

@@ -173,6 +173,23 @@ def guide_options(args: argparse.Namespace, init_loc_fn=None) -> GuideOptions:
                         start=args.start)
 
 
+# full batch up to this many rows, minibatches of DEFAULT_BATCH_SIZE above (bench/scale.py: a full-batch
+# step over 50,000 rows already costs several minibatch steps, and a minibatch fit of a few thousand steps
+# is within a few percent of a posterior sd of the full-batch one)
+FULL_BATCH_ROWS = 50_000
+DEFAULT_BATCH_SIZE = 1024
+
+
+def resolve_batch_size(requested: int | str | None, rows: int) -> int | None:
+    """The rows a step sees for ``--batch-size`` (``"auto"``/None, ``"full"``, or a number) and N = ``rows``:
+    None for the full batch."""
+    if requested in (None, "auto"):
+        return None if rows <= FULL_BATCH_ROWS else DEFAULT_BATCH_SIZE
+    if requested == "full":
+        return None
+    return None if int(requested) >= rows else int(requested)
+
+
 def batch_size_text(text: str) -> int | str:
     if text in ("auto", "full"):
         return text
@@ -184,8 +201,6 @@ def batch_size_text(text: str) -> int | str:
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """--data, --target, --features: fit a user's CSV instead of the embedded data; --batch-size."""
-    from deepprob.models.plates import DEFAULT_BATCH_SIZE, FULL_BATCH_ROWS
-
     group = parser.add_argument_group("own data")
     group.add_argument("--data", default=None, help="a CSV file with a header row")
     group.add_argument("--target", default=None, help="the CSV column to predict")

@@ -18,6 +18,7 @@ from torch.distributions import MultivariateNormal
 
 from deepprob.datasets import Table, check_binary, cubic_regression, load_csv, sine_regression, two_classes, two_moons
 from deepprob.errors import InputError
+from deepprob.examples.options import resolve_batch_size
 from deepprob.inference.arviz_data import to_inference_data
 from deepprob.inference.diagnostics import predictive_metrics
 from deepprob.inference.draws import Draws, likelihood_at, predictive_mean
@@ -27,7 +28,6 @@ from deepprob.logdensity import init_sample
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.linreg import LinearRegression, expand_basis
 from deepprob.models.logreg import LogisticRegression, with_bias
-from deepprob.models.plates import resolve_batch_size
 from deepprob.models.standardise import Standardisation
 
 # how far from the data the far point lies by default: this many training sds along the first feature

@@ -31,19 +31,3 @@ def take(values: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor
     """The rows ``rows`` of ``values`` (first dimension); all of them where ``rows`` is None."""
     return values if values is None or rows is None else values[rows]
 
-
-# full batch up to this many rows, minibatches of DEFAULT_BATCH_SIZE above (bench/scale.py: a full-batch
-# step over 50,000 rows already costs several minibatch steps, and a minibatch fit of a few thousand steps
-# is within a few percent of a posterior sd of the full-batch one)
-FULL_BATCH_ROWS = 50_000
-DEFAULT_BATCH_SIZE = 1024
-
-
-def resolve_batch_size(requested: int | str | None, rows: int) -> int | None:
-    """The rows a step sees for ``--batch-size`` (``"auto"``/None, ``"full"``, or a number) and N = ``rows``:
-    None for the full batch."""
-    if requested in (None, "auto"):
-        return None if rows <= FULL_BATCH_ROWS else DEFAULT_BATCH_SIZE
-    if requested == "full":
-        return None
-    return None if int(requested) >= rows else int(requested)

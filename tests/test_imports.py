@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository root is the deeppro
 # each module's layer, and the layers it may import from (its own included)
 BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots", "deepprob.names",
         "deepprob.parallel"}  # plain torch
-CORE = {"deepprob.logdensity"}  # log p and log q of Pyro programs
+CORE = {"deepprob.logdensity", "deepprob.subsample"}  # log p and log q of Pyro programs, and their plates
 # the plain-torch modules of the compiled engine (the GAN trainer compiles its iteration with them)
 COMPILER = {"deepprob.inference.compiled", "deepprob.inference.compiled.compiling",
             "deepprob.inference.compiled.c_step", "deepprob.inference.compiled.c_library"}
@@ -35,7 +35,8 @@ ALLOWED = {
 # the examples' helpers (not commands): the commands may import these, not each other
 EXAMPLE_HELPERS = {"deepprob.examples", "deepprob.examples.options", "deepprob.examples.common",
                    "deepprob.examples.problems", "deepprob.examples.commands", "deepprob.examples.vae_figures",
-                   "deepprob.examples.image_data", "deepprob.examples.avb_figures"}
+                   "deepprob.examples.image_data", "deepprob.examples.avb_figures",
+                   "deepprob.examples.tour_page"}
 
 
 def module_name(path: Path) -> str:
