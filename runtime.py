@@ -9,6 +9,7 @@ import os
 import random
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +101,34 @@ def prepare_out(out: str | os.PathLike | None, example: str) -> Path:
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary path beside ``path`` to write; on leaving the block without an error it replaces ``path``
+    (so a crash leaves the old file or the new one, never half), else it is removed.
+
+    The file gets the permissions of any file this process creates (the umask's), not mkstemp's private ones.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -182,7 +197,7 @@ def _run_forked_task(item: Any) -> bytes:
     return pickle.dumps(_forked_task(item), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def map_forked(fn, items: list, jobs: int) -> list:
+def map_forked(fn, items: list, jobs: int, on_result: Callable[[int, Any], None] | None = None) -> list:
     """``[fn(item) for item in items]`` over ``jobs`` worker processes forked from this one, in order.
 
     The workers are forks: they start with this process's imports, data and settings (Inductor; one
@@ -190,18 +205,32 @@ def map_forked(fn, items: list, jobs: int) -> list:
     and needs no pickling; ``items`` and the results are pickled
     (tensors by value). Items are handed out in order, so put long tasks first. With ``jobs <= 1`` (or
     one item, or where there is no fork) everything runs here, the same code path without processes.
+    ``on_result(i, result)`` is called here as each item finishes (in the order they finish), for progress.
     Where ``fn`` raises, the exception is raised here with its type and message.
     """
     if jobs <= 1 or len(items) <= 1 or not hasattr(os, "fork"):
-        return [fn(item) for item in items]
+        results = []
+        for i, item in enumerate(items):
+            results.append(fn(item))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results
     import multiprocessing
     import pickle
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     global _forked_task
-    _forked_task = fn
+    # restored after, not cleared: this may be a worker of an outer map_forked, which runs more of its items
+    previous, _forked_task = _forked_task, fn
     try:
         with ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context("fork")) as pool:
-            return [pickle.loads(result) for result in pool.map(_run_forked_task, items)]
+            futures = {pool.submit(_run_forked_task, item): i for i, item in enumerate(items)}
+            results: list = [None] * len(items)
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = pickle.loads(future.result())
+                if on_result is not None:
+                    on_result(i, results[i])
+            return results
     finally:
-        _forked_task = None
+        _forked_task = previous

@@ -2,11 +2,13 @@
 
 Runs kl -> linreg -> logreg -> bnn -> compare (logreg, NUTS reference) -> compare (eight schools from
 posteriordb, against its reference draws) -> vae -> ratio -> gan -> avb -> unify (GAN against VAE), each
-in its own folder under --out, then writes ``index.html`` (a section per step: what to look at, its
-figures, its key numbers and the command that reproduces it) and ``summary.json`` (every metric and
-status). A failed step is reported in the page and in the exit status; the other steps still run.
+in its own folder under --out (--jobs steps side by side, one per core by default, the longest first;
+each step starts from --seed, so its numbers do not depend on that), then writes ``index.html`` (a
+section per step: what to look at, its figures, its key numbers and the command that reproduces it) and
+``summary.json`` (every metric and status). A failed step is reported in the page and in the exit
+status; the other steps still run.
 
-    deepprob tour --quick --out runs/tour      # under 10 minutes on 2 CPU cores (about 6 measured)
+    deepprob tour --quick --out runs/tour      # about 4 minutes on 2 CPU cores (2 steps at a time)
     deepprob tour --out runs/tour-full          # longer fits; says how long before it starts
     deepprob tour --quick --only kl,linreg      # a subset of the steps
 """
@@ -37,6 +39,7 @@ class Step:
     explain: str
     keys: list[str]
     minutes_full: float = 1.0
+    seconds_quick: float = 10.0  # measured, two steps at a time on 2 cores: the longest steps start first
     extra: dict = field(default_factory=dict)
     # (this step's metrics, every step's metrics by name) -> (what the step claims, with the run's numbers;
     # whether the run shows it); see CLAIMS
@@ -47,83 +50,85 @@ STEPS = [
     Step("kl", ["kl"], [],
          "Fit one Gaussian to a two-mode mixture by each direction of the KL divergence. "
          "KL(p||q) covers both modes (moment matching); KL(q||p) seeks one mode and ignores the other.",
-         ["forward", "reverse"], 0.2),
+         ["forward", "reverse"], 0.2, 3),
     Step("linreg-fit", ["linreg", "--guide", "fullrank"], [],
          "Bayesian linear regression on a cubic basis: posterior curves over the data, and the predictive "
          "density, whose spread grows outside the range of the data.",
-         ["kl_to_exact", "elbo", "log_evidence"], 0.5),
-    Step("linreg", ["compare", "linreg"], [],
+         ["kl_to_exact", "elbo", "log_evidence"], 0.5, 2),
+    Step("linreg", ["compare", "linreg"], ["--draws", "1000"],
          "Bayesian linear regression has an exact Gaussian posterior; each guide is measured against it. "
          "Full-rank and Laplace are exact here (KL near 0); mean-field misses the correlations.",
-         ["guides"], 3),
-    # quick: 500 draws for the report (PSIS k-hat is still well estimated): the pointwise log-likelihoods of
-    # 2,000 points are most of the tour's bytes (4 MB a guide at 500 draws, quantised; 16 MB at 2,000)
-    Step("logreg-laplace", ["logreg", "--guide", "laplace"], ["--steps", "1000", "--draws", "500"],
+         ["guides"], 3, 10),
+    # quick: fewer report draws and, in compare-logreg, 500 of the 2,000 points: the pointwise log-likelihoods
+    # (draws x points) are most of the tour's bytes (1 MB per 250,000 values, quantised; 16 MB a guide at 2,000
+    # draws of 2,000 points). The far-point predictive needs few draws; k-hat is read in compare-logreg
+    Step("logreg-laplace", ["logreg", "--guide", "laplace"], ["--steps", "1000", "--draws", "250"],
          "Laplace: the MAP point and the curvature there. Far from the data the Bayesian predictive "
          "stays unsure while the plug-in (MAP) probability is overconfident.",
-         ["far_point", "accuracy", "log_loss"], 0.5),
-    Step("logreg-fullrank", ["logreg", "--guide", "fullrank"], ["--steps", "1000", "--draws", "500"],
+         ["far_point", "accuracy", "log_loss"], 0.5, 4),
+    Step("logreg-fullrank", ["logreg", "--guide", "fullrank"], ["--steps", "1000", "--draws", "250"],
          "The same model fitted by maximising the ELBO with a full-rank Gaussian guide; compare its "
          "far-point predictive and decision boundaries with Laplace.",
-         ["far_point", "accuracy", "elbo"], 0.5),
+         ["far_point", "accuracy", "elbo"], 0.5, 5),
     Step("bnn", ["bnn", "--guide", "fullrank"], ["--steps", "1500"],
          "A Bayesian neural network on two half-moons: a non-linear decision surface whose uncertainty "
          "(right panel) grows away from the data.",
-         ["accuracy", "log_loss", "elbo"], 2),
-    Step("compare-logreg", ["compare", "logreg", "--reference", "nuts"], ["--draws", "500"],
+         ["accuracy", "log_loss", "elbo"], 2, 10),
+    Step("compare-logreg", ["compare", "logreg", "--reference", "nuts"], ["--draws", "500", "--num-points", "500"],
          "Every guide against a NUTS reference: errors of means and sds in reference sd, and the PSIS "
          "k-hat diagnostic (below 0.5: the guide is trustworthy for importance sampling; above 0.7: it is not).",
-         ["reference", "guides"], 4),
+         ["reference", "guides"], 4, 31),
     Step("posteriordb-eight-schools", ["compare", "--posterior", "eight_schools-eight_schools_noncentered"],
          ["--steps", "4000", "--draws", "1000"],
          "A real posterior that no one here wrote: eight schools (non-centred) from posteriordb, every guide against "
          "its gold-standard draws (10,000 from long, checked runs of Stan's NUTS, bundled with deepprob). The "
          "guides start at the Laplace approximation; none is exact here, since the posterior of tau is skewed "
          "towards 0, and k-hat says so.",
-         ["reference", "guides"], 1),
+         ["reference", "guides"], 1, 14),
     Step("vae-onehot", ["vae", "--dataset", "onehot"], [],
          "A VAE on four one-hot vectors with a 2-D latent: the latent means separate into four clusters.",
-         ["latent_accuracy", "test_elbo", "test_iw_loglik"], 0.3),
+         ["latent_accuracy", "test_elbo", "test_iw_loglik"], 0.3, 4),
     Step("vae-digits", ["vae", "--dataset", "digits", "--epochs", "30"], ["--epochs", "15"],
          "A VAE on scikit-learn's 8x8 digits: reconstructions, prior samples, a latent interpolation; the "
          "importance-weighted log-likelihood is above the ELBO, and both far above the untrained model.",
-         ["test_elbo", "test_iw_loglik", "init_test_elbo", "fid", "classes_covered", "confident_fraction"], 1),
+         ["test_elbo", "test_iw_loglik", "init_test_elbo", "fid", "classes_covered", "confident_fraction"], 1, 9),
     Step("ratio", ["ratio"], [],
          "A classifier between data and a uniform reference recovers the data density as u(x) D/(1-D): "
          "compare the learnt and true densities.",
-         ["integral", "mae"], 1),
+         ["integral", "mae"], 1, 6),
     Step("gan-gaussian", ["gan", "--dataset", "gaussian"], [],
          "A GAN learns a correlated 2-D Gaussian as an implicit distribution: errors of its mean and covariance.",
-         ["mean_error", "cov_error"], 1),
+         ["mean_error", "cov_error"], 1, 28),
     Step("gan-ring", ["gan", "--dataset", "ring"], [],
          "The standard GAN on eight modes drops some of them (mode dropping).",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 2),
+         ["modes_covered", "num_modes", "high_quality_fraction"], 2, 31),
     Step("gan-ring-pack", ["gan", "--dataset", "ring", "--pack", "4", "--no-baseline"], [],
          "PacGAN: the discriminator judges 4 samples at once, which penalises a generator that lacks variety.",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 2),
-    Step("gan-ring-unrolled", ["gan", "--dataset", "ring", "--unrolled", "5", "--no-baseline"], [],
+         ["modes_covered", "num_modes", "high_quality_fraction"], 2, 37),
+    Step("gan-ring-unrolled", ["gan", "--dataset", "ring", "--unrolled", "5", "--no-baseline"],
+         ["--iterations", "1500"],
          "Unrolled GAN: the generator's loss looks 5 discriminator steps ahead.",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 3),
-    Step("gan-ring-wgan", ["gan", "--dataset", "ring", "--loss", "wgan-gp", "--no-baseline"], [],
+         ["modes_covered", "num_modes", "high_quality_fraction"], 3, 47),
+    Step("gan-ring-wgan", ["gan", "--dataset", "ring", "--loss", "wgan-gp", "--no-baseline"], ["--iterations", "4000"],
          "WGAN-GP: a critic with a gradient penalty in place of the classifier.",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 3),
+         ["modes_covered", "num_modes", "high_quality_fraction"], 3, 39),
     Step("gan-digits", ["gan", "--dataset", "digits"], [],
          "A DCGAN on 8x8 digits: a sample grid, an interpolation between two latent points, and latent arithmetic. "
          "A small CNN trained on real digits scores its samples against the VAE's: digits covered, the share read "
          "confidently, and the Frechet distance in the classifier's features (an FID for digits).",
-         ["fid", "classes_covered", "confident_fraction", "classifier_accuracy"], 2),
+         ["fid", "classes_covered", "confident_fraction", "classifier_accuracy"], 2, 38),
     Step("avb-onehot", ["avb", "--dataset", "onehot"], ["--epochs", "100"],
          "Adversarial variational Bayes: the encoder is a network fed with noise (no density), and a discriminator "
          "T(x, z) learns log q(z | x) - log p(z) by the density-ratio trick, standing in for it in the ELBO. On four "
          "one-hot vectors with a 2-D latent, its codes tile the plane (the AVB paper's figure) and its held-out "
          "log p(x), by numerical integration over z, comes near the optimum log(1/4) = -1.386, where the Gaussian "
          "encoder's VAE, trained beside it, stays further off.",
-         ["test_loglik", "test_loglik_method", "baseline", "adversary_checks"], 3),
+         ["test_loglik", "test_loglik_method", "baseline", "adversary_checks"], 3, 68),
     Step("unify", ["unify"], ["--datasets", "grid"],
          "GAN against VAE on the same mixture, same latent size and networks: the GAN (mode seeking, like KL(Q||P)) "
          "drops modes and keeps its samples sharp; the VAE (maximum likelihood, KL(P||Q)) covers every mode and puts "
          "mass between them. Both KL directions to the true density say so.",
-         ["datasets"], 5),
+         ["datasets"], 5, 73),
 ]
 
 
@@ -233,46 +238,72 @@ def step_argv(step: Step, args) -> list[str]:
     return argv + ["--seed", str(args.seed), "--device", str(args.device), "--out", str(args.out / step.name)]
 
 
-def run_step(argv: list[str]) -> dict:
-    """Parse ``argv`` as the CLI would and run it in this process; returns its metrics."""
+def run_step(argv: list[str], quiet: bool = False) -> dict:
+    """Parse ``argv`` as the CLI would and run it in this process; returns its metrics (``quiet``: without
+    its progress bars)."""
     from deepprob.examples.commands import parse, run_example
 
-    return run_example(parse(argv + ["--json"]))  # --json: no text report, bars stay
+    return run_example(parse(argv + ["--json"] + (["--quiet"] if quiet else [])))  # --json: no text report
+
+
+def run_record(step: Step, args, quiet: bool) -> dict:
+    """Run one step; its record for the report (a failure is recorded, not raised)."""
+    argv = step_argv(step, args)
+    start = time.perf_counter()
+    record = {"name": step.name, "command": "deepprob " + shlex.join(argv), "explain": step.explain,
+              "keys": step.keys}
+    try:
+        record.update(status="ok", metrics=jsonable(run_step(argv, quiet)))
+    except BaseException as err:  # a failed step is reported; the others still run
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        record.update(status="failed", error=f"{type(err).__name__}: {err}",
+                      traceback=traceback.format_exc(limit=5), metrics={})
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    record["figures"] = sorted(str(p.relative_to(args.out)) for p in (args.out / step.name).glob("*.png"))
+    return record
 
 
 def main(args):
+    from deepprob.runtime import map_forked, resolve_jobs
+
     steps = select_steps(args.only)
     if args.list:
         for s in steps:
             print(f"{s.name:<18} deepprob {' '.join(s.argv)}")
         return {"steps": [s.name for s in steps]}
+    jobs = resolve_jobs(args.jobs, len(steps), args.device)
     if not args.quick and not (args.json or args.quiet):
-        print(f"deepprob tour (full): {len(steps)} steps, about {sum(s.minutes_full for s in steps):.0f} minutes on "
-              "2 CPU cores; use --quick for a ~10-minute version", flush=True)
-    results = []
-    bar = tqdm(steps, desc="tour", disable=args.quiet, dynamic_ncols=True, position=0)
-    for i, step in enumerate(bar):
-        bar.set_description(f"tour {i + 1}/{len(steps)}: {step.name}")
-        argv = step_argv(step, args)
-        start = time.perf_counter()
-        record = {"name": step.name, "command": "deepprob " + shlex.join(argv), "explain": step.explain,
-                  "keys": step.keys}
-        try:
-            metrics = run_step(argv)
-            record.update(status="ok", metrics=jsonable(metrics))
-        except BaseException as err:  # a failed step is reported; the others still run
-            if isinstance(err, KeyboardInterrupt):
-                raise
-            record.update(status="failed", error=f"{type(err).__name__}: {err}",
-                          traceback=traceback.format_exc(limit=5), metrics={})
-        record["seconds"] = round(time.perf_counter() - start, 2)
-        record["figures"] = sorted(str(p.relative_to(args.out)) for p in (args.out / step.name).glob("*.png"))
-        results.append(record)
+        minutes = sum(s.minutes_full for s in steps) / jobs
+        print(f"deepprob tour (full): {len(steps)} steps, about {minutes:.0f} minutes on 2 CPU cores; use --quick "
+              "for a version of under 10 minutes", flush=True)
+    # the steps are independent (each from the seed, in its own folder): run side by side, longest first (so
+    # that no long step starts last), each without its own progress bars when they would interleave
+    expected = [s.seconds_quick if args.quick else 60 * s.minutes_full for s in steps]
+    order = sorted(range(len(steps)), key=lambda i: -expected[i]) if jobs > 1 else list(range(len(steps)))
+    bar = tqdm(total=len(steps), desc=f"tour ({jobs} at a time)" if jobs > 1 else "tour", disable=args.quiet,
+               dynamic_ncols=True, position=0)
+
+    def finished(i: int, record: dict) -> None:
+        bar.set_postfix_str(f"{record['name']} {record['status']} in {record['seconds']:.0f} s")
+        bar.update()
+
+    if jobs == 1:  # one at a time: the bar names the step running, whose own bars show below it
+        def run(i):
+            bar.set_description(f"tour {bar.n + 1}/{len(steps)}: {steps[i].name}")
+            return run_record(steps[i], args, quiet=args.quiet)
+    else:
+        def run(i):
+            return run_record(steps[i], args, quiet=True)
+    records = map_forked(run, order, jobs, on_result=lambda k, record: finished(order[k], record))
     bar.close()
+    results = [None] * len(steps)
+    for i, record in zip(order, records):
+        results[i] = record
     by_name = {r["name"]: r["metrics"] for r in results}
     for record in results:
         record["claim"] = judge(record["name"], record["metrics"], by_name)
-    summary = {"quick": args.quick, "seed": args.seed, "device": str(args.device), "steps": results}
+    summary = {"quick": args.quick, "seed": args.seed, "device": str(args.device), "jobs": jobs, "steps": results}
     (args.out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     (args.out / "index.html").write_text(render_html(summary))
     failed = [r["name"] for r in results if r["status"] != "ok"]

@@ -12,7 +12,6 @@ log-weights). :func:`save_inference_data` writes NetCDF atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from deepprob.inference.draws import Draws, draws_from_guide
+from deepprob.runtime import atomic_path
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # arviz 0.2x announces its 1.0 refactor at import
@@ -95,10 +95,7 @@ def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Pat
 
     Pointwise log-likelihoods are stored to :data:`LOG_LIK_QUANTUM` nats (see the code for why)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         # the pointwise log-likelihood (draws x points) is most of the file: stored to LOG_LIK_QUANTUM nats as
         # integers (CF scale_factor, read back as floats by ArviZ and xarray), zlib-compressed, it takes half
         # the bytes of float32 (whose random low bits no compressor shrinks); the other groups compress well
@@ -109,13 +106,6 @@ def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Pat
             encoding = {name: QUANTISED for name, values in data.data_vars.items() if values.dtype.kind == "f"
                         and np.isfinite(values.values).all() and np.abs(values.values).max() < 2e9 * LOG_LIK_QUANTUM}
             data.to_netcdf(tmp, mode="a", group=group, encoding=encoding)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a result file is not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -14,7 +14,12 @@ from torch import nn
 
 from deepprob.cli import main as cli_main
 from deepprob.inference.avb_fit import AVBTrainer, adversary_loss, fit_adversary
-from deepprob.inference.vae_eval import grid_log_likelihood, heldout_log_likelihood, proposal_log_likelihood
+from deepprob.inference.vae_eval import (
+    grid_log_likelihood,
+    heldout_log_likelihood,
+    log_prob_table,
+    proposal_log_likelihood,
+)
 from deepprob.models.avb import AVB, JointDiscriminator
 from deepprob.models.vae import VAE, MLPEncoder
 
@@ -83,6 +88,31 @@ def test_grid_log_likelihood_of_a_bernoulli_pixel(z_dim):
     # a sharp decoder (logit 50 z): p(x = 1) = 1/2 however abrupt the jump
     sharp = grid_log_likelihood(OnePixel(50.0, 0.0, z_dim), x)
     torch.testing.assert_close(sharp, torch.full((2,), math.log(0.5), dtype=torch.float64), atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "normal", "normal-per-point-scale", "beta"])
+def test_log_prob_table_equals_broadcasting(kind):
+    """The matrix-product table of log p(x_n | z_g) is the broadcast log_prob, element by element."""
+    torch.manual_seed(0)
+    G, N, shape = 7, 5, (3, 4)
+    out = torch.randn(G, 1, *shape, dtype=torch.float64)
+    if kind == "bernoulli":
+        observation, x = pyro.distributions.Bernoulli(logits=3 * out), torch.rand(N, *shape).round().double()
+    elif kind == "beta":  # no fast path: broadcast
+        observation, x = pyro.distributions.Beta(out.exp(), 2.0), torch.rand(N, *shape, dtype=torch.float64)
+    else:
+        scale = torch.rand(shape, dtype=torch.float64) + 0.1
+        if kind == "normal-per-point-scale":
+            scale = scale * torch.rand(G, 1, *shape, dtype=torch.float64)
+        observation, x = pyro.distributions.Normal(out, scale), torch.randn(N, *shape, dtype=torch.float64)
+    observation = observation.to_event(2)
+    table = log_prob_table(observation, x)
+    assert table.shape == (G, N)
+    torch.testing.assert_close(table, observation.log_prob(x), rtol=1e-10, atol=1e-9)
+    # and it is not the table with one pixel's sign flipped (a wrong formula would pass a shape check)
+    wrong = x.clone()
+    wrong[:, 0, 0] = 1 - wrong[:, 0, 0] if kind in ("bernoulli", "beta") else -wrong[:, 0, 0] + 1
+    assert (log_prob_table(observation, wrong) - table).abs().max() > 1e-3
 
 
 def test_grid_refuses_latents_beyond_two():

@@ -25,6 +25,32 @@ def test_map_forked_keeps_the_order_and_runs_in_other_processes():
     assert {r[1] for r in map_forked(task, [0, 1], jobs=1)} == {os.getpid()}  # jobs=1: here, no processes
 
 
+def test_map_forked_reports_each_result_as_it_finishes():
+    import time
+
+    def task(i):
+        time.sleep(0.6 if i == 0 else 0.0)  # the first item is the slowest: the others finish before it
+        return i * 10
+
+    for jobs in (1, 2):
+        seen: list = []
+        results = map_forked(task, [0, 1, 2], jobs=jobs, on_result=lambda i, r, seen=seen: seen.append((i, r)))
+        assert results == [0, 10, 20]
+        assert sorted(seen) == [(0, 0), (1, 10), (2, 20)]
+        assert seen[-1 if jobs == 2 else 0] == (0, 0)  # forked: the slow one last; here: in order
+
+
+def test_map_forked_nests():
+    """A worker that runs a map_forked of its own (the tour running compare) still runs its next items."""
+    def inner(i):
+        return i + 1
+
+    def outer(i):
+        return map_forked(inner, [i, i], jobs=2)
+
+    assert map_forked(outer, [0, 10, 20, 30], jobs=2) == [[1, 1], [11, 11], [21, 21], [31, 31]]
+
+
 def test_map_forked_raises_the_workers_error():
     def task(i):
         if i == 2:
@@ -114,3 +140,24 @@ def test_forked_workers_compute_after_a_multithreaded_parent():
         "print(map_forked(lambda i: float((a @ a).sum() * 0 + i), [0, 1, 2], jobs=2))\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "[0.0, 1.0, 2.0]", run.stderr
+
+
+def test_atomic_path_replaces_whole_or_not_at_all_with_the_umask_permissions(tmp_path):
+    import stat
+
+    from deepprob.runtime import atomic_path, atomic_write_bytes
+
+    target = tmp_path / "checkpoint.pt"
+    atomic_write_bytes(target, b"old")
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(target, b"new")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's private 0o600
+    finally:
+        os.umask(umask)
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash while writing")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left behind

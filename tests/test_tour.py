@@ -22,16 +22,17 @@ def without_timings(value):
     return value
 
 
-def run_tour(out, only, capsys):
-    code = main(["tour", "--quick", "--only", only, "--quiet", "--out", str(out)])
+def run_tour(out, only, capsys, *extra):
+    code = main(["tour", "--quick", "--only", only, "--quiet", "--out", str(out), *extra])
     capsys.readouterr()
     return code, json.loads((out / "summary.json").read_text())
 
 
 def test_summary_schema_images_and_reproducibility(tmp_path, capsys):
-    code, summary = run_tour(tmp_path / "a", "kl,vae-onehot", capsys)
+    code, summary = run_tour(tmp_path / "a", "kl,vae-onehot", capsys, "--jobs", "2")
     assert code == 0
-    assert {"quick", "seed", "device", "steps"} <= set(summary)
+    assert {"quick", "seed", "device", "jobs", "steps"} <= set(summary)
+    assert summary["jobs"] == 2 and [s["name"] for s in summary["steps"]] == ["kl", "vae-onehot"]  # story order
     for step in summary["steps"]:
         assert {"name", "command", "status", "seconds", "metrics", "figures", "explain"} <= set(step)
         assert step["status"] == "ok" and step["command"].startswith("deepprob ")
@@ -44,7 +45,7 @@ def test_summary_schema_images_and_reproducibility(tmp_path, capsys):
     for src in images:
         assert (tmp_path / "a" / src).stat().st_size > 1000
 
-    _, again = run_tour(tmp_path / "b", "kl,vae-onehot", capsys)
+    _, again = run_tour(tmp_path / "b", "kl,vae-onehot", capsys, "--jobs", "1")  # the same, one at a time
     for first, second in zip(summary["steps"], again["steps"]):
         one = json.dumps(without_timings(first["metrics"])).replace(str(tmp_path / "a"), "OUT")
         two = json.dumps(without_timings(second["metrics"])).replace(str(tmp_path / "b"), "OUT")
