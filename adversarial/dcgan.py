@@ -146,35 +146,7 @@ class DCGANTrainer:
         sums = torch.zeros(4, device=self.device)
         g_params = list(self.generator.parameters())
         for index in batches:
-            if self.world_size > 1:
-                sums += self._parallel_step(index, g_params)
-                if progress is not None:
-                    progress.update(1)
-                continue
-            real = self.images[index]
-            z = torch.randn(len(index), self.generator.latent_dim, device=self.device)
-            fake = self.generator(z)
-            # discriminator: real and generated batches in separate passes (batch norm, see the module doc)
-            out_real = self.discriminator(real)
-            out_fake = self.discriminator(fake.detach())
-            d_loss = F.softplus(-out_real).mean() + F.softplus(out_fake).mean()
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-            # generator: non-saturating loss; gradients for the generator's parameters only
-            out = self.discriminator(fake)
-            g_loss = F.softplus(-out).mean()
-            for p, g in zip(g_params, torch.autograd.grad(g_loss, g_params)):
-                p.grad = g
-            self.opt_g.step()
-            sums += torch.stack(
-                [
-                    d_loss.detach(),
-                    g_loss.detach(),
-                    torch.sigmoid(out_real).mean().detach(),
-                    torch.sigmoid(out_fake).mean().detach(),
-                ]
-            )
+            sums += self._step(index, g_params)
             if progress is not None:
                 progress.update(1)
         self.epoch += 1
@@ -184,22 +156,24 @@ class DCGANTrainer:
         check_loss(g_loss, self.epoch)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
 
-    def _parallel_step(self, index: torch.Tensor, g_params: list[torch.Tensor]) -> torch.Tensor:
-        """The step of :meth:`train_epoch` on this process's block of the global batch ``index``, with the
-        networks' DDP wrappers; returns the block's (D loss, G loss, mean D(real), mean D(fake))."""
-        generator, discriminator = self._parallel
+    def _step(self, index: torch.Tensor, g_params: list[torch.Tensor]) -> torch.Tensor:
+        """One D step and one G step on the global batch ``index`` (this process's block of it under
+        torchrun, through the networks' DDP wrappers); returns the (block's) D loss, G loss, mean D(real) and
+        mean D(fake)."""
+        generator, discriminator = self._parallel if self.world_size > 1 else (self.generator, self.discriminator)
         real = self.images[parallel.shard(index)]
         # the noise of the whole global batch, as one process would draw it; this block's rows
         z = parallel.shard(torch.randn(len(index), self.generator.latent_dim, device=self.device))
         fake = generator(z)
+        # discriminator: real and generated batches in separate passes (batch norm, see the module doc)
         out_real = discriminator(real)
         out_fake = discriminator(fake.detach())
         d_loss = F.softplus(-out_real).mean() + F.softplus(out_fake).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        # the generator's step: D itself (not its wrapper, whose gradients are not wanted), and only the
-        # generator's gradients, accumulated into .grad, where its wrapper's hooks reduce them
+        # generator: non-saturating loss through D itself (not its wrapper, whose gradients are not wanted),
+        # and only the generator's gradients, accumulated into .grad, where its wrapper's hooks reduce them
         out = self.discriminator(fake)
         g_loss = F.softplus(-out).mean()
         for p in g_params:
