@@ -284,18 +284,18 @@ def main(args):
     bar = tqdm(total=len(steps), desc=f"tour ({jobs} at a time)" if jobs > 1 else "tour", disable=args.quiet,
                dynamic_ncols=True, position=0)
 
-    def finished(i: int, record: dict) -> None:
+    def finished(_: int, record: dict) -> None:
         bar.set_postfix_str(f"{record['name']} {record['status']} in {record['seconds']:.0f} s")
         bar.update()
 
-    if jobs == 1:  # one at a time: the bar names the step running, whose own bars show below it
-        def run(i):
+    quiet = args.quiet or jobs > 1  # side by side, the steps' own bars would interleave
+
+    def run(i):
+        if jobs == 1:  # one at a time: the bar names the step running, whose own bars show below it
             bar.set_description(f"tour {bar.n + 1}/{len(steps)}: {steps[i].name}")
-            return run_record(steps[i], args, quiet=args.quiet)
-    else:
-        def run(i):
-            return run_record(steps[i], args, quiet=True)
-    records = map_forked(run, order, jobs, on_result=lambda k, record: finished(order[k], record))
+        return run_record(steps[i], args, quiet)
+
+    records = map_forked(run, order, jobs, on_result=finished)
     bar.close()
     results = [None] * len(steps)
     for i, record in zip(order, records):
