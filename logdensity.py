@@ -9,10 +9,10 @@ of a VAE's log-likelihood, the pointwise log-likelihood of ArviZ's InferenceData
   sites into one unconstrained vector (the order and shapes of Pyro's ``AutoContinuous`` guides).
   The trace draws no sample from a prior (:func:`init_median`): flat priors (``ImproperUniform``, as
   in Stan models that declare none) cannot be sampled.
-- :func:`run_model`: the model traced for S draws at once, vectorised in a plate left of its own
-  plates (as ``Trace_ELBO`` vectorises particles), replaying a guide's trace or conditioned on values.
-- :func:`site_log_prob`, :func:`log_prob_sum`: the scaled and masked log densities of sample sites,
-  summed over a trace, per draw or in all.
+  :meth:`ModelStructure.check` fails fast on a model that cannot be used, naming its file, line or site;
+  :meth:`ModelStructure.broadcasting` gives the model in a form that runs S draws at once, whether or not
+  it broadcasts as written (:mod:`deepprob.batching`).
+- :mod:`deepprob.traces`: the log densities of traces, and the model run for S draws at once.
 - :meth:`ModelStructure.log_joint_unconstrained`: log p(x, T(u)) + log |det dT/du| at unconstrained
   vectors u (S, D): the density that guides over the unconstrained space approximate.
 - :func:`init_median`, :func:`init_feasible`, :func:`init_uniform`: Pyro's initialisation rules, for
@@ -21,7 +21,7 @@ of a VAE's log-likelihood, the pointwise log-likelihood of ArviZ's InferenceData
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import dataclasses
 import functools
 import math
@@ -31,18 +31,16 @@ from dataclasses import dataclass
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask, sum_rightmost
+from pyro.distributions.util import sum_rightmost
 from pyro.infer.autoguide import init_to_median
 from pyro.infer.autoguide.initialization import InitMessenger
-from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to, transform_to
 from torch.distributions.transforms import IndependentTransform, identity_transform
 
-from deepprob.errors import InputError
-from deepprob.subsample import full_data, on_batch
-
-DRAWS_PLATE = "_deepprob_draws"
-
+from deepprob.batching import BroadcastingTwin, choose, one_draw, over_draws, probe_draws, probe_values
+from deepprob.errors import InputError, ModelError, model_name, model_raised
+from deepprob.subsample import full_data
+from deepprob.traces import draws_first, in_plate_layout, log_prob_sum, run_model, sample_sites
 
 # --- initialisation without sampling the prior ---------------------------------------------------
 
@@ -94,84 +92,6 @@ def init_median(site=None):
         return init_feasible(site)
 
 
-# --- log densities of traces ---------------------------------------------------------------------
-
-
-def sample_sites(trace) -> Iterator[tuple[str, dict]]:
-    """The sample sites of ``trace`` (observed or not), without the subsample sites of plates."""
-    for name, site in trace.nodes.items():
-        if site["type"] == "sample" and not site_is_subsample(site):
-            yield name, site
-
-
-def site_log_prob(site) -> torch.Tensor:
-    """log p of a sample site's value, summed over its event dims, scaled and masked as Pyro does."""
-    return scale_and_mask(site["fn"].log_prob(site["value"]), site["scale"], site["mask"])
-
-
-def per_draw(log_prob: torch.Tensor, draws: int, nesting: int) -> torch.Tensor:
-    """A site's log density summed over every dim but the draws' (dim -(nesting + 1)): shape (draws,).
-
-    A site outside the draws' plate (it does not depend on them) counts the same for every draw.
-    """
-    log_prob = log_prob.reshape((1,) * max(0, nesting + 1 - log_prob.dim()) + log_prob.shape)
-    # the dims up to the draws' one kept, the plates' dims right of it summed
-    log_prob = log_prob.reshape(log_prob.shape[: log_prob.dim() - nesting] + (-1,)).sum(-1).reshape(-1)
-    return log_prob.expand(draws) if log_prob.numel() == 1 else log_prob.reshape(draws)
-
-
-def log_prob_sum(trace, draws: int | None = None, nesting: int = 0, batch: bool = False,
-                 sites: Callable[[str, dict], bool] | None = None) -> torch.Tensor:
-    """The sum of :func:`site_log_prob` over the sample sites of ``trace`` (those ``sites`` accepts).
-
-    ``draws``: per draw, shape (draws,), the draws in dim -(nesting + 1) (:func:`run_model`).
-    ``batch``: the site log densities broadcast together, batch dims kept (a VAE's (K, N) weights).
-    Otherwise: one number.
-    """
-    total = None
-    for name, site in sample_sites(trace):
-        if sites is not None and not sites(name, site):
-            continue
-        lp = site_log_prob(site)
-        lp = per_draw(lp, draws, nesting) if draws is not None else lp if batch else lp.sum()
-        total = lp if total is None else total + lp
-    if total is None:
-        return torch.zeros(draws) if draws is not None else torch.zeros(())
-    return total
-
-
-def run_model(model: Callable, args: tuple, kwargs: dict, *, draws: int, nesting: int, guide: Callable | None = None,
-              values: dict[str, torch.Tensor] | None = None, batch: dict[str, torch.Tensor] | None = None):
-    """``(model_trace, guide_trace)`` for ``draws`` draws at once, in a plate at dim -(nesting + 1).
-
-    With ``guide``: the guide is traced and the model replays it (``guide_trace`` is returned); with
-    ``values`` ({site: tensor broadcastable in the plate, see :meth:`ModelStructure.broadcastable`}) the
-    model is conditioned on them (``guide_trace`` is None). Gradients flow as the caller's context says.
-    Subsampled plates run over the full data, or over the rows ``batch`` ({plate: indices},
-    :mod:`deepprob.subsample`) where given.
-    """
-    data = full_data() if not batch else contextlib.nullcontext()
-    model, guide = on_batch(model, batch), guide if guide is None else on_batch(guide, batch)
-    with data, poutine.block(), pyro.plate(DRAWS_PLATE, draws, dim=-nesting - 1):
-        if guide is not None:
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            program = poutine.replay(model, trace=guide_trace)
-        else:
-            guide_trace, program = None, poutine.condition(model, values or {})
-        model_trace = poutine.trace(program).get_trace(*args, **kwargs)
-    return model_trace, guide_trace
-
-
-def log_weights(model_trace, guide_trace, draws: int | None = None, nesting: int = 0,
-                batch: bool = False) -> torch.Tensor:
-    """log p(x, z) - log q(z) of a guide's trace and the model's trace replaying it (see :func:`log_prob_sum`).
-
-    For an ``AutoContinuous`` guide, log q(z) of the constrained z: its auxiliary vector's log q(u)
-    plus its ``Delta`` sites' log |det dz/du|^{-1}.
-    """
-    return (log_prob_sum(model_trace, draws, nesting, batch) - log_prob_sum(guide_trace, draws, nesting, batch))
-
-
 # --- the structure of a model --------------------------------------------------------------------
 
 
@@ -182,16 +102,55 @@ class Site:
     Attributes:
         batch_shape, event_shape: of the site's distribution (batch dims come from plates).
         support: its constraint (latent sites).
+        plates: the plates it lies in, (name, size, dim) each.
+        value_shape: the shape of its value (of an observed site: the data's).
     """
 
     name: str
     batch_shape: torch.Size
     event_shape: torch.Size
     support: object = None
+    plates: tuple[tuple[str, int, int], ...] = ()
+    value_shape: torch.Size | None = None
 
     @property
     def shape(self) -> torch.Size:
         return self.batch_shape + self.event_shape
+
+
+def bare_model(model: Callable) -> Callable:
+    """``model`` without the initialisation handlers that Pyro's ``AutoContinuous`` guides wrap their model in
+    (``guide.model`` is ``InitMessenger(init_loc_fn)(model)``): run conditioned on values, such a handler still
+    draws the prior medians it would start from, random numbers a log density must not use.
+
+    A handler wraps a function as ``partial(_context_wrap, handler, fn)``, Pyro's private layout, read here
+    alone (``tests/test_batching.py`` fails if it changes).
+    """
+    while (isinstance(model, functools.partial) and len(model.args) == 2
+           and isinstance(model.args[0], InitMessenger)):
+        model = model.args[1]
+    return model
+
+
+_STRUCTURES: collections.OrderedDict = collections.OrderedDict()  # (model, arguments' fingerprint) -> structure
+_STRUCTURES_KEPT = 16
+
+
+def _fingerprint(value) -> object:
+    """What identifies a model's arguments for :data:`_STRUCTURES`: each tensor by identity, shape, type and
+    version (an in-place change makes a new fingerprint), containers by their contents, other values as they are
+    (or by identity where they cannot be hashed)."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", id(value), tuple(value.shape), value.dtype, value.device, value._version)
+    if isinstance(value, dict):
+        return ("dict",) + tuple((key, _fingerprint(v)) for key, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__,) + tuple(_fingerprint(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("object", id(value))
+    return value
 
 
 @dataclass
@@ -201,10 +160,12 @@ class ModelStructure:
     The trace is of the full data: a plate that subsamples runs over all its rows (:mod:`deepprob.subsample`).
 
     Attributes:
-        nesting: how many plate dims the model nests (draws go at dim -(nesting + 1)).
+        nesting: how many plate dims the model nests (draws go at dim -(nesting + 1)); at least as many as any
+            site's batch dims (a vector of observations of one scalar distribution, without a plate, has one).
         latent, observed, deterministic: the sites by name, in the model's order.
         subsampled: the plates that subsample, {name: (size N, subsample size B)}.
         local: the latent sites inside a plate that subsamples (one variable a row).
+        name: the model's ``file.py:function``, for messages.
     """
 
     nesting: int
@@ -213,38 +174,165 @@ class ModelStructure:
     deterministic: dict[str, Site]
     subsampled: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     local: tuple[str, ...] = ()
+    name: str = "model"
+    model: Callable | None = dataclasses.field(default=None, repr=False, compare=False)
+    args: tuple = dataclasses.field(default=(), repr=False, compare=False)
+    kwargs: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def unplated(self) -> bool:
+        """Whether some site has batch dims that no plate claims (then :attr:`nesting` counts them too)."""
+        return any(len(site.batch_shape) > max([0] + [-dim for _, _, dim in site.plates])
+                   for site in {**self.latent, **self.observed}.values())
 
     @classmethod
     def of(cls, model: Callable, *args, **kwargs) -> ModelStructure:
+        """The structure of ``model(*args, **kwargs)`` (the same object again for the same model and arguments).
+
+        Raises:
+            ModelError: the model raised (the message names its file, function and line).
+        """
+        model = bare_model(model)
+        key = (model, _fingerprint((args, kwargs, torch.get_default_dtype())))
+        try:
+            found = _STRUCTURES.get(key)
+        except TypeError:  # a model that cannot be hashed: not kept
+            found, key = None, None
+        if found is not None:
+            _STRUCTURES.move_to_end(key)
+            return found
+        structure = cls._trace(model, args, kwargs)
+        if key is not None:
+            _STRUCTURES[key] = structure
+            while len(_STRUCTURES) > _STRUCTURES_KEPT:
+                _STRUCTURES.popitem(last=False)
+        return structure
+
+    @classmethod
+    def _trace(cls, model: Callable, args: tuple, kwargs: dict) -> ModelStructure:
         # off the record: the trace's draws (the prior medians) leave the random numbers as they were
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
         subsampled = {}
-        with full_data(record=subsampled), torch.random.fork_rng(devices), torch.no_grad(), poutine.block(), \
-                InitMessenger(init_median):
-            trace = poutine.trace(model).get_trace(*args, **kwargs)
+        try:
+            with full_data(record=subsampled), torch.random.fork_rng(devices), torch.no_grad(), poutine.block(), \
+                    InitMessenger(init_median):
+                trace = poutine.trace(model).get_trace(*args, **kwargs)
+        except (InputError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # noqa: BLE001 - the user's code: one line naming where it failed
+            raise model_raised(model, err) from err
         nesting, latent, observed, deterministic, local = 0, {}, {}, {}, []
         for name, site in sample_sites(trace):
-            nesting = max([nesting] + [-f.dim for f in site["cond_indep_stack"] if f.vectorized])
-            fn = site["fn"]
-            entry = Site(name, fn.batch_shape, fn.event_shape, fn.support)
+            frames = [f for f in site["cond_indep_stack"] if f.vectorized]
+            nesting = max([nesting] + [-f.dim for f in frames])
+            plates = tuple((f.name, f.size, f.dim) for f in frames)
+            fn, value = site["fn"], site["value"]
+            # data may broadcast the distribution's batch shape (one Normal for a vector of observations): the
+            # site's log density has the shape of both
+            batch = torch.broadcast_shapes(fn.batch_shape, value.shape[:max(0, value.dim() - len(fn.event_shape))])
+            entry = Site(name, batch, fn.event_shape, fn.support, plates, value.shape)
+            if not site["infer"].get("_deterministic"):  # batch dims outside any plate push the draws left too
+                nesting = max(nesting, len(batch))
             if site["infer"].get("_deterministic"):
                 # its value's shape (a deterministic site in a plate has the plate's dims twice in its fn)
-                deterministic[name] = Site(name, torch.Size(), site["value"].shape)
+                deterministic[name] = Site(name, torch.Size(), site["value"].shape, plates=plates)
             elif site["is_observed"]:
                 observed[name] = entry
             else:
                 latent[name] = entry
-                if any(f.name in subsampled for f in site["cond_indep_stack"]):
+                if any(f.name in subsampled for f in frames):
                     local.append(name)
-        return cls(nesting, latent, observed, deterministic, subsampled, tuple(local))
+        return cls(nesting, latent, observed, deterministic, subsampled, tuple(local), model_name(model), model,
+                   args, kwargs)
 
     def require_continuous(self) -> None:
-        """Raise InputError for a latent site that is discrete (SVI with these guides, and NUTS, need
+        """Raise ModelError for a latent site that is discrete (SVI with these guides, and NUTS, need
         continuous latent variables)."""
         for site in self.latent.values():
             if site.support.is_discrete:
-                raise InputError(f"model: the latent site {site.name!r} is discrete ({site.support}); these tools "
-                                 "need continuous latent variables (marginalise it out, or observe it)")
+                raise ModelError(f"model {self.name}: the latent site {site.name!r} is discrete ({site.support}); "
+                                 "expected continuous latent variables (marginalise it out, or observe it)")
+
+    def check(self) -> ModelStructure:
+        """Fail fast, before any fit: a model with no latent site, a discrete one, observed data that its site's
+        distribution broadcasts beyond, or a log density that is not finite at the initial point (the prior
+        medians) is a ModelError naming the model and the site. Returns the structure."""
+        if not self.latent:
+            raise ModelError(f"model {self.name}: no latent site (every pyro.sample has obs=...); expected at least "
+                             "one latent variable to infer")
+        self.require_continuous()
+        for site in self.observed.values():
+            times = math.prod(site.shape) // max(1, math.prod(site.value_shape))
+            if times > 1:
+                raise ModelError(
+                    f"model {self.name}: site {site.name!r} has the shape {tuple(site.shape)} but its data "
+                    f"{tuple(site.value_shape)}, so each observation would count {times} times; "
+                    "expected the distribution's shape to be the data's (a (N, 1) mean against (N,) data, say: "
+                    "reshape one of them)")
+        self._packing  # noqa: B018 - a support without a map to the real line is an error here, not later
+        probe = self._probe
+        bad = {name: float(value) for name, value in probe["initial"].items() if not math.isfinite(float(value))}
+        if bad:
+            name, value = next(iter(bad.items()))
+            more = f" (and {', '.join(list(bad)[1:])})" if len(bad) > 1 else ""
+            raise ModelError(f"model {self.name}: site {name!r}{more} has log density {value} at the initial point "
+                             "(the prior medians of the latent sites); expected a finite number: check the site's "
+                             "parameters and its data")
+        return self
+
+    @functools.cached_property
+    def _probe(self) -> dict:
+        """The model at the initial point and near it, draw by draw (as Pyro runs it), and the way the draws run
+        (:func:`deepprob.batching.choose`): ``how``, ``why`` (not ``"plate"``), ``initial`` ({site: its log
+        density at the initial point})."""
+        if not self.latent or any(site.support.is_discrete for site in self.latent.values()) or self.model is None:
+            return {"how": "plate", "why": None, "initial": {}}
+        model, args, kwargs = self.model, self.args, self.kwargs
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        # off the record: the medians drawn for the initial point leave the random numbers as they were
+        # without argument checks: a density that is not finite is said as such, naming its site
+        with torch.random.fork_rng(devices), torch.no_grad(), pyro.validation_enabled(False):
+            u0 = self.initial_point(model, *args, **kwargs)
+            values = probe_values(self, u0, probe_draws(self, args, kwargs))
+            one = functools.partial(one_draw, model, args, kwargs, self)
+            try:
+                reference = over_draws(one, {k: v[:1] for k, v in values.items()}, "loop")
+            except (InputError, KeyboardInterrupt):
+                raise
+            except Exception as err:  # noqa: BLE001 - the user's code, at the initial point
+                raise model_raised(model, err, "(at the initial point: the prior medians)") from err
+            initial = {name: lp[0].sum() for name, lp in reference["log_prob"].items()}
+            try:  # near the initial point too, where the model can be evaluated there
+                reference = over_draws(one, values, "loop")
+            except Exception:  # noqa: BLE001
+                values = {k: v[:1] for k, v in values.items()}
+            how, why = choose(model, args, kwargs, self, values, reference)
+        return {"how": how, "why": why, "initial": initial}
+
+    @property
+    def batching(self) -> str:
+        """How the model runs at S draws at once: ``"plate"`` (it broadcasts), ``"vmap"`` or ``"loop"``
+        (:mod:`deepprob.batching`)."""
+        return self._probe["how"]
+
+    @property
+    def batching_note(self) -> str | None:
+        """What a user is told when the model does not broadcast (None when it does)."""
+        probe = self._probe
+        if probe["how"] == "plate":
+            return None
+        way = ("torch.func.vmap over the draws" if probe["how"] == "vmap"
+               else "a Python loop over the draws (vmap could not batch it): slower")
+        return (f"model {self.name} does not broadcast over a leading dim of draws ({probe['why']}); its draws run "
+                f"one by one, by {way} (a model that broadcasts runs them in one pass: README, 'Models as written')")
+
+    def broadcasting(self, model: Callable | None = None) -> Callable:
+        """``model`` (default: the one this structure is of) as a model that broadcasts over a plate of draws:
+        itself where it does, else its :class:`~deepprob.batching.BroadcastingTwin`."""
+        model = self.model if model is None else bare_model(model)
+        if self.batching == "plate":
+            return model
+        return BroadcastingTwin(model, self, self.batching)
 
     # the unconstrained latent vector, packed as Pyro's AutoContinuous packs it
     @functools.cached_property
@@ -254,8 +342,9 @@ class ModelStructure:
             try:
                 transform = biject_to(site.support)
             except NotImplementedError:
-                raise InputError(f"model: site {site.name!r} has the support {site.support}, which has no map "
-                                 "to an unconstrained space") from None
+                raise ModelError(f"model {self.name}: site {site.name!r} has the support {site.support}, which has "
+                                 "no map to an unconstrained space; expected a support of torch.distributions' "
+                                 "constraints with a bijection (real, positive, interval, simplex, ...)") from None
             shape = torch.Size(transform.inverse_shape(site.shape))
             event_dim = len(site.event_shape) + len(shape) - len(site.shape)
             out.append((site, transform, shape, event_dim))
@@ -321,6 +410,8 @@ class ModelStructure:
         ``log_joint(u, batch)`` with ``batch`` ({plate: indices (B,)}) estimates it from those rows of the
         subsampled plates (their log-likelihood scaled by N / B); without, it is of the full data.
         """
+        program, args = self.broadcasting(model), tuple(args)
+
         def log_joint(u: torch.Tensor, batch: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
             S = u.shape[0]
             values, total = {}, u.new_zeros(S)
@@ -329,7 +420,7 @@ class ModelStructure:
                 ladj = transform.log_abs_det_jacobian(unconstrained, value)
                 ladj = sum_rightmost(ladj, ladj.dim() - value.dim() + len(site.event_shape))
                 total = total + ladj.reshape(S, -1).sum(-1)
-            model_trace, _ = run_model(model, args, kwargs, draws=S, nesting=self.nesting, values=values,
+            model_trace, _ = run_model(program, args, kwargs, draws=S, nesting=self.nesting, values=values,
                                        batch=batch)
             return total + log_prob_sum(model_trace, S, self.nesting)
 
@@ -340,20 +431,12 @@ class ModelStructure:
         out = {}
         for name, value in values.items():
             site = self.latent.get(name) or self.deterministic.get(name) or self.observed.get(name)
-            pad = self.nesting - len(site.batch_shape) if site is not None else self.nesting
-            out[name] = value.reshape(value.shape[:1] + (1,) * max(0, pad) + value.shape[1:])
+            out[name] = in_plate_layout(value, len(site.batch_shape) if site is not None else 0, self.nesting)
         return out
 
     def draws_of(self, trace, names, draws: int) -> dict[str, torch.Tensor]:
         """The values of the sites ``names`` in a trace of :func:`run_model`: (draws, *site shape) each
         (a value that does not depend on the draws is repeated)."""
         sites = {**self.latent, **self.observed, **self.deterministic}
-        out = {}
-        for name in names:
-            # detached: under no_grad a view of a parameter (a point mass's draw) still requires grad
-            value, shape = trace.nodes[name]["value"].detach(), sites[name].shape
-            if value.numel() == math.prod(shape):
-                out[name] = value.reshape(shape).expand((draws,) + shape)
-            else:
-                out[name] = value.reshape((draws,) + shape)
-        return out
+        # detached: under no_grad a view of a parameter (a point mass's draw) still requires grad
+        return {name: draws_first(trace.nodes[name]["value"].detach(), draws, sites[name].shape) for name in names}

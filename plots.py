@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from deepprob.errors import one_line  # noqa: E402
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.0), **kwargs):
@@ -55,3 +59,15 @@ def decision_surface(ax, xx, yy, prob, X, y, title: str = "") -> None:
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", s=6, edgecolors="k", linewidths=0.2)
     ax.set(title=title, xlabel="x1", ylabel="x2")
     ax.figure.colorbar(contour, ax=ax, label="p(y = 1 | x)")
+
+
+def drawn(what: str, draw: Callable[[], Path]) -> Path | None:
+    """``draw()``, the path of the figure it saved; where it fails (a plot that cannot be made of these draws: a
+    guide collapsed to a point, say) one line on stderr says which figure and why, and None is returned. Results
+    are never lost to a figure."""
+    try:
+        return draw()
+    except Exception as err:  # noqa: BLE001 - any plotting failure: the figure is skipped, the run goes on
+        plt.close("all")
+        print(f"deepprob: figure {what} skipped ({one_line(err, 160)})", file=sys.stderr, flush=True)
+        return None

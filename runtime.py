@@ -17,20 +17,21 @@ import numpy as np
 import torch
 
 from deepprob.errors import InputError
+from deepprob.progress import in_worker, listening, say_in_parent
 
 _reported: set[str] = set()
-_report_here = True  # False in the workers of map_forked: their parent reports what they return
 
 
 def report_once(message: str) -> str:
-    """Print ``deepprob: message`` on stderr the first time this process says it (not in a worker of
-    :func:`map_forked`, whose results carry it to the parent); returns ``message``.
+    """Print ``deepprob: message`` on stderr the first time this process says it (in a worker of
+    :func:`map_forked`, the parent says it, once); returns ``message``.
 
     For what a user should know but that is not an error: a fall-back to a slower engine, say.
     """
-    if _report_here and message not in _reported:
+    if message not in _reported:
         _reported.add(message)
-        print(f"deepprob: {message}", file=sys.stderr, flush=True)
+        if not say_in_parent(message):
+            print(f"deepprob: {message}", file=sys.stderr, flush=True)
     return message
 
 
@@ -184,13 +185,13 @@ def resolve_jobs(jobs: int, tasks: int, device: torch.device) -> int:
 
 
 _forked_task: Any = None  # the function the workers of map_forked run: inherited by fork, never pickled
+_forked_listener: listening | None = None  # where the workers' progress goes
 
 
 def _run_forked_task(item: Any) -> bytes:
     import pickle
 
-    global _report_here
-    _report_here = False
+    in_worker(_forked_listener)  # its bars and notices are drawn by the parent
     # one torch thread: the OpenMP runtime a multi-threaded parent leaves to a fork deadlocks in the child
     torch.set_num_threads(1)
 
@@ -206,6 +207,7 @@ def map_forked(fn, items: list, jobs: int, on_result: Callable[[int, Any], None]
     (tensors by value). Items are handed out in order, so put long tasks first. With ``jobs <= 1`` (or
     one item, or where there is no fork) everything runs here, the same code path without processes.
     ``on_result(i, result)`` is called here as each item finishes (in the order they finish), for progress.
+    The workers' progress bars and notices (:mod:`deepprob.progress`, :func:`report_once`) are drawn here.
     Where ``fn`` raises, the exception is raised here with its type and message.
     """
     if jobs <= 1 or len(items) <= 1 or not hasattr(os, "fork"):
@@ -219,11 +221,13 @@ def map_forked(fn, items: list, jobs: int, on_result: Callable[[int, Any], None]
     import pickle
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    global _forked_task
+    global _forked_task, _forked_listener
     # restored after, not cleared: this may be a worker of an outer map_forked, which runs more of its items
-    previous, _forked_task = _forked_task, fn
+    previous = _forked_task, _forked_listener
     try:
-        with ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context("fork")) as pool:
+        with listening(report_once) as listener, \
+                ProcessPoolExecutor(min(jobs, len(items)), mp_context=multiprocessing.get_context("fork")) as pool:
+            _forked_task, _forked_listener = fn, listener
             futures = {pool.submit(_run_forked_task, item): i for i, item in enumerate(items)}
             results: list = [None] * len(items)
             for future in as_completed(futures):
@@ -233,4 +237,4 @@ def map_forked(fn, items: list, jobs: int, on_result: Callable[[int, Any], None]
                     on_result(i, results[i])
             return results
     finally:
-        _forked_task = previous
+        _forked_task, _forked_listener = previous

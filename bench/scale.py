@@ -136,7 +136,8 @@ def accuracy(n: int, batch: int, steps: int) -> dict:
 
     from deepprob.guides.registry import build_guide
     from deepprob.inference.diagnostics import moment_errors
-    from deepprob.inference.references import NUTSBudget, laplace_reference, run_nuts
+    from deepprob.inference.nuts import NUTSBudget, run_nuts
+    from deepprob.inference.references import laplace_reference
     from deepprob.inference.svi import fit_svi
 
     full_model, args = torch_problem(n, None)

@@ -62,9 +62,9 @@ def check_binary(name: str, labels: torch.Tensor) -> None:
 def load_csv(path: str | Path, target: str, features: list[str] | None = None) -> Table:
     """Read a CSV with a header row into a :class:`Table` (float32).
 
-    ``target`` names the column to predict; ``features`` the predictors (default: every other column
-    whose values are numbers; columns of text only, such as names, are skipped). A missing or
-    non-numeric value in a used column is an error that names its row and column.
+    ``target`` names the column to predict; ``features`` the predictors (default: every other column). A
+    missing or non-numeric value in a used column (a column of names, say) is an error that names its row and
+    column.
 
     The file is parsed once by pandas' C parser, column by column into numbers: a million rows of eleven
     columns take about a second and a peak of a few hundred MB, not the gigabytes of Python strings a
@@ -95,7 +95,14 @@ def load_csv(path: str | Path, target: str, features: list[str] | None = None) -
     numbers = {name: frame[name] if pd.api.types.is_numeric_dtype(frame[name])
                else pd.to_numeric(frame[name], errors="coerce") for name in header}
     if features is None:
-        features = [name for name in header if name != target and numbers[name].notna().any()]
+        features = [name for name in header if name != target]
+        text = [name for name in features if not numbers[name].notna().all()]
+        if text:  # not dropped silently: the model would be fitted on other columns than the user thinks
+            numeric = [name for name in features if name not in text]
+            first_bad = int(numbers[text[0]].isna().argmax())
+            problem = _bad_value(path, header, text[0], first_bad)
+            raise InputError(f"--data {path}: {problem}; expected numbers in every feature column: encode it as "
+                             f"numbers, or choose the columns with --features {','.join(numeric) or '...'}")
     else:
         for name in features:
             if name not in frame.columns:

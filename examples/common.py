@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deepprob.examples.options import guide_options
 from deepprob.inference.arviz_data import save_inference_data
-from deepprob.inference.diagnostics import loo, moment_errors, psis_khat
+from deepprob.inference.diagnostics import guide_khat, loo, moment_errors
 from deepprob.inference.draws import Draws, draws_from_guide
 from deepprob.inference.references import laplace_reference
 from deepprob.inference.svi import FitResult, fit
@@ -66,7 +66,7 @@ def guide_report(problem, fit, args, wanted: int) -> GuideReport:
     idata = problem.inference_data(draws, {"guide": args.guide})
     path = save_inference_data(idata, args.out / f"{problem.name}_{args.guide}.nc")
     elpd = loo(draws.pointwise_log_lik())["elpd_loo"] if pointwise else None
-    metrics = {"khat": psis_khat(draws.log_weights), "elpd_loo": elpd, "report_draws": n}
+    metrics = {"khat": guide_khat(fit.guide, draws.log_weights), "elpd_loo": elpd, "report_draws": n}
     if getattr(problem.model, "batch_size", None):
         metrics["minibatch_check"] = minibatch_check(problem, draws)
     return GuideReport(draws, idata, path, elpd, n, metrics)

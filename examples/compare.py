@@ -39,13 +39,14 @@ from deepprob.datasets.stan_json import load_model_data, read_draws
 from deepprob.errors import InputError
 from deepprob.examples import problems
 from deepprob.examples.common import say
-from deepprob.examples.options import guide_options
+from deepprob.examples.options import guide_options, nuts_budget
 from deepprob.inference.compare import Comparison, compare
 from deepprob.inference.draws import predictive_mean
+from deepprob.inference.nuts import NUTSBudget
 from deepprob.inference.posteriors import database, load_posterior
-from deepprob.inference.references import NUTSBudget, given_draws
+from deepprob.inference.references import given_draws
 from deepprob.logdensity import ModelStructure
-from deepprob.plots import decision_surface, grid_2d, new_figure, save
+from deepprob.plots import decision_surface, drawn, grid_2d, new_figure, save
 from deepprob.runtime import default_dtype
 
 
@@ -73,7 +74,7 @@ def settings(args) -> dict:
             "num_particles": args.num_particles, "engine": args.engine, "objective": args.objective,
             "seed": args.seed, "jobs": args.jobs,
             "progress": not args.quiet, "out": args.out,
-            "nuts": NUTSBudget(args.chains, args.warmup, args.samples, args.max_tree_depth)}
+            "nuts": NUTSBudget(**nuts_budget(args))}
 
 
 def compare_builtin(args) -> dict:
@@ -82,10 +83,14 @@ def compare_builtin(args) -> dict:
     kwargs = problem.compare_kwargs()
     kwargs["options"] = guide_options(args, problem.init_loc_fn)
     result = compare(problem.model, *problem.fit_args, reference=reference, **settings(args), **kwargs)
-    result.figures(args.out)
-    if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
-        result.files.append(surfaces(problem, args, result))
-    return report(args, result)
+
+    def figures():
+        result.figures(args.out)
+        if problem.likelihood == "bernoulli" and problem.features.shape[1] == 2:
+            path = drawn(f"{problem.name}_surfaces.png", lambda: surfaces(problem, args, result))
+            result.files += [path] if path is not None else []
+
+    return report(args, result, figures)
 
 
 def compare_user_model(args) -> dict:
@@ -100,8 +105,7 @@ def compare_user_model(args) -> dict:
             given_draws(reference, ModelStructure.of(model, data), what=f"--reference-draws {args.reference_draws}")
         result = compare(model, data, reference=reference, name=Path(args.model.rsplit(":", 1)[0]).stem,
                          options=guide_options(args), **settings(args))
-        result.figures(args.out)
-    return report(args, result)
+        return report(args, result, lambda: result.figures(args.out))
 
 
 def compare_posterior(args) -> dict:
@@ -113,15 +117,18 @@ def compare_posterior(args) -> dict:
         result = compare(problem.model, problem.data, reference=reference, reference_latents=problem.reference_latents,
                          name=problem.name,
                          options=guide_options(args), **settings(args))
-        result.figures(args.out)
-    return report(args, result)
+        return report(args, result, lambda: result.figures(args.out))
 
 
-def report(args, result: Comparison) -> dict:
+def report(args, result: Comparison, figures) -> dict:
+    """The table first (its NetCDF files are written already), then ``figures()``: a figure that cannot be drawn
+    is skipped with a line saying why, and loses nothing of the results (the ``--json`` line comes after)."""
     say(args, *result.report())
+    figures()
     out = result.to_dict()
     return {"model": out["model"], "reference": out["reference"], "reference_stats": out["reference_stats"],
             "guides": out["guides"], "draws": args.draws, "steps": args.steps, "jobs": result.settings.jobs,
+            "batching": result.settings.batching, "batching_note": result.settings.batching_note,
             "files": out["files"]}
 
 

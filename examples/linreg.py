@@ -22,7 +22,7 @@ from deepprob.examples import problems
 from deepprob.examples.common import fit_guide, guide_report, loo_text, say
 from deepprob.inference.arviz_data import summary_text
 from deepprob.inference.exact import conjugate_predictive
-from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.kl import kl_of_guide
 from deepprob.models.linreg import expand_basis
 from deepprob.plots import new_figure, save
 
@@ -33,7 +33,7 @@ def main(args):
     names = problem.coords["feature"]
 
     fit = fit_guide(problem.model, args, *problem.fit_args)
-    kl = kl_to_reference(fit.guide.get_posterior(), problem.exact.over_latent_vector(None))
+    kl = kl_of_guide(fit.guide, problem.exact.over_latent_vector(None))
     report = guide_report(problem, fit, args, args.draws)
     draws, idata, path = report.draws, report.idata, report.path
 

@@ -45,6 +45,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text}")
+    return value
+
+
 def layer_sizes(text: str) -> list[int]:
     """'64,64' -> [64, 64]."""
     try:
@@ -306,10 +316,10 @@ COMPARE_MODELS = {  # built-in model -> (one line, its reference by default)
 # NUTS's budget per built-in model; the bnn's keeps `compare bnn` within a few minutes on two CPU cores:
 # its trees are deep (hundreds of gradient steps a draw) and its chains cannot mix between symmetric modes
 NUTS_BUDGET = {
-    "linreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
-    "logreg": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
-    "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8},
-    "model": {"chains": 4, "warmup": 500, "samples": 500, "max_tree_depth": 10},
+    "linreg": {"chains": 4, "warmup": 1000, "samples": 1000, "max_tree_depth": 10},
+    "logreg": {"chains": 4, "warmup": 1000, "samples": 1000, "max_tree_depth": 10},
+    "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8, "extend": False},
+    "model": {"chains": 4, "warmup": 1000, "samples": 1000, "max_tree_depth": 10},
 }
 # a user's model: SVI settings for posteriors of any scale (the compiled engine makes 10,000 steps cheap)
 MODEL_SVI_DEFAULTS = {"steps": 10000, "lr": None, "num_particles": 4}
@@ -335,6 +345,23 @@ def add_compare_options(parser: argparse.ArgumentParser, budget: dict, reference
                       help="kept draws per chain (default: %(default)s)")
     nuts.add_argument("--max-tree-depth", type=positive_int, default=budget["max_tree_depth"],
                       help="NUTS tree depth cap: at most 2^depth gradient steps a draw (default: %(default)s)")
+    nuts.add_argument("--target-accept", type=probability, default=0.9,
+                      help="the acceptance rate the step size is adapted to; higher: smaller steps, fewer divergent "
+                      "transitions (default: %(default)s)")
+    nuts.add_argument("--nuts-seconds", type=positive_float, default=900.0,
+                      help="time budget: after --samples draws a chain, the chains draw more until R-hat < 1.01, "
+                      "bulk and tail ESS >= 400 and no divergences, or until this many seconds (default: %(default)s)")
+    nuts.add_argument("--no-extend", dest="extend", action="store_false", default=budget.get("extend", True),
+                      help="keep exactly --samples draws a chain, whether or not the checks pass"
+                      + ("" if budget.get("extend", True) else " (the default here: the chains of a network's weights "
+                                                             "cannot mix between its symmetric modes)"))
+
+
+def nuts_budget(args) -> dict:
+    """The NUTS options of ``args`` as :class:`~deepprob.inference.nuts.NUTSBudget`'s fields."""
+    return {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
+            "max_tree_depth": args.max_tree_depth, "target_accept": args.target_accept,
+            "max_seconds": args.nuts_seconds, "until_converged": args.extend}
 
 
 def compare_builtin_arguments(name: str):
@@ -395,6 +422,9 @@ def scoreboard_arguments(parser: argparse.ArgumentParser) -> None:
     nuts.add_argument("--samples", type=positive_int, default=300, help="draws a chain (default: %(default)s)")
     nuts.add_argument("--max-tree-depth", type=positive_int, default=8,
                       help="at most 2^depth gradient steps a draw (default: %(default)s)")
+    nuts.add_argument("--target-accept", type=probability, default=0.8,
+                      help="the acceptance rate its step size is adapted to (default: %(default)s)")
+    nuts.set_defaults(nuts_seconds=900.0, extend=False)  # a fixed budget: what a user runs to look quickly
     add_guide_arguments(parser, default=None)
     add_svi_arguments(parser, **MODEL_SVI_DEFAULTS)
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import torch
 
 from deepprob.examples.common import say
-from deepprob.examples.options import guide_options
+from deepprob.examples.options import guide_options, nuts_budget
+from deepprob.inference.nuts import NUTSBudget
 from deepprob.inference.posteriors import database
-from deepprob.inference.references import NUTSBudget
 from deepprob.inference.scoreboard import scoreboard
+from deepprob.plots import drawn
 
 
 def main(args):
@@ -32,11 +33,13 @@ def main(args):
         raise InputError(f"--guide {args.guide}: the scoreboard fits several guides; use --guides {args.guide}[,...]")
     db = database(args.posteriordb)
     names = [n.strip() for n in args.posteriors.split(",") if n.strip()] if args.posteriors else None
-    nuts = None if args.no_nuts else NUTSBudget(args.chains, args.warmup, args.samples, args.max_tree_depth)
+    nuts = None if args.no_nuts else NUTSBudget(**nuts_budget(args))
     board = scoreboard(db, names, args.guides, nuts=nuts, steps=args.steps, lr=args.lr,
                        num_particles=args.num_particles, engine=args.engine, draws=args.draws, seed=args.seed,
                        jobs=args.jobs, progress=not args.quiet, out=args.out, dtype=getattr(torch, args.dtype),
                        objective=args.objective, options=guide_options(args))
-    figure = board.figure(args.out)
-    say(args, *board.report(), f"heat map: {figure}")
-    return {**board.to_dict(), "figure": str(figure)}
+    say(args, *board.report())  # the table first: a figure that cannot be drawn loses nothing
+    figure = drawn("scoreboard.png", lambda: board.figure(args.out))
+    if figure is not None:
+        say(args, f"heat map: {figure}")
+    return {**board.to_dict(), "figure": None if figure is None else str(figure)}

@@ -198,7 +198,10 @@ def select_separated(points: torch.Tensor, heights: torch.Tensor, k: int, drop: 
     below carry no posterior mass); distances are in units of the points' spread along each axis.
     """
     spread = points.std(0).clamp_min(1e-3) if len(points) > 1 else torch.ones_like(points[0])
-    order = torch.argsort(heights, descending=True)
+    # starts that climbed to one mode differ in the last digits: ties at the search's precision go by order,
+    # not by rounding (the same choice however the log density's sums were ordered)
+    heights = torch.round(heights.double() * 1e6) / 1e6
+    order = torch.argsort(-heights, stable=True)
     candidates = [int(i) for i in order if heights[i] >= heights[order[0]] - drop]
     chosen = [candidates[0]]
     while len(chosen) < k:
@@ -206,7 +209,7 @@ def select_separated(points: torch.Tensor, heights: torch.Tensor, k: int, drop: 
         if not pool:  # fewer starts than components: repeat the best, nudged apart
             chosen.append(chosen[len(chosen) % len(chosen)])
             continue
-        gaps = [min(float(((points[i] - points[j]) / spread).norm()) for j in chosen) for i in pool]
+        gaps = [round(min(float(((points[i] - points[j]) / spread).norm()) for j in chosen), 6) for i in pool]
         chosen.append(pool[max(range(len(pool)), key=gaps.__getitem__)])
     centres = points[chosen].clone()
     # identical starts would give identical components with identical gradients: break the tie

@@ -21,7 +21,8 @@ Per guide the table has:
   q is close to the posterior, 0.5-0.7 usable, above 0.7 q misses posterior mass;
 - PSIS-LOO elpd of the observed sites, and whatever ``metrics`` computes from the draws.
 
-The reference is ``"nuts"`` (Pyro's NUTS, R-hat and ESS checked, with a loud warning when they fail),
+The reference is ``"nuts"`` (:func:`~deepprob.inference.nuts.run_nuts`: started at the mode, run until R-hat < 1.01,
+bulk and tail ESS >= 400 and no divergence, within a time budget; a loud warning where it cannot get there),
 ``None`` (no distances), draws made elsewhere (a dict of site or Stan-style names to arrays, or an
 ArviZ InferenceData: posteriordb's gold-standard draws, say), or an exact posterior (a torch
 distribution over the latent vector, or :class:`~deepprob.inference.references.Exact`).
@@ -44,24 +45,16 @@ import numpy as np
 import pyro
 import torch
 
-from deepprob.errors import FitDivergedError, InputError
-from deepprob.guides.fixed import q_density
+from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
 from deepprob.inference.arviz_data import az, save_inference_data, summary_text, to_inference_data
-from deepprob.inference.diagnostics import loo, mmd2, moment_errors, psis_khat, relative_efficiency, wasserstein2
+from deepprob.inference.diagnostics import guide_khat, loo, mmd2, moment_errors, relative_efficiency, wasserstein2
 from deepprob.inference.draws import Draws, draws_from_guide, draws_from_latents, first_float
 from deepprob.inference.engines import will_compile
-from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.kl import kl_of_guide
+from deepprob.inference.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.objectives import parse_objective
-from deepprob.inference.references import (
-    Exact,
-    NUTSBudget,
-    check_convergence,
-    convergence,
-    exact_latents,
-    given_draws,
-    run_nuts,
-)
+from deepprob.inference.references import Exact, check_convergence, exact_latents, given_draws
 from deepprob.inference.svi import FitResult, fit_svi
 from deepprob.logdensity import ModelStructure
 from deepprob.names import flatten
@@ -157,6 +150,8 @@ class Settings:
     jobs: int = 1
     observations: int = 0
     compared_on: str = ""
+    batching: str = "plate"  # how the model runs at many draws at once (deepprob.batching): plate, vmap or loop
+    batching_note: str | None = None
 
 
 @dataclass
@@ -225,10 +220,12 @@ class Comparison:
                          f"{stats['sd_err_noise']:.3f} (sd); W2 of the reference against itself (two halves): "
                          f"{stats['w2_floor']:.3f}")
         if stats["method"] == "nuts":
-            lines.append(f"NUTS: {stats['chains']} chains x {stats['samples']} draws ({stats['warmup']} warmup), "
-                         f"{stats['seconds']:.0f} s; R-hat max {stats['rhat_max']:.3f}, ESS bulk min "
+            rounds = f", {stats['rounds']} rounds" if stats.get("rounds", 1) > 1 else ""
+            lines.append(f"NUTS: {stats['chains']} chains x {stats['samples']} draws ({stats['warmup']} warmup"
+                         f"{rounds}), {stats['seconds']:.0f} s; R-hat max {stats['rhat_max']:.3f}, ESS bulk min "
                          f"{stats['ess_bulk_min']:.0f}, tail min {stats['ess_tail_min']:.0f}, "
-                         f"{stats['divergences']} divergences" + ("" if stats["converged"] else "  NOT CONVERGED"))
+                         f"{stats['divergences']} divergences: " + ("converged" if stats["converged"] else
+                                                                    "NOT CONVERGED"))
         elif "rhat_max" in stats:
             lines.append(f"{stats['method']}: {stats['chains']} chains, {stats['draws']} draws; R-hat max "
                          f"{stats['rhat_max']:.3f}, ESS bulk min {stats['ess_bulk_min']:.0f}")
@@ -340,17 +337,23 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
                       desc=f"compare {s.name}/{name}", **setup.kwargs)
     except FitDivergedError as err:
         return err
+    except (InputError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 - the model raised at a point the fit reached: this guide's row says so
+        if not raised_at(err, setup.model):
+            raise  # not the model's: deepprob's own error, with its traceback
+        return model_raised(setup.model, err, f"(while fitting {name})")
     draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
     idata = setup.inference_data(draws, {"guide": name})
     row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
            "compiled_by": fit.extras.get("compiled_by"), "gradient_evaluations": fit.extras["gradient_evaluations"],
-           "khat": _khat(fit.guide, draws)}
+           "khat": guide_khat(fit.guide, draws.log_weights)}
     if "density_evaluations" in fit.extras:
         row["density_evaluations"] = fit.extras["density_evaluations"]
     if fit.extras.get("fallback"):
         row["fallback"] = fit.extras["fallback"]
-    if exact is not None and q_density(fit.guide) == "density":
-        row["kl_to_exact"] = kl_to_reference(fit.guide.get_posterior(), exact.over_latent_vector(setup.structure))
+    if exact is not None:
+        row["kl_to_exact"] = kl_of_guide(fit.guide, exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
@@ -362,13 +365,6 @@ def _objective_for(guide, objective: str) -> str:
     return "elbo" if getattr(guide, "discrete_choice", False) else objective
 
 
-def _khat(guide, draws: Draws) -> float:
-    """PSIS k-hat of the draws' weights p / q; infinite for a point mass (its weights are 0 almost everywhere),
-    undefined (NaN) for particles, which have no density."""
-    kind = q_density(guide)
-    return psis_khat(draws.log_weights) if kind == "density" else math.inf if kind == "point mass" else math.nan
-
-
 def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun:
     """The reference draws, their checks and the metrics that need no other fit."""
     s = setup.settings
@@ -377,10 +373,13 @@ def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun
     structure = setup.structure
     given = None
     if s.reference == "nuts":
-        run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress, **setup.kwargs)
+        run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress,
+                       desc=f"compare {s.name}/reference NUTS", **setup.kwargs)
         latents, chains = run.latents, run.chains
-        stats = {"method": "nuts", "chains": run.chains, "warmup": budget.warmup, "samples": budget.samples,
-                 "seconds": run.seconds, "divergences": sum(run.divergences)}
+        stats = {"method": "nuts", "chains": run.chains, "warmup": budget.warmup, "samples": run.draws,
+                 "rounds": run.rounds, "seconds": run.seconds, "divergences": sum(run.divergences),
+                 "gradient_evaluations": run.gradient_evaluations, "compiled_by": run.compiled_by,
+                 "target_accept": run.target_accept, "problems": run.problems}
     elif s.reference == "exact":
         latents, chains = exact_latents(reference.posterior, structure, s.draws), 1
         stats = {"method": "exact"}
@@ -410,7 +409,7 @@ def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun
         idata = az.from_dict(posterior={name: value.reshape((chains, -1) + value.shape[1:]).numpy()
                                         for name, value in given.items()}, attrs={"reference": s.reference})
     if chains > 1 or s.reference == "nuts":  # MCMC draws (one NUTS chain: ESS, and a warning for no R-hat)
-        _check_chains(setup, stats, values, labels, chains, draws)
+        _check_chains(setup, stats, values, labels, chains, draws, budget if s.reference == "nuts" else None)
     ess = stats.get("ess_bulk_min", len(values))
     # Monte Carlo sd of one mean error (and of one relative sd error, for Gaussian draws): the
     # guide's S independent draws against the reference's effective sample size
@@ -426,13 +425,14 @@ def _run_nuts_row(setup: _Setup, budget: NUTSBudget) -> GuideRun:
     """NUTS on a budget, measured as a guide is (what a user would otherwise run): row ``nuts``."""
     s = setup.settings
     pyro.set_rng_seed(s.seed)
-    run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress, **setup.kwargs)
+    run = run_nuts(setup.model, *setup.args, budget=budget, seed=s.seed, progress=setup.progress,
+                   desc=f"compare {s.name}/nuts", **setup.kwargs)
     draws = draws_from_latents(setup.model, run.latents, *setup.args, chains=run.chains, **setup.kwargs)
     idata = setup.inference_data(draws, {"sampler": "nuts"})
     values, labels = setup.compared_values(draws)
     row = {"seconds": run.seconds, "engine": "nuts", "gradient_evaluations": run.gradient_evaluations,
            "divergences": sum(run.divergences), "chains": run.chains, "warmup": budget.warmup,
-           "samples": budget.samples}
+           "samples": run.draws}
     if run.chains > 1 and labels:
         data = az.from_dict(posterior={"compared": values.reshape(run.chains, -1, values.shape[1]).numpy()})
         row.update({f"nuts_{k}": v for k, v in convergence(data).items()})
@@ -443,15 +443,18 @@ def _run_nuts_row(setup: _Setup, budget: NUTSBudget) -> GuideRun:
 
 
 def _check_chains(setup: _Setup, stats: dict, values: torch.Tensor, labels: list[str], chains: int,
-                  draws: Draws | None) -> None:
-    """R-hat and ESS of a multi-chain reference on the compared values, into ``stats``; warn when poor."""
+                  draws: Draws | None, budget: NUTSBudget | None = None) -> None:
+    """R-hat and ESS of a multi-chain reference on the compared values, into ``stats``; warn when poor (with what
+    to try, for NUTS run on ``budget``)."""
     if not labels:
         return
     data = az.from_dict(posterior={"compared": values.reshape(chains, -1, values.shape[1]).numpy()})
     stats.update(convergence(data))
     method = "NUTS" if stats["method"] == "nuts" else "given"
-    stats["converged"] = check_convergence(stats, _describe(labels, setup.quantities is not None),
-                                           stats.get("divergences", 0), method)
+    divergences = stats.get("divergences", 0)
+    advice = advice_for(failed_checks(stats, divergences), budget) if budget is not None else ""
+    stats["converged"] = check_convergence(stats, _describe(labels, setup.quantities is not None), divergences,
+                                           method, advice)
     if setup.quantities is not None and draws is not None:
         sites = az.from_dict(posterior={k: v.reshape((chains, -1) + v.shape[1:]).numpy()
                                         for k, v in draws.sites().items()})
@@ -583,8 +586,10 @@ def compare(
         raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
                          "and LOO needs draws too)")
     kwargs = dict(model_kwargs or {})
-    structure = ModelStructure.of(model, *args, **kwargs)
-    structure.require_continuous()
+    # the model run once, here, before any fit and any worker: a model that cannot be used fails in seconds
+    structure = ModelStructure.of(model, *args, **kwargs).check()
+    if structure.batching_note:
+        report_once(structure.batching_note)
     method, reference = _reference_kind(reference)
     budget = NUTSBudget(**nuts) if isinstance(nuts, dict) else nuts or NUTSBudget()
     nuts_row = NUTSBudget(**nuts_row) if isinstance(nuts_row, dict) else nuts_row
@@ -596,10 +601,11 @@ def compare(
     settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
                         num_particles=num_particles, engine=engine, seed=seed, start=options.start,
                         objective=objective, jobs=jobs,
-                        observations=sum(math.prod(site.shape) for site in structure.observed.values()))
+                        observations=sum(math.prod(site.shape) for site in structure.observed.values()),
+                        batching=structure.batching, batching_note=structure.batching_note)
     setup = _Setup(model, args, kwargs, structure, settings, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
-                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress and jobs <= 1,
+                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress,
                    reference_latents=reference_latents)
     if jobs > 1 and will_compile(engine, steps):
         _prepare_inductor_for_workers()
@@ -641,7 +647,7 @@ def _assemble(setup: _Setup, names: list[str], ref_run: ReferenceRun | None, res
     runs, failed, rows = {}, {}, {}
     shared = _shared_labels(ref_run, [r for r in results if isinstance(r, GuideRun)])
     for guide_name, result in zip(names, results):
-        if isinstance(result, FitDivergedError):
+        if isinstance(result, (FitDivergedError, ModelError)):
             print(f"WARNING: guide {guide_name} failed: {result}", file=sys.stderr, flush=True)
             failed[guide_name] = str(result)
             rows[guide_name] = {"error": str(result)}

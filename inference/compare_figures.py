@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from deepprob.inference.arviz_data import az
-from deepprob.plots import new_figure, save
+from deepprob.plots import drawn, new_figure, save
 
 FOREST_SCALARS = 16  # at most this many scalars in the forest plot
 PAIR_SCALARS = 3     # ... and in each pair plot
@@ -74,40 +74,46 @@ def comparison_figures(comparison, out: Path, name: str) -> list[Path]:
     display = {"reference": f"reference ({comparison.settings.reference})"}
 
     if labels and fits:
-        shown = _chosen(comparison, labels, FOREST_SCALARS)
-        datasets = [_dataset(values, own, shown, chains, centre, scale) for _, (values, own), chains in fits]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            axes = az.plot_forest(datasets, model_names=[display.get(g, g) for g, _, _ in fits], var_names=shown,
-                                  combined=True, hdi_prob=0.94,
-                                  figsize=(7, 1.5 + 0.3 * len(fits) * len(shown)))
-        ax = np.ravel(axes)[0]
-        ax.set_title(f"{name}: 94% intervals" + (" in reference sds" if centre is not None else "")
-                     + (f" ({len(shown)} of {len(labels)} scalars, the furthest)" if len(shown) < len(labels) else ""),
-                     fontsize=10)
-        if centre is not None:
-            ax.axvline(0, color="k", lw=0.5)
-            ax.set_xlabel("(value - reference mean) / reference sd")
-            low, high = ax.get_xlim()
-            if low < -FOREST_RANGE or high > FOREST_RANGE:  # a fit far off would squeeze the others to a line
-                ax.set_xlim(max(low, -FOREST_RANGE), min(high, FOREST_RANGE))
-                ax.set_xlabel(f"(value - reference mean) / reference sd (axis cut at +-{FOREST_RANGE:g})")
-        paths.append(save(ax.figure, out / f"{name}_forest.png"))
+        paths.append(drawn(f"{name}_forest.png", lambda: _forest(comparison, out, name, labels, fits, centre, scale,
+                                                                 display)))
 
     if reference is not None and labels and len(fits) > 1:
         shown = _chosen(comparison, labels, PAIR_SCALARS)
         ref_data = _dataset(reference.compared[0], reference.compared[1], shown, reference.stats.get("chains", 1))
         for guide, run in runs.items():
             if set(shown) <= set(run.compared[1]):
-                paths.append(_pair_plot(out / f"{name}_pair_{guide}.png", ref_data,
-                                        _dataset(run.compared[0], run.compared[1], shown, 1), shown,
-                                        display["reference"], guide))
+                path = out / f"{name}_pair_{guide}.png"
+                paths.append(drawn(path.name, lambda path=path, run=run, guide=guide: _pair_plot(
+                    path, ref_data, _dataset(run.compared[0], run.compared[1], shown, 1), shown,
+                    display["reference"], guide)))
 
     fitted = {guide: run for guide, run in runs.items() if len(run.fit.losses)}  # not NUTS's row
     if fitted:
-        paths.append(_elbo_traces(out / f"{name}_elbo.png", name, fitted))
+        paths.append(drawn(f"{name}_elbo.png", lambda: _elbo_traces(out / f"{name}_elbo.png", name, fitted)))
     plt.close("all")
-    return paths
+    return [path for path in paths if path is not None]
+
+
+def _forest(comparison, out: Path, name: str, labels: list[str], fits: list, centre, scale, display) -> Path:
+    shown = _chosen(comparison, labels, FOREST_SCALARS)
+    datasets = [_dataset(values, own, shown, chains, centre, scale) for _, (values, own), chains in fits]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = az.plot_forest(datasets, model_names=[display.get(g, g) for g, _, _ in fits], var_names=shown,
+                              combined=True, hdi_prob=0.94,
+                              figsize=(7, 1.5 + 0.3 * len(fits) * len(shown)))
+    ax = np.ravel(axes)[0]
+    ax.set_title(f"{name}: 94% intervals" + (" in reference sds" if centre is not None else "")
+                 + (f" ({len(shown)} of {len(labels)} scalars, the furthest)" if len(shown) < len(labels) else ""),
+                 fontsize=10)
+    if centre is not None:
+        ax.axvline(0, color="k", lw=0.5)
+        ax.set_xlabel("(value - reference mean) / reference sd")
+        low, high = ax.get_xlim()
+        if low < -FOREST_RANGE or high > FOREST_RANGE:  # a fit far off would squeeze the others to a line
+            ax.set_xlim(max(low, -FOREST_RANGE), min(high, FOREST_RANGE))
+            ax.set_xlabel(f"(value - reference mean) / reference sd (axis cut at +-{FOREST_RANGE:g})")
+    return save(ax.figure, out / f"{name}_forest.png")
 
 
 def _thin(data, points: int = 600):

@@ -47,6 +47,16 @@ def psis_khat(log_weights: torch.Tensor | np.ndarray) -> float:
     return float(khat)
 
 
+def guide_khat(guide, log_weights: torch.Tensor) -> float:
+    """PSIS k-hat of a guide's draws (their log weights log p - log q, (S,)): :func:`psis_khat` for a guide with a
+    density; +inf for a point mass (its weights p/q are 0 almost everywhere), NaN (``null``: not applicable) for
+    particles, whose log q is no density."""
+    from deepprob.guides.fixed import q_density
+
+    kind = q_density(guide)
+    return psis_khat(log_weights) if kind == "density" else math.inf if kind == "point mass" else math.nan
+
+
 def khat_verdict(khat: float) -> str:
     """The reading of :math:`\\hat k` in Yao et al. (2018): ``good`` < 0.5 <= ``ok`` < 0.7 <= ``bad``."""
     if not khat < 0.7:

@@ -3,7 +3,8 @@
 A fit, whether a variational guide q(z) or a reference (exact draws, NUTS, draws of a user's), is
 reduced to S joint draws z_s of the model's latent sites. Each draw is put back through the model,
 vectorised over the draws as Pyro's ``Trace_ELBO`` does with its particles
-(:func:`deepprob.logdensity.run_model`), which gives
+(:func:`deepprob.traces.run_model`; a model that does not broadcast over them runs draw by draw,
+:mod:`deepprob.batching`), which gives
 
 - the latent sites in their constrained space, and the deterministic ones (``weight``, ``theta``);
 - the pointwise log-likelihood log p(y_n | z_s) of each observed site, (S, N), for PSIS-LOO;
@@ -16,13 +17,14 @@ vectorised over the draws as Pyro's ``Trace_ELBO`` does with its particles
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from deepprob.logdensity import ModelStructure, log_prob_sum, run_model, site_log_prob
+from deepprob.logdensity import ModelStructure
+from deepprob.runtime import rng_untouched
+from deepprob.traces import log_prob_sum, run_model, site_log_prob
 
 
 @dataclass
@@ -74,24 +76,36 @@ def _pointwise(log_prob: torch.Tensor, n: int, structure: ModelStructure, name: 
     return log_prob.expand(torch.broadcast_shapes(log_prob.shape, shape)).reshape(n, -1)
 
 
-def _replicate(site, n: int, shape: torch.Size) -> torch.Tensor:
-    value = site["fn"].sample()
-    if value.numel() == math.prod(shape):  # the likelihood does not depend on the draws
-        value = site["fn"].sample((n,))
-    return value.reshape((n,) + tuple(shape))
+def _replicate(node, n: int, site, nesting: int) -> torch.Tensor:
+    """A replicate of an observed site per draw, (n, *site shape): its distribution expanded to the draws and to
+    the data's shape (a likelihood that does not depend on the draws, or one distribution for many data)."""
+    fn = node["fn"]
+    batch = torch.broadcast_shapes(fn.batch_shape, (n,) + (1,) * max(0, nesting - len(site.batch_shape))
+                                   + tuple(site.batch_shape))
+    if batch != fn.batch_shape:
+        fn = fn.expand(batch)
+    return fn.sample().reshape((n,) + tuple(site.shape))
 
 
 def _trace_chunk(model, structure: ModelStructure, args, kwargs, n: int, guide=None, latents=None) -> Draws:
     values = None if latents is None else structure.broadcastable(latents)
     with torch.no_grad():
-        model_trace, guide_trace = run_model(model, args, kwargs, draws=n, nesting=structure.nesting, guide=guide,
-                                             values=values)
+        model_trace, guide_trace = run_model(structure.broadcasting(model), args, kwargs, draws=n,
+                                             nesting=structure.nesting, guide=guide, values=values)
         observed = structure.observed
+        # the replicates from random numbers of their own (one seed from the run's): the next chunk's draws are
+        # the same whatever drawing the replicates took, a model that broadcasts or one run draw by draw
+        seed = int(torch.randint(2**62, ()))
+        device = model_trace.nodes[next(iter(observed))]["value"].device if observed else torch.device("cpu")
+        with rng_untouched(device):
+            torch.manual_seed(seed)
+            y_rep = {name: _replicate(model_trace.nodes[name], n, site, structure.nesting)
+                     for name, site in observed.items()}
         return Draws(
             latents=structure.draws_of(model_trace, structure.latent, n),
             deterministic=structure.draws_of(model_trace, structure.deterministic, n),
             log_lik={name: _pointwise(site_log_prob(model_trace.nodes[name]), n, structure, name) for name in observed},
-            y_rep={name: _replicate(model_trace.nodes[name], n, site.shape) for name, site in observed.items()},
+            y_rep=y_rep,
             observed={name: model_trace.nodes[name]["value"].reshape(site.shape) for name, site in observed.items()},
             log_joint=log_prob_sum(model_trace, n, structure.nesting),
             log_q=None if guide_trace is None else log_prob_sum(guide_trace, n, structure.nesting),
@@ -167,7 +181,8 @@ def likelihood_at(model: Callable, latents: dict[str, torch.Tensor], *args, site
     for start, n in _chunks(total, chunk):
         part = structure.broadcastable({k: v[start:start + n] for k, v in latents.items()})
         with torch.no_grad():
-            trace, _ = run_model(model, args, kwargs, draws=n, nesting=structure.nesting, values=part)
+            trace, _ = run_model(structure.broadcasting(model), args, kwargs, draws=n, nesting=structure.nesting,
+                                 values=part)
         fn = trace.nodes[site]["fn"]
         while hasattr(fn, "base_dist"):  # Independent / expanded wrappers
             fn = fn.base_dist

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.distributions import (
     Distribution,
@@ -42,4 +44,16 @@ def _kl(q: Distribution, p: Distribution, num_samples: int) -> float:
         p64 = MultivariateNormal(p_gauss.mean.double(), covariance_matrix=p_gauss.covariance_matrix.double())
         return float(torch.distributions.kl_divergence(q64, p64))
     z = q.sample((num_samples,))
-    return float((q.log_prob(z).double() - p.log_prob(z.to(p.mean.dtype)).double()).mean())
+    # a Monte Carlo mean of log q - log p can fall below 0 where q is close to p; a KL cannot
+    return max(0.0, float((q.log_prob(z).double() - p.log_prob(z.to(p.mean.dtype)).double()).mean()))
+
+
+def kl_of_guide(guide, p: Distribution, num_samples: int = 20000) -> float:
+    """KL(q || p) of a fitted guide over the latent vector (:func:`kl_to_reference`); +inf for a guide whose q is a
+    point mass or a set of particles (``q_density``): a measure without a density is infinitely far from one with a
+    density in KL (in ``--json``, ``null``, as every infinite number)."""
+    from deepprob.guides.fixed import q_density
+
+    if q_density(guide) != "density":
+        return math.inf
+    return kl_to_reference(guide.get_posterior(), p, num_samples)

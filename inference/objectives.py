@@ -77,7 +77,7 @@ class BoundLoss:
     max_plate_nesting: int
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        from deepprob.logdensity import log_weights, run_model
+        from deepprob.traces import log_weights, run_model
 
         model_trace, guide_trace = run_model(model, args, kwargs, draws=self.num_particles,
                                              nesting=self.max_plate_nesting, guide=guide)

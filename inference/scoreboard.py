@@ -26,15 +26,15 @@ from deepprob.datasets.posteriordb import PosteriorDatabase
 from deepprob.errors import InputError
 from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions
 from deepprob.inference.compare import Comparison, compare
+from deepprob.inference.nuts import NUTSBudget
 from deepprob.inference.posteriors import load_posterior, translated
-from deepprob.inference.references import NUTSBudget
 from deepprob.runtime import default_dtype, jsonable
 
 ACCURATE = 0.2  # worst mean and sd errors, in reference sds, of an accurate fit
 GOAL = 0.1      # ... of the best guide on every posterior
 KHAT_FINE = 0.7
 # NUTS as a user runs it to look before they leap: two short chains, trees capped at 2^8 steps
-SHORT_NUTS = NUTSBudget(chains=2, warmup=300, samples=300, max_tree_depth=8)
+SHORT_NUTS = NUTSBudget(chains=2, warmup=300, samples=300, max_tree_depth=8, target_accept=0.8, until_converged=False)
 ENTRIES = ("mean_err_sd", "sd_err_sd", "w2", "khat", "seconds", "gradient_evaluations")
 
 

@@ -22,7 +22,6 @@ import pyro
 import torch
 from pyro.infer import ELBO, Trace_ELBO
 from pyro.infer.util import is_validation_enabled
-from tqdm.auto import tqdm
 
 from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
 from deepprob.guides.fixed import q_density
@@ -31,6 +30,7 @@ from deepprob.inference.engines import check_engine, will_compile
 from deepprob.inference.objectives import Objective, parse_objective
 from deepprob.logdensity import ModelStructure, init_median
 from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
+from deepprob.progress import bar as progress_bar
 from deepprob.runtime import report_once, rng_untouched
 from deepprob.subsample import MinibatchIndices, describe, full_data, on_batch
 
@@ -75,16 +75,17 @@ def invalid_values_at(step: int):
 
 
 def estimate_elbo(model: Callable, guide: Callable, *args, num_particles: int = 1000, chunk: int = 100,
-                  max_plate_nesting: int | None = None, **kwargs) -> float:
-    """E_q[log p(x, z) - log q(z)] by Monte Carlo with ``num_particles`` draws (vectorised, ``chunk`` at a time)."""
-    if max_plate_nesting is None:
-        max_plate_nesting = ModelStructure.of(model, *args, **kwargs).nesting
+                  **kwargs) -> float:
+    """E_q[log p(x, z) - log q(z)] by Monte Carlo with ``num_particles`` draws (vectorised, ``chunk`` at a time;
+    a model that does not broadcast is run draw by draw, :mod:`deepprob.batching`)."""
+    structure = ModelStructure.of(model, *args, **kwargs)
+    program = structure.broadcasting(model)
     total, done = 0.0, 0
     with torch.no_grad():
         while done < num_particles:
             n = min(chunk, num_particles - done)
-            elbo = Trace_ELBO(num_particles=n, vectorize_particles=n > 1, max_plate_nesting=max_plate_nesting)
-            total += -elbo.loss(model, guide, *args, **kwargs) * n
+            elbo = Trace_ELBO(num_particles=n, vectorize_particles=n > 1, max_plate_nesting=structure.nesting)
+            total += -elbo.loss(program, guide, *args, **kwargs) * n
             done += n
     return total / num_particles
 
@@ -114,11 +115,11 @@ def optimise(
     scaled = [(p, scale) for p, scale in zip(params, step_scales or []) if scale is not None]
     optimizer = make_adam(params, lr)
     losses = np.empty(steps)
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(desc, steps, enabled=progress)
     every = max(1, steps // 200)
     average_from = steps - int(average_fraction * steps)
     averages = [torch.zeros_like(p) for p in params]
-    for step in bar:
+    for step in range(steps):
         decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         with invalid_values_at(step):
@@ -135,9 +136,10 @@ def optimise(
             with torch.no_grad():
                 for average, p in zip(averages, params):
                     average.add_(p, alpha=1.0 / (steps - average_from))
-        if step % every == 0:
-            bar.set_postfix(elbo=f"{-losses[max(0, step - every + 1):step + 1].mean():.4g}", refresh=False)
-    bar.close()
+        if (step + 1) % every == 0 or step + 1 == steps:
+            done = (step % every) + 1
+            bar.update(done, postfix=f"elbo {-losses[step + 1 - done:step + 1].mean():.4g}")
+    bar.close(f"elbo {-losses[-max(1, steps // 20):].mean():.4g}")
     if average_from < steps:
         with torch.no_grad():
             for average, p in zip(averages, params):
@@ -200,7 +202,12 @@ def fit_svi(
         raise InputError(f"--objective {objective}: the {type(guide).__name__} guide draws a discrete component, "
                          "which the Renyi and IWAE bounds do not take (Pyro's RenyiELBO neither); use elbo")
     start = time.perf_counter()
-    validate = is_validation_enabled()
+    structure = ModelStructure.of(model, *args, **kwargs).check()  # a model that cannot be fitted fails here, fast
+    # Pyro's checks, where they apply: they refuse batch dims outside a plate, which a model may have (one
+    # distribution for a vector of observations) and which the draws' plate is put left of
+    validate = is_validation_enabled() and not structure.unplated
+    if structure.batching_note:
+        report_once(structure.batching_note)
     if getattr(guide, "fits_itself", False):  # pathfinder: an optimisation of its own, no SVI steps
         return _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, desc)
     with torch.no_grad(), invalid_values_at(0):
@@ -208,7 +215,6 @@ def fit_svi(
     params = collect_parameters(guide, model)
     if not params:
         raise InputError("guide: it has no trainable parameters")
-    structure = ModelStructure.of(model, *args, **kwargs)
     batches = minibatches(structure, params[0].device)
     fallback = None
     if engine != "pyro" and will_compile(engine, steps):
@@ -228,6 +234,7 @@ def fit_svi(
     nesting = structure.nesting
     if loss is None:
         loss = objective.pyro_loss(num_particles, nesting)
+    program = structure.broadcasting(model)  # the particles run in a plate of draws
 
     own_loss = getattr(guide, "loss_fn", None)  # svgd: a loss of its own, on the model's log density
     if own_loss is not None:  # (of the full data: its particles' kernel couples them, not the rows)
@@ -241,7 +248,7 @@ def fit_svi(
             if own_loss is not None:
                 return own_loss(named)
             batch = batches.next() if batches is not None else None
-            return loss.differentiable_loss(on_batch(model, batch), on_batch(guide, batch), *args, **kwargs)
+            return loss.differentiable_loss(on_batch(program, batch), on_batch(guide, batch), *args, **kwargs)
 
     loop_start = time.perf_counter()
     losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
@@ -249,13 +256,18 @@ def fit_svi(
                       step_scales=_step_scales(guide, params))
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
               "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback,
+              "batching": structure.batching,
               "gradient_evaluations": steps * _gradients_per_step(guide, getattr(loss, "num_particles", 1)),
               **minibatch_extras(batches)}
     return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
 
 
 def minibatches(structure: ModelStructure, device) -> MinibatchIndices | None:
-    """The rows each step sees, for a model whose plates subsample (:mod:`deepprob.subsample`), else None."""
+    """The rows each step sees, for a model whose plates subsample (:mod:`deepprob.subsample`), else None (also
+    for a model run draw by draw, which runs over the full data)."""
+    if structure.subsampled and structure.batching != "plate":
+        report_once(f"model {structure.name} is run draw by draw: its plates run over the full data (no minibatches)")
+        return None
     return MinibatchIndices(structure.subsampled, device) if structure.subsampled else None
 
 
@@ -276,7 +288,7 @@ def _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, des
     """A guide fitted by an optimisation of its own (``guide.fit_without_svi``: pathfinder)."""
     fitted, losses, extras = guide.fit_without_svi(*args, progress=progress, desc=desc, **kwargs)
     extras = {"engine": type(guide).__name__, "compiled_by": None, "compile_seconds": 0.0, "fallback": None,
-              **extras}
+              "batching": ModelStructure.of(model, *args, **kwargs).batching, **extras}
     extras["steps_per_second"] = None
     nesting = ModelStructure.of(model, *args, **kwargs).nesting
     return _finish(model, fitted, args, kwargs, losses, start, elbo_particles, extras, nesting)
@@ -310,8 +322,7 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
         elbo = elbo_fn(elbo_particles)
     else:
         with full_data():
-            elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, max_plate_nesting=nesting,
-                                 **kwargs)
+            elbo = estimate_elbo(model, guide, *args, num_particles=elbo_particles, **kwargs)
     return FitResult(guide=guide, losses=losses, seconds=seconds, elbo=elbo, extras=extras, model=model,
                      args=args, kwargs=kwargs)
 
@@ -341,7 +352,7 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
         losses = runner.run(num_particles, progress=progress, desc=desc)
         loop_seconds = time.perf_counter() - loop_start - runner.compile_seconds
     extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
-              "compile_seconds": runner.compile_seconds,
+              "compile_seconds": runner.compile_seconds, "batching": loss.structure.batching,
               "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
               "gradient_evaluations": steps * _gradients_per_step(guide, num_particles if loss.form.stochastic
                                                                   else 1),

@@ -17,7 +17,7 @@ import torch
 
 from deepprob.errors import InputError
 from deepprob.inference.objectives import Objective
-from deepprob.logdensity import log_weights, run_model
+from deepprob.traces import log_weights, run_model
 
 # Elements of one (K, batch, pixels) block of decoder logits: bounds the memory of an evaluation.
 _BLOCK = 2**23

@@ -80,9 +80,10 @@ def test_results_do_not_depend_on_the_worker_processes(capsys, tmp_path):
 
 def test_compare_logreg_with_a_small_nuts_reference(capsys, tmp_path):
     out = run_json(capsys, "compare", "logreg", "--guides", "fullrank", "--num-points", "80", "--steps", "300",
-                   "--draws", "200", "--chains", "2", "--warmup", "100", "--samples", "100", "--out", str(tmp_path))
+                   "--draws", "200", "--chains", "2", "--warmup", "100", "--samples", "100", "--no-extend",
+                   "--out", str(tmp_path))
     stats = out["reference_stats"]
-    assert stats["method"] == "nuts" and stats["chains"] == 2 and stats["draws"] == 200
+    assert stats["method"] == "nuts" and stats["chains"] == 2 and stats["draws"] == 200 and stats["rounds"] == 1
     for key in ("rhat_max", "ess_bulk_min", "ess_tail_min", "elpd_loo", "accuracy", "log_loss", "far_point"):
         assert isinstance(stats[key], float), key
     row = out["guides"]["fullrank"]
@@ -142,3 +143,43 @@ def test_acceptance_logreg(capsys, tmp_path):
     assert out["reference_stats"]["rhat_max"] < 1.01
     assert max(rows["fullrank"]["mean_err_sd_each"].values()) < 0.2
     assert all(row["khat"] == row["khat"] and abs(row["khat"]) < float("inf") for row in rows.values())
+
+
+def test_a_guide_without_a_density_has_no_kl_and_no_finite_khat_in_every_command(capsys, tmp_path):
+    """delta (a point mass) and svgd (particles): KL(q || exact) is infinite (no density), k-hat infinite for a point
+    mass and undefined for particles: null in --json, from the single-model command and from compare alike; a
+    guide with a density gets a KL >= 0 from both."""
+    common = ["--steps", "300", "--out", str(tmp_path)]
+    compared = run_json(capsys, "compare", "linreg", "--guides", "delta,svgd,meanfield", "--draws", "200", *common)
+    for guide in ("delta", "svgd", "meanfield"):
+        single = run_json(capsys, "linreg", "--guide", guide, "--draws", "200", *common)
+        row = compared["guides"][guide]
+        if guide == "meanfield":
+            assert single["kl_to_exact"] >= 0 and row["kl_to_exact"] >= 0
+            assert single["khat"] is not None and row["khat"] is not None
+        else:
+            assert single["kl_to_exact"] is None and row["kl_to_exact"] is None, guide
+            assert single["khat"] is None and row["khat"] is None, guide
+    assert cli_main(["linreg", "--guide", "delta", "--steps", "300", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert "KL(q || exact) = inf" in capsys.readouterr().out
+
+
+def test_a_figure_that_cannot_be_drawn_loses_no_result(capsys, tmp_path, monkeypatch):
+    """A plot that fails (ArviZ's pair plot of a guide collapsed to a point: "Too many bins for data range") is
+    skipped with one line; the table, the --json line and the NetCDF files are all there."""
+    import deepprob.inference.compare_figures as figures
+
+    def broken(*args, **kwargs):
+        raise ValueError("Too many bins for data range. Cannot create 10 finite-sized bins.")
+
+    monkeypatch.setattr(figures, "_pair_plot", broken)
+    assert cli_main(["compare", "linreg", "--guides", "meanfield,fullrank", "--steps", "300", "--draws", "200",
+                     "--json", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert set(out["guides"]) == {"meanfield", "fullrank"} and out["guides"]["fullrank"]["kl_to_exact"] >= 0
+    skipped = [line for line in captured.err.splitlines() if "skipped" in line]
+    assert len(skipped) == 2 and all("Too many bins" in line and "_pair_" in line for line in skipped)
+    assert (tmp_path / "linreg_meanfield.nc").exists() and (tmp_path / "linreg_forest.png").exists()
+    assert not (tmp_path / "linreg_pair_fullrank.png").exists()
+    assert "linreg_forest.png" in " ".join(out["files"]) and "pair" not in " ".join(out["files"])

@@ -16,11 +16,20 @@ def write(tmp_path, text, name="data.csv"):
 
 def test_csv_numeric_columns_become_features(tmp_path):
     path = write(tmp_path, "name,a,b,y\nx,1,2,3\nz,4,5.5,6\n")
-    table = load_csv(path, "y")
-    assert table.feature_names == ["a", "b"]  # the text column is skipped
+    table = load_csv(path, "y", ["a", "b"])
+    assert table.feature_names == ["a", "b"]
     assert torch.equal(table.X, torch.tensor([[1.0, 2.0], [4.0, 5.5]]))
     assert torch.equal(table.y, torch.tensor([3.0, 6.0]))
     assert load_csv(path, "y", ["b"]).X.shape == (2, 1)
+    assert load_csv(write(tmp_path, "a,b,y\n1,2,3\n4,5.5,6\n", "numbers.csv"), "y").feature_names == ["a", "b"]
+
+
+def test_a_text_column_is_an_error_not_dropped(tmp_path):
+    """A column of names is not silently left out of the features: the error names it, its first value and line,
+    and the --features that would leave it out."""
+    path = write(tmp_path, "name,a,b,y\nx,1,2,3\nz,4,5.5,6\n")
+    with pytest.raises(InputError, match=r"non-numeric value 'x' in column 'name' at line 2; .*--features a,b"):
+        load_csv(path, "y")
 
 
 @pytest.mark.parametrize("text, target, features, message", [

@@ -10,7 +10,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 from deepprob.datasets.synthetic import two_classes, two_moons
-from deepprob.errors import FitDivergedError, InputError
+from deepprob.errors import FitDivergedError, InputError, ModelError
 from deepprob.examples.options import SVI_DEFAULTS
 from deepprob.examples.problems import default_problem
 from deepprob.guides.registry import GUIDES, build_guide
@@ -179,12 +179,24 @@ def test_compiled_linreg_posterior_is_exact():
 
 
 def test_a_nan_loss_stops_the_fast_path_naming_the_step():
+    def exploding(y):
+        """A likelihood that pulls mu up and is NaN beyond mu = 3: the fit walks into it after some steps."""
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.factor("pull", torch.where(mu < 3, 100 * mu, torch.full_like(mu, float("nan"))))
+
+    guide = build_guide("meanfield", exploding)
+    with pytest.raises(FitDivergedError, match="the loss became nan at step [1-9][0-9]*"):
+        fit_svi(exploding, guide, torch.zeros(1), steps=500, lr=0.5, progress=False, engine="compiled")
+
+
+def test_data_that_make_the_density_nan_fail_before_the_fit():
     def model(y):
         mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
         pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
     guide = build_guide("meanfield", model)
-    with pyro.validation_enabled(False), pytest.raises(FitDivergedError, match="at step 0"):
+    with pyro.validation_enabled(False), pytest.raises(ModelError, match="site 'y' has log density nan at the "
+                                                                          "initial point"):
         fit_svi(model, guide, torch.tensor(float("nan")), steps=10, progress=False, engine="compiled")
 
 

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository root is the deeppro
 
 # each module's layer, and the layers it may import from (its own included)
 BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots", "deepprob.names",
-        "deepprob.parallel"}  # plain torch
-CORE = {"deepprob.logdensity", "deepprob.subsample"}  # log p and log q of Pyro programs, and their plates
+        "deepprob.parallel", "deepprob.progress"}  # plain torch
+# log p and log q of Pyro programs, their plates, and models run at many draws at once
+CORE = {"deepprob.logdensity", "deepprob.subsample", "deepprob.traces", "deepprob.batching"}
 # the plain-torch modules of the compiled engine (the GAN trainer compiles its iteration with them)
 COMPILER = {"deepprob.inference.compiled", "deepprob.inference.compiled.compiling",
             "deepprob.inference.compiled.c_step", "deepprob.inference.compiled.c_library"}

@@ -67,12 +67,15 @@ def test_compare_a_users_model_against_nuts(eight_schools_comparison):
     labels = set(result.rows["fullrank"]["mean_err_sd_each"])
     assert labels == {"mu", "tau", *(f"theta_trans[{i}]" for i in range(1, 9)), *(f"theta[{i}]" for i in range(1, 9))}
     assert table.loc["fullrank", "mean_err_sd"] < 0.3
-    assert result.reference_stats["rhat_max"] < 1.05 and result.reference_stats["method"] == "nuts"
+    assert result.reference_stats["method"] == "nuts"
     idata = result.inference_data
     assert set(idata) == {*deepprob.DEFAULT_GUIDES, "reference"}
     assert idata["fullrank"].posterior["theta"].shape == (1, 1000, 8)
     assert list(idata["fullrank"].posterior["theta"].coords["theta_dim_0"].values) == list(range(1, 9))
-    assert idata["reference"].posterior["theta"].shape == (2, 300, 8)
+    # the chains drew until the checks passed: at least the 300 draws asked, R-hat < 1.01, ESS >= 400
+    chains, draws, _ = idata["reference"].posterior["theta"].shape
+    assert chains == 2 and draws >= 300 and result.reference_stats["converged"]
+    assert result.reference_stats["rhat_max"] < 1.01 and result.reference_stats["ess_bulk_min"] >= 400
     out = json.loads(result.to_json())
     assert set(out["guides"]) == set(deepprob.DEFAULT_GUIDES) and out["reference_stats"]["method"] == "nuts"
 

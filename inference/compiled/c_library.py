@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import stat
 import subprocess
@@ -115,7 +116,8 @@ def library_name(source: str, cc: str) -> str:
 
 
 def build_library(source: str) -> Path:
-    """The shared library of ``source``, from the cache or compiled now (written atomically)."""
+    """The shared library of ``source``, from the cache or compiled now (written atomically: a run interrupted
+    mid-compile leaves no library behind; one broken otherwise is found when it loads, :func:`broken_entry`)."""
     cc = c_compiler()
     if cc is None:
         raise Unsupported("no C compiler on a Linux x86-64 machine")
@@ -134,6 +136,41 @@ def build_library(source: str) -> Path:
         os.chmod(lib, 0o755)
         os.replace(lib, path)
     return path
+
+
+_BROKEN = re.compile(r"(/[^\s:'\"]+\.so)\b")
+
+
+def broken_entry(err: BaseException, folders: list[Path]) -> Path | None:
+    """The library in one of the cache ``folders`` that ``err`` (an ImportError or OSError from loading it) names,
+    where it cannot be loaded (a 0-byte file that a compile interrupted by Ctrl-C left behind: "file too short",
+    "invalid ELF header"); None where the error names none."""
+    if not isinstance(err, (ImportError, OSError)):
+        return None
+    for match in _BROKEN.finditer(str(err)):
+        path = Path(match.group(1))
+        if path.exists() and any(folder.resolve() in path.resolve().parents for folder in folders):
+            return path
+    return None
+
+
+def rebuilt_if_broken(build, folders: list[Path]):
+    """``build()``; where it fails loading a broken library of the cache ``folders`` (:func:`broken_entry`), the
+    file is removed, said once, and ``build()`` runs again (at most a few times)."""
+    from deepprob.runtime import report_once
+
+    for _ in range(3):
+        try:
+            return build()
+        except (ImportError, OSError) as err:
+            path = broken_entry(err, folders)
+            if path is None:
+                raise
+            reason = str(err).splitlines()[0].rsplit(": ", 1)[-1]
+            report_once(f"the compile cache held a broken library, {path} ({reason}), left by an interrupted run: it "
+                        "was removed and built again")
+            path.unlink(missing_ok=True)
+    return build()
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,16 @@ from dataclasses import dataclass
 
 import torch
 
-from deepprob.inference.compiled.c_library import ERRORS, CStep, Layout, Unsupported, build_library, c_compiler
+from deepprob.inference.compiled.c_library import (
+    ERRORS,
+    CStep,
+    Layout,
+    Unsupported,
+    build_library,
+    c_compiler,
+    rebuilt_if_broken,
+    trusted_cache_dir,
+)
 
 aten = torch.ops.aten
 
@@ -1311,9 +1320,12 @@ def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
     gm = make_fx(functionalize(step, remove="mutations_and_views"))(*example_inputs)
     gen = Generator(gm, example_inputs)
     gen.generate()
-    library = build_library(gen.source())
-    try:
+    def load() -> CStep:
+        library = build_library(gen.source())
         return CStep(library, gen.constants, gen.outputs, [Layout.of(x) for x in example_inputs], gen.output_spec,
                      gen.checks)
+
+    try:
+        return rebuilt_if_broken(load, [trusted_cache_dir()])
     except OSError as err:  # the library does not load (a missing libmvec, say)
         raise Unsupported(f"loading the compiled step failed: {err}") from err

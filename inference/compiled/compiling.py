@@ -149,17 +149,26 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
             fallback = report_once(f"the C step does not handle this step ({err}); it is compiled by Inductor "
                                    "instead (seconds to compile, not a fraction of one)")
     prepare_inductor()
-    graph = make_fx(step)(*example_inputs)
-    try:
-        constant_fold(graph)
-    except Exception:  # noqa: BLE001 - folding is an optimisation (it fails on some captured constants)
+
+    def build() -> Compiled:  # from the trace on: Inductor changes the graph it compiles
         graph = make_fx(step)(*example_inputs)
-    for node in list(graph.graph.nodes):
-        if node.target is torch.ops.aten._linalg_check_errors.default and all(
-                arg.op == "get_attr" for arg in node.all_input_nodes):
-            graph.graph.erase_node(node)
-    graph.recompile()
-    fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
-    fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
-    with config.patch(size_asserts=check_inputs, alignment_asserts=check_inputs):
-        return Compiled(inductor_compile(graph, fakes), "inductor", fallback)
+        try:
+            constant_fold(graph)
+        except Exception:  # noqa: BLE001 - folding is an optimisation (it fails on some captured constants)
+            graph = make_fx(step)(*example_inputs)
+        for node in list(graph.graph.nodes):
+            if node.target is torch.ops.aten._linalg_check_errors.default and all(
+                    arg.op == "get_attr" for arg in node.all_input_nodes):
+                graph.graph.erase_node(node)
+        graph.recompile()
+        fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+        fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
+        with config.patch(size_asserts=check_inputs, alignment_asserts=check_inputs):
+            return Compiled(inductor_compile(graph, fakes), "inductor", fallback)
+
+    from torch._inductor.codecache import cache_dir
+
+    from deepprob.inference.compiled.c_library import rebuilt_if_broken
+
+    # Inductor writes its libraries in place: a compile interrupted by Ctrl-C can leave a 0-byte one behind
+    return rebuilt_if_broken(build, [Path(cache_dir())])

@@ -37,7 +37,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from deepprob.errors import NAN_HINT, FitDivergedError
 from deepprob.inference.compiled.compiling import compile_step
@@ -45,6 +44,7 @@ from deepprob.inference.compiled.reparam import NoNoise, Reparameterised, repara
 from deepprob.inference.objectives import ELBO, Objective
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, adam_update_, collect_parameters
+from deepprob.progress import bar as progress_bar
 from deepprob.runtime import report_once, rng_untouched
 from deepprob.subsample import MinibatchIndices
 
@@ -252,15 +252,14 @@ class SVISteps:
                 step_fn = self._steps[num_particles] = self._build(self.inputs(named, num_particles,
                                                                                       example=True))
         losses = []
-        bar = tqdm(total=self.steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+        bar = progress_bar(desc, self.steps, enabled=progress)
         for step in range(self.steps):
             losses.append(step_fn(*self.inputs(named, num_particles)))
             if (step + 1) % check_every == 0 or step + 1 == self.steps:
                 recent = torch.stack(losses[-((step % check_every) + 1):])
                 self._check(recent, step + 1 - len(recent))
-                bar.update(len(recent))
-                bar.set_postfix(elbo=f"{-float(recent.mean()):.4g}", refresh=False)
-        bar.close()
+                bar.update(len(recent), postfix=f"elbo {-float(recent.mean()):.4g}")
+        bar.close(f"elbo {-float(recent.mean()):.4g}")
         if self.averaging:
             for p, a in zip(self.params, self.average):
                 p.copy_(a)

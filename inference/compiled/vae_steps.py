@@ -27,9 +27,9 @@ from torch._inductor import config as inductor_config
 from torch.distributions import kl_divergence
 
 from deepprob.inference.compiled.compiling import Compiled, compile_step
-from deepprob.logdensity import log_prob_sum, log_weights, sample_sites
 from deepprob.optim import adam_update_
 from deepprob.runtime import rng_untouched
+from deepprob.traces import log_prob_sum, log_weights, sample_sites
 
 
 def traced_elbo_loss(model: Callable, guide: Callable, *args, analytic_kl: bool = False, **kwargs) -> torch.Tensor:
