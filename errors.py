@@ -86,9 +86,18 @@ def one_line(err: BaseException, limit: int = 240) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+# what to try, for errors that models meet often
+HINTS = {
+    "tensors used as indices must be": "the data's arrays arrive as float tensors: index with data[...].long()",
+}
+
+
 def model_raised(model, err: BaseException, when: str = "") -> ModelError:
-    """The ModelError for an exception the user's model raised: its file, function and line, and the error."""
+    """The ModelError for an exception the user's model raised: its file, function and line, and the error (and
+    what to try, where :data:`HINTS` knows)."""
     where = raised_at(err, model)
     where = f", {where}" if where else ""
     when = f" {when}" if when else ""
-    return ModelError(f"model {model_name(model)}{where}: {one_line(err)}{when}")
+    hints = [hint for text, hint in HINTS.items() if text in str(err)]
+    hint = f"; {hints[0]}" if hints else ""
+    return ModelError(f"model {model_name(model)}{where}: {one_line(err)}{when}{hint}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pyro
 import torch
 
 from deepprob.logdensity import ModelStructure
@@ -89,7 +90,9 @@ def _replicate(node, n: int, site, nesting: int) -> torch.Tensor:
 
 def _trace_chunk(model, structure: ModelStructure, args, kwargs, n: int, guide=None, latents=None) -> Draws:
     values = None if latents is None else structure.broadcastable(latents)
-    with torch.no_grad():
+    # unchecked: a draw far out (a scale that overflows) has log density -inf or NaN, which PSIS and the table
+    # say; it is not an error of the model
+    with torch.no_grad(), pyro.validation_enabled(False):
         model_trace, guide_trace = run_model(structure.broadcasting(model), args, kwargs, draws=n,
                                              nesting=structure.nesting, guide=guide, values=values)
         observed = structure.observed

@@ -62,7 +62,7 @@ BAD = {
             with pyro.plate("data", 4):
                 pyro.sample("y", dist.Normal(a[data["g"]], 1.0), obs=data["y"])
         """, r"bad.py:model, line 9 \(pyro.sample\(\"y\", dist.Normal\(a\[data\[\"g\"\]\].*IndexError: tensors used "
-             "as indices must be long"),
+             r"as indices must be long.*arrive as float tensors: index with data\[...\].long\(\)"),
 }
 
 
