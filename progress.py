@@ -42,7 +42,7 @@ class Bar:
     def describe(self, desc: str) -> None:
         pass
 
-    def close(self, summary: str | None = None) -> None:
+    def close(self, summary: str | None = None, seconds: float | None = None) -> None:
         pass
 
 
@@ -78,8 +78,10 @@ class _Drawn(Bar):
         if self.tqdm is not None:
             self.tqdm.set_description(desc)
 
-    def close(self, summary: str | None = None) -> None:
-        seconds = time.perf_counter() - self.start
+    def close(self, summary: str | None = None, seconds: float | None = None) -> None:
+        """``seconds``: the piece's own time, where it ran elsewhere (a worker's, measured there: the parent may
+        read its events late)."""
+        seconds = time.perf_counter() - self.start if seconds is None else seconds
         line = f"{self.desc}: {self.done} {self.unit}s in {seconds:.1f} s" + (f", {summary}" if summary else "")
         if self.tqdm is None:
             print(line, file=sys.stderr, flush=True)
@@ -96,6 +98,7 @@ class _Forwarded(Bar):
 
     def __init__(self, desc: str, total: int, unit: str):
         self.id, self.pending, self.postfix, self.sent = (os.getpid(), next(_ids)), 0, None, time.perf_counter()
+        self.start = self.sent
         _channel.put(("open", self.id, desc, total, unit))
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
@@ -112,9 +115,10 @@ class _Forwarded(Bar):
         self._flush()
         _channel.put(("describe", self.id, desc))
 
-    def close(self, summary: str | None = None) -> None:
+    def close(self, summary: str | None = None, seconds: float | None = None) -> None:
         self._flush()
-        _channel.put(("close", self.id, summary))
+        seconds = time.perf_counter() - self.start if seconds is None else seconds
+        _channel.put(("close", self.id, summary, seconds))
 
 
 def bar(desc: str, total: int, unit: str = "step", enabled: bool = True) -> Bar:
@@ -158,7 +162,7 @@ class listening:
                 elif kind == "describe":
                     target.describe(event[2])
                 elif kind == "close":
-                    self.bars.pop(key).close(event[2])
+                    self.bars.pop(key).close(event[2], event[3])
             if kind == "say":  # a worker's notice (runtime.report_once), said here once
                 self.say(event[1])
 

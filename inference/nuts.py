@@ -217,7 +217,7 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
         attempt_began = time.perf_counter()
         chains = [_Chain(potential, start, seed + c + 1000 * attempt, budget, target) for c, start in enumerate(starts)]
         run = _sample(chains, structure, mode, scale_tril, budget, began, progress, desc)
-        retry = (run["divergences"] and attempt + 1 < len(targets)
+        retry = (sum(run["divergences"]) and attempt + 1 < len(targets)
                  # a warmup at smaller steps takes longer: half as long again as this attempt, say
                  and time.perf_counter() - began + 1.5 * (time.perf_counter() - attempt_began) < budget.max_seconds)
         if not retry:

@@ -72,3 +72,16 @@ def test_off_a_terminal_a_line_per_finished_piece_or_nothing(quiet, tmp_path):
     else:
         assert len(lines) == 2 + 2 * 2, lines  # two fits, two chains' warmup and draws
         assert any(line.startswith("compare eight_schools/fullrank: 2500 steps in") for line in lines)
+
+
+
+def test_a_workers_piece_is_timed_where_it_ran(capsys):
+    """The parent may read a worker's events late (busy with a piece of its own): the line gives the seconds the
+    worker measured, not the gap between the events' arrival."""
+    from deepprob import progress
+
+    with progress.listening(print) as listener:  # leaving it waits until every event put before is drawn
+        listener.queue.put(("open", (1, 0), "compare m/meanfield", 100, "step"))
+        listener.queue.put(("update", (1, 0), 100, None))
+        listener.queue.put(("close", (1, 0), "elbo -3.1", 12.5))
+    assert capsys.readouterr().err == "compare m/meanfield: 100 steps in 12.5 s, elbo -3.1\n"
