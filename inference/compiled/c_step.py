@@ -87,6 +87,10 @@ MATMUL_BLOCK = 256
 LONG_AXIS = 8
 # a gather from a table bigger than this prefetches the rows it picks (see Generator._row_index)
 PREFETCH_BYTES = 2 * 2**20
+# loop groups kept open for fusion at once: finding the group an operation joins walks them and their
+# predecessors, so a long unrolled graph (a model's loop over time, run draw by draw) would take time cubic in
+# its length; past this many, the older half is emitted (what could still join them runs in a loop of its own)
+MAX_PENDING = 48
 # glibc's vector math (libmvec) as OpenMP "declare simd" functions: the loops calling them vectorise
 SIMD_FUNCTIONS = ("exp", "log", "log1p", "expm1", "tanh", "pow", "sin", "cos")
 
@@ -606,6 +610,8 @@ class Generator:
         (scalars) only if joining adds no predecessors the operation did not have: a scalar made from the
         inputs alone stays free to run before the loops that read it, which can then be one loop.
         """
+        if len(self.pending) >= MAX_PENDING:
+            self.flush(self.pending[:MAX_PENDING // 2])
         shape = tuple(shape)
         read_bufs, write_bufs = {buf for buf, _ in reads}, {buf for buf, _ in writes}
         preds = {g for g in self.pending if g.conflicts(read_bufs, write_bufs)}
@@ -1304,6 +1310,42 @@ class Generator:
         return "\n".join(decls + buffers + ["int step(void **args) {", body, "  return 0;", "}", ""])
 
 
+AS_STRIDED = (aten.as_strided_copy.default, aten.as_strided_scatter.default)
+
+
+def _check_functionalised(step: Callable, gm, example_inputs: Sequence[torch.Tensor]) -> None:
+    """Raise :class:`Unsupported` where the functionalised graph ``gm`` does not compute what ``step`` computes
+    at the example inputs (outputs, and the inputs' updates), from the same random numbers.
+
+    Run where the graph has an ``as_strided`` view: torch 2.13's functionalisation can drop a view's storage
+    offset in the gradient of an in-place write into a slice (``h[t] = ...``, autograd's ``CopySlices``),
+    reading element 0 where the step reads element t (``tests/test_c_step_semantics.py``).
+    """
+    results = []
+    for fn in (step, gm):
+        inputs = [x.clone() for x in example_inputs]
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            out = fn(*inputs)
+        results.append(_tensors_in((out, inputs)))
+    for want, got in zip(*results):
+        # to rounding: the graph's kernels (a matrix product's, a sum's) may add in another order than the step's
+        if not want.numel():
+            continue
+        scale = max(1.0, float(want.double().abs().nan_to_num(0.0, 0.0, 0.0).max()))
+        tolerance = (1e-4 if want.dtype == torch.float32 else 1e-9) * scale
+        if not torch.isclose(got.double(), want.double(), rtol=0.0, atol=tolerance, equal_nan=True).all():
+            raise Unsupported("torch's functionalisation of this step computes other values (an as_strided view: "
+                              "the gradient of an in-place write into a slice)")
+
+
+def _tensors_in(value) -> list:
+    """The tensors of nested tuples and lists, in order."""
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_in(v)]
+    return [value] if isinstance(value, torch.Tensor) else []
+
+
 def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
     """``step`` traced and compiled to C (see the module's docstring).
 
@@ -1318,6 +1360,8 @@ def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
     if any(x.device.type != "cpu" for x in example_inputs):
         raise Unsupported("tensors not on the CPU")
     gm = make_fx(functionalize(step, remove="mutations_and_views"))(*example_inputs)
+    if any(node.target in AS_STRIDED for node in gm.graph.nodes):
+        _check_functionalised(step, gm, example_inputs)
     gen = Generator(gm, example_inputs)
     gen.generate()
     def load() -> CStep:
