@@ -39,7 +39,7 @@ from pyro.infer import NUTS
 from deepprob.errors import InputError
 from deepprob.logdensity import ModelStructure, init_uniform
 from deepprob.progress import bar as progress_bar
-from deepprob.runtime import rng_untouched
+from deepprob.runtime import report_once, rng_untouched
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -154,10 +154,16 @@ class Potential:
                 compiled = compile_step(step, [example], backend="auto")
                 grad, value = compiled(example)
                 want_grad, want = step(example)
-            if torch.allclose(value, want, rtol=1e-6, atol=1e-8) and torch.allclose(grad, want_grad, rtol=1e-6,
-                                                                                      atol=1e-8):
+            # to rounding (sums in another order): float32's or float64's
+            tolerance = dict(rtol=1e-4, atol=1e-4) if want.dtype == torch.float32 else dict(rtol=1e-6, atol=1e-8)
+            if torch.allclose(value, want, **tolerance) and torch.allclose(grad, want_grad, **tolerance):
                 self.compiled, self.compiled_by = compiled, compiled.by
-        except Exception:  # noqa: BLE001 - a model the C step does not take: evaluated eagerly (the same numbers)
+            else:
+                report_once(f"NUTS: the compiled log density differs from torch's at the start ({float(value):.6g} "
+                            f"against {float(want):.6g}); it is evaluated eagerly, several times slower")
+        except Exception as err:  # noqa: BLE001 - a model no compiler takes: evaluated eagerly (the same numbers)
+            report_once(f"NUTS: the log density is not compiled ({type(err).__name__}: {str(err)[:160]}); it is "
+                        "evaluated eagerly, several times slower")
             self.compiled = None
 
     def __call__(self, params: dict) -> torch.Tensor:
@@ -174,6 +180,10 @@ def _frame(structure: ModelStructure, log_joint: Callable, budget: NUTSBudget, m
     from deepprob.guides.start import laplace_at_mode
 
     start = structure.initial_point(model, *args, **kwargs)
+    # the chains move in the log density's precision: float64 data make a float64 density of float32 latent
+    # sites (a prior of Python floats under torch's default float32), and Pyro's NUTS takes its gradient's dtype
+    with torch.no_grad(), pyro.validation_enabled(False):
+        start = start.to(torch.promote_types(start.dtype, log_joint(start.unsqueeze(0)).dtype))
     D = len(start)
     if budget.start == "laplace":
         with pyro.validation_enabled(False):
@@ -210,7 +220,7 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
         if budget.start == "laplace":  # a draw of the Laplace approximation: N(0, I) in whitened coordinates
             starts.append(torch.randn(len(mode), dtype=mode.dtype, device=mode.device))
         else:  # Pyro's start: uniform in (-2, 2) of the unconstrained space
-            starts.append(structure.initial_point(model, *args, init_fn=init_uniform, **kwargs))
+            starts.append(structure.initial_point(model, *args, init_fn=init_uniform, **kwargs).to(mode.dtype))
     targets = [budget.target_accept] + ([t for t in RETRY_TARGETS if t > budget.target_accept]
                                         if budget.until_converged else [])
     for attempt, target in enumerate(targets):
