@@ -213,7 +213,8 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
     log_joint = structure.log_joint_unconstrained(model, *args, **kwargs)
     with rng_untouched(_device(args, kwargs)):
         mode, scale_tril, evaluations = _frame(structure, log_joint, budget, model, args, kwargs)
-    potential = Potential(log_joint, mode, scale_tril, compile=compile)
+    # a model run draw by draw in a Python loop may branch on its latent values: a trace would fix the branches
+    potential = Potential(log_joint, mode, scale_tril, compile=compile and structure.batching != "loop")
     starts = []
     for c in range(budget.chains):
         pyro.set_rng_seed(seed + c)

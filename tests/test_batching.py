@@ -125,3 +125,22 @@ def test_bare_model_strips_the_initialisation_handler_of_an_autoguide(guide_clas
     assert wrapped.args[1] is matmul
     assert bare_model(wrapped) is matmul
     assert bare_model(matmul) is matmul
+
+
+def test_a_model_run_by_a_loop_is_not_traced():
+    """A trace runs the model once, at the traced values: a branch on a latent value (``if sigma > 1``) would be
+    fixed there. The compiled engine declines such a model loudly (auto: Pyro's engine, said), and NUTS's log
+    density stays eager."""
+    import deepprob
+    from deepprob.errors import InputError
+    from deepprob.inference.nuts import NUTSBudget, run_nuts
+
+    assert ModelStructure.of(branching, X, Y).batching == "loop"
+    with pytest.raises(InputError, match="--engine compiled: not possible here.*Python loop.*fix its branches"):
+        deepprob.fit(branching, X, Y, guide="meanfield", steps=10, engine="compiled", progress=False)
+    fit = deepprob.fit(branching, X, Y, guide="meanfield", steps=2500, engine="auto", progress=False,
+                       elbo_particles=10)
+    assert fit.extras["engine"] == "pyro" and "Python loop" in fit.extras["fallback"]
+    run = run_nuts(branching, X, Y, budget=NUTSBudget(chains=1, warmup=10, samples=10, until_converged=False),
+                   progress=False)
+    assert run.compiled_by is None

@@ -70,7 +70,8 @@ def test_each_model_runs_as_it_is_written(name, capsys):
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_on_both_engines(name):
     """A Gaussian family on each engine (every guide, in the slow test below): the compiled engine takes every
-    model of the corpus (by vmap or a loop inside the traced step), the same estimator as Pyro's."""
+    model of the corpus that broadcasts or runs by vmap, the same estimator as Pyro's, and declines loudly the one
+    that runs by a loop (a trace would fix its branches)."""
     fit_every(name, ["meanfield", "fullrank"], finite_elbo=True, same_losses=True)
 
 
@@ -101,7 +102,8 @@ def fit_every(name: str, guides: list[str], finite_elbo: bool = False, same_loss
             assert set(ModelStructure.of(module.model, data).latent) <= set(idata.posterior.data_vars)
             assert idata.sample_stats["lp"].shape == (1, 30), (guide, engine)
             losses[engine] = fit.losses
-        if same_losses:
+        assert ("compiled" in losses) == (BATCHING[name] != "loop") or guide not in ("meanfield", "fullrank")
+        if same_losses and "compiled" in losses:
             np.testing.assert_allclose(losses["compiled"], losses["pyro"], rtol=1e-5, err_msg=guide)
 
 

@@ -283,7 +283,11 @@ def compiled_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> 
         return "the model has trainable parameters of its own"
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in _tensors((args, kwargs))):
         return "an argument requires grad"
-    local = ModelStructure.of(model, *args, **kwargs).local
+    structure = ModelStructure.of(model, *args, **kwargs)
+    if structure.batching == "loop":
+        return (f"model {structure.name} runs draw by draw in a Python loop (vmap could not batch it: Python control "
+                "flow on a latent value, or in-place writes), and a trace would fix its branches at the traced values")
+    local = structure.local
     if local:
         return f"the latent site(s) {', '.join(local)} lie in a plate that subsamples (local latent variables)"
     return None
