@@ -141,6 +141,7 @@ class Potential:
         if self.mode.device.type != "cpu":
             return
         try:
+            from deepprob.inference.compiled.c_library import agrees_to_rounding
             from deepprob.inference.compiled.compiling import compile_step
 
             def energy(v):  # a plain function of v: make_fx traces its signature
@@ -154,9 +155,7 @@ class Potential:
                 compiled = compile_step(step, [example], backend="auto")
                 grad, value = compiled(example)
                 want_grad, want = step(example)
-            # to rounding (sums in another order): float32's or float64's
-            tolerance = dict(rtol=1e-4, atol=1e-4) if want.dtype == torch.float32 else dict(rtol=1e-6, atol=1e-8)
-            if torch.allclose(value, want, **tolerance) and torch.allclose(grad, want_grad, **tolerance):
+            if agrees_to_rounding(value, want) and agrees_to_rounding(grad, want_grad):
                 self.compiled, self.compiled_by = compiled, compiled.by
             else:
                 report_once(f"NUTS: the compiled log density differs from torch's at the start ({float(value):.6g} "

@@ -34,6 +34,18 @@ class Unsupported(Exception):
 
 
 @functools.cache
+def agrees_to_rounding(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Whether a compiled value ``got`` is eager torch's ``want`` to the rounding of ``want``'s precision: sums and
+    matrix products may add in another order, so each element within 1e-4 (float32) or 1e-9 (float64) of the
+    largest magnitude (at least 1); NaN where NaN, inf where inf."""
+    if not want.numel():
+        return True
+    precision = 1e-4 if want.dtype == torch.float32 else 1e-9
+    want, got = want.double(), got.double()
+    tolerance = precision * max(1.0, float(want.abs().nan_to_num(0.0, 0.0, 0.0).max()))
+    return bool(torch.isclose(got, want, rtol=0.0, atol=tolerance, equal_nan=True).all())
+
+
 def c_compiler() -> str | None:
     """The C compiler to use (``CC``, else ``cc``/``gcc``), or None where this backend does not run."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
