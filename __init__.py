@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "fit": "deepprob.inference.svi",
-    "fit_svi": "deepprob.inference.svi",
-    "FitResult": "deepprob.inference.svi",
-    "compare": "deepprob.inference.compare",
-    "Comparison": "deepprob.inference.compare",
-    "to_inference_data": "deepprob.inference.arviz_data",
+    "fit": "deepprob.inference.fitting.svi",
+    "fit_svi": "deepprob.inference.fitting.svi",
+    "FitResult": "deepprob.inference.fitting.svi",
+    "compare": "deepprob.inference.evaluation.compare",
+    "Comparison": "deepprob.inference.evaluation.compare",
+    "to_inference_data": "deepprob.inference.evaluation.arviz_data",
     "build_guide": "deepprob.guides.registry",
     "GuideOptions": "deepprob.guides.registry",
     "GUIDES": "deepprob.guides.registry",
@@ -44,9 +44,9 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide  # noqa: F401
-    from deepprob.inference.arviz_data import to_inference_data  # noqa: F401
-    from deepprob.inference.compare import Comparison, compare  # noqa: F401
-    from deepprob.inference.svi import FitResult, fit, fit_svi  # noqa: F401
+    from deepprob.inference.evaluation.arviz_data import to_inference_data  # noqa: F401
+    from deepprob.inference.evaluation.compare import Comparison, compare  # noqa: F401
+    from deepprob.inference.fitting.svi import FitResult, fit, fit_svi  # noqa: F401
 
 
 def __getattr__(name: str):

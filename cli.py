@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deepprob {args.example}: interrupted", file=sys.stderr)
         return 130
     if args.json and os.environ.get("RANK", "0") == "0":  # one JSON line: process 0's under torchrun
-        from deepprob.runtime import dumps_metrics
+        from deepprob.files import dumps_metrics
 
         print(dumps_metrics(metrics), flush=True)
     return 0

@@ -9,7 +9,7 @@ processes too.
 
 Where a bar is drawn is settled per process:
 
-- in a worker of :func:`deepprob.runtime.map_forked` whose parent listens (:func:`listening`), its events go to
+- in a worker of :func:`deepprob.pool.map_forked` whose parent listens (:func:`listening`), its events go to
   the parent, which draws them with bars of its own (and, itself a worker, passes them on);
 - on a terminal (stderr is a tty): a tqdm bar per running piece, and a line as each one finishes;
 - elsewhere (a log file, a pipe, CI): only the line as each piece finishes.
@@ -163,7 +163,7 @@ class listening:
                     target.describe(event[2])
                 elif kind == "close":
                     self.bars.pop(key).close(event[2], event[3])
-            if kind == "say":  # a worker's notice (runtime.report_once), said here once
+            if kind == "say":  # a worker's notice (progress.report_once), said here once
                 self.say(event[1])
 
     def __exit__(self, *exc) -> None:
@@ -187,3 +187,19 @@ def in_worker(listener: listening | None) -> None:
     the finished lines, as before)."""
     global _channel
     _channel = None if listener is None else listener.queue
+
+
+_reported: set[str] = set()
+
+
+def report_once(message: str) -> str:
+    """Print ``deepprob: message`` on stderr the first time this process says it (in a worker of
+    :func:`map_forked`, the parent says it, once); returns ``message``.
+
+    For what a user should know but that is not an error: a fall-back to a slower engine, say.
+    """
+    if message not in _reported:
+        _reported.add(message)
+        if not say_in_parent(message):
+            print(f"deepprob: {message}", file=sys.stderr, flush=True)
+    return message

@@ -18,7 +18,7 @@ of the autograd engine is a sizeable part of a step. :func:`gan_iteration` is on
 pure tensor code, with the optimiser steps passed in as callbacks: :class:`~deepprob.optim.AdamStepper` (the
 fused Adam kernel, called directly) when it runs eagerly; :class:`CompiledIteration` traces it with
 :func:`deepprob.optim.adam_update_` (``torch.optim.Adam``'s arithmetic) into one graph and compiles it with
-Inductor (:func:`deepprob.inference.compiled.compiling.compile_step`), which removes the Python dispatch of its
+Inductor (:func:`deepprob.compiler.compiling.compile_step`), which removes the Python dispatch of its
 few hundred operations. On one CPU thread that is ~1.1x the eager iteration's speed for the seed's
 2-300-300-150 MLPs (where matrix products are ~80% of the time) and ~1.3-1.45x for the `gan` command's
 128-wide ones, after a compile of 20-50 s cold (~3 s when Inductor's on-disk cache has the graph).
@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from deepprob.adversarial.losses import pack
 from deepprob.adversarial.nets import Affine
-from deepprob.inference.compiled.compiling import compile_step
+from deepprob.compiler import compile_step
 from deepprob.optim import AdamStepper, adam_update_
 
 
@@ -234,8 +234,6 @@ class CompiledIteration:
         real: torch.Tensor,
         noise: torch.Tensor,
     ):
-        from torch._inductor import config as inductor_config
-
         if not all(s.plain for s in steppers):
             raise ValueError("the compiled iteration needs plain Adam optimisers")
         self.gen, self.disc, self.steppers = gen, disc, steppers
@@ -249,9 +247,10 @@ class CompiledIteration:
         ] + self.lrs
         # trace on copies: tracing runs the iteration once, and its in-place updates must not count
         example = [x.clone() for x in self.state] + [real, noise]
-        with warnings.catch_warnings(), inductor_config.patch(realize_opcount_threshold=REALIZE_OPCOUNT_THRESHOLD):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.fn = compile_step(self._iteration, example).fn
+            self.fn = compile_step(self._iteration, example,
+                                   inductor_options={"realize_opcount_threshold": REALIZE_OPCOUNT_THRESHOLD}).fn
 
     def _iteration(self, *flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The traced function: ``(*self.state, real, noise)`` -> (d_loss, g_loss)."""

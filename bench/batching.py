@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import deepprob
-from deepprob.inference.draws import draws_from_guide
+from deepprob.inference.evaluation.draws import draws_from_guide
 from deepprob.logdensity import ModelStructure
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "corpus"

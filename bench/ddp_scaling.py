@@ -42,7 +42,7 @@ import torch.multiprocessing as mp
 import deepprob.parallel as parallel
 from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator
 from deepprob.datasets.images import binarize, load_image_splits, subset
-from deepprob.inference.vae_fit import VAETrainer
+from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

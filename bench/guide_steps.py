@@ -20,11 +20,11 @@ import time
 import pyro
 import torch
 
+from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.guides import GUIDES, build_guide
 from deepprob.inference import fit_svi
-from deepprob.inference.posteriors import database, load_posterior
-from deepprob.runtime import default_dtype
+from deepprob.inference.evaluation.posteriors import database, load_posterior
 
 
 def one_fit(problem, name: str, engine: str, steps: int) -> dict:

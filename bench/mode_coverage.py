@@ -26,7 +26,7 @@ import torch
 from deepprob.adversarial.point_gan import evaluate_points, preset, train_point_gan
 from deepprob.adversarial.trainer import GANConfig
 from deepprob.datasets.points import POINT_SETS
-from deepprob.runtime import available_cores, map_forked
+from deepprob.pool import available_cores, map_forked
 
 METHODS = {  # name -> (preset, GANConfig changes)
     "standard": ("gan", {}),

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 
 from deepprob.datasets.stan_json import load_model_data
+from deepprob.devices import default_dtype
 from deepprob.examples.compare import load_model
-from deepprob.inference.diagnostics import moment_errors
-from deepprob.inference.draws import draws_from_latents
-from deepprob.inference.nuts import NUTSBudget, run_nuts
-from deepprob.inference.posteriors import database, load_posterior, translated
-from deepprob.inference.references import given_draws
+from deepprob.inference.evaluation.diagnostics import moment_errors
+from deepprob.inference.evaluation.draws import draws_from_latents
+from deepprob.inference.evaluation.nuts import NUTSBudget, run_nuts
+from deepprob.inference.evaluation.posteriors import database, load_posterior, translated
+from deepprob.inference.evaluation.references import given_draws
 from deepprob.logdensity import ModelStructure
 from deepprob.names import flatten
-from deepprob.runtime import default_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "posteriordb" / "posterior_database"

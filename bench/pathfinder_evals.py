@@ -22,10 +22,10 @@ import statistics
 
 import torch
 
+from deepprob.devices import default_dtype
 from deepprob.guides import GuideOptions
-from deepprob.inference.compare import compare
-from deepprob.inference.posteriors import database, load_posterior, translated
-from deepprob.runtime import default_dtype
+from deepprob.inference.evaluation.compare import compare
+from deepprob.inference.evaluation.posteriors import database, load_posterior, translated
 
 BUDGETS = (30, 100, 300, 1000, 3000, 10000)
 PARTICLES = 4

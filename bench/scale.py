@@ -59,7 +59,7 @@ def time_ours(n, batch_size, engine, steps, device="cpu"):
     import pyro
 
     from deepprob.guides.registry import build_guide
-    from deepprob.inference.svi import fit_svi
+    from deepprob.inference.fitting.svi import fit_svi
 
     model, args = torch_problem(n, batch_size, device)
     pyro.set_rng_seed(0)
@@ -102,7 +102,7 @@ def one_size(opts) -> dict:
     """Every timing at N = opts.one, in this process."""
     n, batch = opts.one, opts.batch_size
     row = {"rows": n}
-    from deepprob.inference.engines import AUTO_COMPILE_STEPS
+    from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
 
     # ours and NumPyro's: fits as long as auto compiles (as every default fit); Pyro's: seconds' worth
     full_steps = AUTO_COMPILE_STEPS
@@ -135,10 +135,10 @@ def accuracy(n: int, batch: int, steps: int) -> dict:
     import torch
 
     from deepprob.guides.registry import build_guide
-    from deepprob.inference.diagnostics import moment_errors
-    from deepprob.inference.nuts import NUTSBudget, run_nuts
-    from deepprob.inference.references import laplace_reference
-    from deepprob.inference.svi import fit_svi
+    from deepprob.inference.evaluation.diagnostics import moment_errors
+    from deepprob.inference.evaluation.nuts import NUTSBudget, run_nuts
+    from deepprob.inference.evaluation.references import laplace_reference
+    from deepprob.inference.fitting.svi import fit_svi
 
     full_model, args = torch_problem(n, None)
     references = {"nuts": run_nuts(full_model, *args, budget=NUTSBudget(chains=4, warmup=500, samples=500),

@@ -6,7 +6,7 @@ Models: the seed's logistic regression (``two_classes`` n=2000, ``LogisticRegres
 
 - pyro: ``fit_svi(engine="pyro")``, Pyro's ``Trace_ELBO`` each step.
 - ours: ``fit_svi(engine="compiled")``: the same estimator and Adam, the whole step one compiled C
-  function (``deepprob.inference.compiled.c_step``; the "by" column says which compiler built it: ``c``, or ``inductor``
+  function (``deepprob.compiler.c_step``; the "by" column says which compiler built it: ``c``, or ``inductor``
   where the C backend does not apply).
 - numpyro (the optional ``bench`` extra, ``pip install -e ".[bench]"``): the same model and guide written
   in NumPyro, ``jax.jit(svi.update)`` called once a step; skipped, with a note, when not installed.
@@ -56,7 +56,7 @@ def problems():
 def time_torch(model, guide_name, args, steps, engine):
     """(steps/s of the loop, compile seconds, compiler) of one ``fit_svi`` on the given engine."""
     from deepprob.guides.registry import build_guide
-    from deepprob.inference.svi import fit_svi
+    from deepprob.inference.fitting.svi import fit_svi
 
     guide = build_guide(guide_name, model)
     fit = fit_svi(model, guide, *args, steps=steps, lr=0.01, elbo_particles=0, progress=False, engine=engine)

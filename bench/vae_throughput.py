@@ -28,8 +28,8 @@ import torch
 from torch.nn import functional as F
 
 from deepprob.datasets.images import binarize, load_mnist_splits, subset
-from deepprob.inference.vae_eval import evaluate_vae
-from deepprob.inference.vae_fit import VAETrainer
+from deepprob.inference.generative.vae_eval import evaluate_vae
+from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
 from deepprob.optim import collect_parameters, make_adam
 

@@ -121,7 +121,7 @@ def download_mnist(folder: str | os.PathLike, names=None, *, timeout: float = 30
     import hashlib
     import urllib.request
 
-    from deepprob.runtime import atomic_write_bytes
+    from deepprob.files import atomic_write_bytes
 
     folder = Path(folder)
     names = list(names or [f"{n}.gz" for pair in MNIST_FILES.values() for n in pair])

@@ -25,9 +25,9 @@ import argparse
 import torch
 
 from deepprob.examples.image_data import apply_defaults, load_binary_images
-from deepprob.inference.avb_fit import AVBTrainer
-from deepprob.inference.vae_eval import heldout_log_likelihood
-from deepprob.inference.vae_fit import VAETrainer, fit_vae
+from deepprob.inference.generative.avb_fit import AVBTrainer
+from deepprob.inference.generative.vae_eval import heldout_log_likelihood
+from deepprob.inference.generative.vae_fit import VAETrainer, fit_vae
 from deepprob.models.avb import AVB
 from deepprob.models.vae import VAE
 

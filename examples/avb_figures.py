@@ -55,7 +55,7 @@ def ratio_checks(models: dict, x_test: torch.Tensor, labels: torch.Tensor, seed:
     Returns ``{name: {"truth": ..., "rmse": ..., "correlation": ..., "estimate": (M,), "true": (M,)}}``.
     """
     from deepprob.adversarial.kde import GaussianKDE
-    from deepprob.inference.avb_fit import fit_adversary
+    from deepprob.inference.generative.avb_fit import fit_adversary
     from deepprob.models.avb import JointDiscriminator
 
     torch.manual_seed(seed)

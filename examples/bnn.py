@@ -16,9 +16,9 @@ import torch
 
 from deepprob.examples import problems
 from deepprob.examples.common import fit_guide, guide_report, loo_text, say
-from deepprob.inference.arviz_data import summary_text
-from deepprob.inference.diagnostics import predictive_metrics
-from deepprob.inference.draws import likelihood_at
+from deepprob.inference.evaluation.arviz_data import summary_text
+from deepprob.inference.evaluation.diagnostics import predictive_metrics
+from deepprob.inference.evaluation.draws import likelihood_at
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
 
 

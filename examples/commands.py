@@ -116,7 +116,9 @@ def run_example(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     import deepprob.parallel as parallel
-    from deepprob.runtime import cpu_threads, prepare_out, resolve_device, seed_everything
+    from deepprob.devices import cpu_threads, resolve_device
+    from deepprob.files import prepare_out
+    from deepprob.seeds import seed_everything
 
     world = parallel.launched_world_size()
     if world > 1 and args.example not in DATA_PARALLEL:
@@ -124,7 +126,7 @@ def run_example(args: argparse.Namespace) -> dict:
         raise InputError(f"torchrun with {world} processes: `deepprob {args.example}` runs as one process "
                          f"(data-parallel training: {supported})")
     logging.getLogger("pyro").setLevel(logging.WARNING)
-    # no tqdm monitor thread: workers are forked (runtime.map_forked), and a fork while that thread holds
+    # no tqdm monitor thread: workers are forked (pool.map_forked), and a fork while that thread holds
     # tqdm's lock would leave the child's progress bars waiting for it forever
     tqdm.monitor_interval = 0
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepprob.examples.options import guide_options
-from deepprob.inference.arviz_data import save_inference_data
-from deepprob.inference.diagnostics import guide_khat, loo, moment_errors
-from deepprob.inference.draws import Draws, draws_from_guide
-from deepprob.inference.references import laplace_reference
-from deepprob.inference.svi import FitResult, fit
+from deepprob.inference.evaluation.arviz_data import save_inference_data
+from deepprob.inference.evaluation.diagnostics import guide_khat, loo, moment_errors
+from deepprob.inference.evaluation.draws import Draws, draws_from_guide
+from deepprob.inference.evaluation.references import laplace_reference
+from deepprob.inference.fitting.svi import FitResult, fit
 from deepprob.logdensity import ModelStructure
 
 

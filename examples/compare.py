@@ -36,18 +36,18 @@ from pathlib import Path
 import torch
 
 from deepprob.datasets.stan_json import load_model_data, read_draws
+from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.examples import problems
 from deepprob.examples.common import say
 from deepprob.examples.options import guide_options, nuts_budget
-from deepprob.inference.compare import Comparison, compare
-from deepprob.inference.draws import predictive_mean
-from deepprob.inference.nuts import NUTSBudget
-from deepprob.inference.posteriors import database, load_posterior
-from deepprob.inference.references import given_draws
+from deepprob.inference.evaluation.compare import Comparison, compare
+from deepprob.inference.evaluation.draws import predictive_mean
+from deepprob.inference.evaluation.nuts import NUTSBudget
+from deepprob.inference.evaluation.posteriors import database, load_posterior
+from deepprob.inference.evaluation.references import given_draws
 from deepprob.logdensity import ModelStructure
 from deepprob.plots import decision_surface, drawn, grid_2d, new_figure, save
-from deepprob.runtime import default_dtype
 
 
 def main(args):
@@ -159,7 +159,7 @@ def load_model(spec: str):
 def load_reference_draws(path: str):
     """--reference-draws: posteriordb's JSON draws, or an ArviZ NetCDF file."""
     if Path(path).suffix == ".nc":
-        from deepprob.inference.arviz_data import az
+        from deepprob.inference.evaluation.arviz_data import az
 
         if not Path(path).is_file():
             raise InputError(f"--reference-draws {path}: no such file")

@@ -182,7 +182,7 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     import deepprob.parallel as parallel
     from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator, to_unit_range
     from deepprob.examples.image_data import QUALITY_SAMPLES, quality_text, sample_quality
-    from deepprob.runtime import atomic_torch_save
+    from deepprob.files import atomic_torch_save
 
     if any(getattr(args, k) is not None for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
         raise InputError("--iterations/--d-steps/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; the DCGAN uses "

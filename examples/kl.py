@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from deepprob.inference.divergences import bimodal_mixture, default_grid, fit_gaussian, moment_matched_normal
+from deepprob.inference.evaluation.divergences import bimodal_mixture, default_grid, fit_gaussian, moment_matched_normal
 
 
 def main(args: argparse.Namespace) -> dict:

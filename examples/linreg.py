@@ -20,9 +20,9 @@ from torch.distributions import MultivariateNormal
 
 from deepprob.examples import problems
 from deepprob.examples.common import fit_guide, guide_report, loo_text, say
-from deepprob.inference.arviz_data import summary_text
-from deepprob.inference.exact import conjugate_predictive
-from deepprob.inference.kl import kl_of_guide
+from deepprob.inference.evaluation.arviz_data import summary_text
+from deepprob.inference.evaluation.exact import conjugate_predictive
+from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.models.linreg import expand_basis
 from deepprob.plots import new_figure, save
 

@@ -15,10 +15,10 @@ import torch
 
 from deepprob.examples import problems
 from deepprob.examples.common import fit_guide, guide_report, loo_text, say
-from deepprob.inference.arviz_data import summary_text
-from deepprob.inference.diagnostics import predictive_metrics
-from deepprob.inference.draws import predictive_mean
-from deepprob.inference.svi import fit_map
+from deepprob.inference.evaluation.arviz_data import summary_text
+from deepprob.inference.evaluation.diagnostics import predictive_metrics
+from deepprob.inference.evaluation.draws import predictive_mean
+from deepprob.inference.fitting.svi import fit_map
 from deepprob.models.logreg import with_bias
 from deepprob.plots import decision_surface, grid_2d, new_figure, save
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions
-from deepprob.inference.engines import ENGINES
+from deepprob.inference.fitting.engines import ENGINES
 
 # --- argument types: a bad value is an argparse error, one line, exit status 2 --------------------
 
@@ -85,7 +85,7 @@ def guide_names(text: str) -> list[str]:
 
 def objective_text(text: str) -> str:
     from deepprob.errors import InputError
-    from deepprob.inference.objectives import parse_objective
+    from deepprob.inference.fitting.objectives import parse_objective
 
     try:
         return str(parse_objective(text))
@@ -358,7 +358,7 @@ def add_compare_options(parser: argparse.ArgumentParser, budget: dict, reference
 
 
 def nuts_budget(args) -> dict:
-    """The NUTS options of ``args`` as :class:`~deepprob.inference.nuts.NUTSBudget`'s fields."""
+    """The NUTS options of ``args`` as :class:`~deepprob.inference.evaluation.nuts.NUTSBudget`'s fields."""
     return {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
             "max_tree_depth": args.max_tree_depth, "target_accept": args.target_accept,
             "max_seconds": args.nuts_seconds, "until_converged": args.extend}

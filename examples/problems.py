@@ -19,11 +19,11 @@ from torch.distributions import MultivariateNormal
 from deepprob.datasets import Table, check_binary, cubic_regression, load_csv, sine_regression, two_classes, two_moons
 from deepprob.errors import InputError
 from deepprob.examples.options import resolve_batch_size
-from deepprob.inference.arviz_data import to_inference_data
-from deepprob.inference.diagnostics import predictive_metrics
-from deepprob.inference.draws import Draws, likelihood_at, predictive_mean
-from deepprob.inference.exact import conjugate_log_evidence, conjugate_posterior
-from deepprob.inference.references import Exact
+from deepprob.inference.evaluation.arviz_data import to_inference_data
+from deepprob.inference.evaluation.diagnostics import predictive_metrics
+from deepprob.inference.evaluation.draws import Draws, likelihood_at, predictive_mean
+from deepprob.inference.evaluation.exact import conjugate_log_evidence, conjugate_posterior
+from deepprob.inference.evaluation.references import Exact
 from deepprob.logdensity import init_sample
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.linreg import LinearRegression, expand_basis

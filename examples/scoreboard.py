@@ -20,9 +20,9 @@ import torch
 
 from deepprob.examples.common import say
 from deepprob.examples.options import guide_options, nuts_budget
-from deepprob.inference.nuts import NUTSBudget
-from deepprob.inference.posteriors import database
-from deepprob.inference.scoreboard import scoreboard
+from deepprob.inference.evaluation.nuts import NUTSBudget
+from deepprob.inference.evaluation.posteriors import database
+from deepprob.inference.evaluation.scoreboard import scoreboard
 from deepprob.plots import drawn
 
 

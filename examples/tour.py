@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from deepprob.errors import InputError
 from deepprob.examples.tour_page import render_html
-from deepprob.runtime import jsonable
+from deepprob.files import jsonable
 
 
 @dataclass
@@ -265,7 +265,7 @@ def run_record(step: Step, args, quiet: bool) -> dict:
 
 
 def main(args):
-    from deepprob.runtime import map_forked, resolve_jobs
+    from deepprob.pool import map_forked, resolve_jobs
 
     steps = select_steps(args.only)
     if args.list:

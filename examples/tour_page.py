@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from deepprob.inference.compare import COLUMN_NOTES, COLUMNS
+from deepprob.inference.evaluation.compare import COLUMN_NOTES, COLUMNS
 
 KHAT_BANDS = [  # (upper bound, css class, meaning)
     (0.5, "khat-good", "k-hat < 0.5: the guide is a good importance sampler of the posterior"),
@@ -41,7 +41,7 @@ def khat_class(value) -> str:
 
 
 def compare_table(rows: dict[str, dict], reference: dict | None = None) -> str:
-    """One row per guide (and the reference), the shell's columns (:data:`~deepprob.inference.compare.COLUMNS`)."""
+    """One row per guide (and the reference), the shell's columns (:data:`~.compare.COLUMNS`)."""
     every = list(rows.values()) + ([reference] if reference else [])
     columns = [c for c in COLUMNS if any(isinstance(r, dict) and c[0] in r for r in every)]
     head = "".join(f"<th title='{esc(COLUMN_NOTES.get(key, ''))}'>{esc(header)}</th>" for key, header, _ in columns)

@@ -64,7 +64,7 @@ def compare_on(cloud, args: argparse.Namespace) -> tuple[dict, dict]:
     from deepprob.adversarial.metrics import kl_both_ways
     from deepprob.adversarial.point_gan import evaluate_points, preset, train_point_gan
     from deepprob.adversarial.trainer import GANConfig
-    from deepprob.inference.point_vae import fit_point_vae
+    from deepprob.inference.generative.point_vae import fit_point_vae
 
     device = args.device
     settings = preset("gan", cloud.name)  # `deepprob gan`'s standard GAN on this data set

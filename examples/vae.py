@@ -34,8 +34,8 @@ from deepprob.examples.image_data import (
     quality_text,
     sample_quality,
 )
-from deepprob.inference.vae_eval import evaluate_vae, heldout_log_likelihood, nearest_centroid_accuracy
-from deepprob.inference.vae_fit import fit_vae
+from deepprob.inference.generative.vae_eval import evaluate_vae, heldout_log_likelihood, nearest_centroid_accuracy
+from deepprob.inference.generative.vae_fit import fit_vae
 from deepprob.models.vae import VAE
 
 # Per data set: latent size, hidden layers, epochs, batch size, learning rate.

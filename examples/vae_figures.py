@@ -60,7 +60,7 @@ def save_figures(vae, x_test, labels, codes, history: dict, out: Path, seed: int
         vae: the trained :class:`~deepprob.models.vae.VAE`.
         x_test: binary test images (N, *event_shape); labels: their labels (N,).
         codes: the latent means of ``x_test`` (N, z_dim).
-        history: the learning curves of :func:`~deepprob.inference.vae_fit.fit_vae`.
+        history: the learning curves of :func:`~deepprob.inference.generative.vae_fit.fit_vae`.
     """
     out = Path(out)
     labels = labels.cpu()

@@ -1,20 +1,21 @@
-"""Fitting and checking posteriors: SVI, comparisons, exact conjugate answers, divergences, diagnostics.
+"""Pyro inference, by concern: fitting, evaluation, deep generative models.
 
-- :mod:`~deepprob.inference.svi`: ``fit``, ``fit_svi``, ``fit_map`` (the engines: :mod:`.engines`, the
-  compiled one: :mod:`.compiled`);
-- :mod:`~deepprob.inference.compare`: ``compare`` and its ``Comparison``;
-- :mod:`~deepprob.inference.draws`: posterior draws put through the model; :mod:`.arviz_data`: as ArviZ data;
-- :mod:`~deepprob.inference.references`: NUTS, exact and given reference draws;
-- :mod:`.diagnostics`, :mod:`.divergences`, :mod:`.exact`, :mod:`.kl`, :mod:`.vae_fit`, :mod:`.vae_eval`.
+- :mod:`~deepprob.inference.fitting`: SVI (``fit``, ``fit_svi``, ``fit_map``), its settings, objectives and
+  engines; the compiled engine's SVI steps (the compiler itself is :mod:`deepprob.compiler`, plain torch).
+- :mod:`~deepprob.inference.evaluation`: how good a posterior is: ``compare``, reference posteriors (exact,
+  NUTS, posteriordb's draws), draws and ArviZ data, diagnostics, KL divergences, the scoreboard.
+- :mod:`~deepprob.inference.generative`: training and evaluating the deep generative models (the VAE, AVB).
 
-The names below are imported when first used (the plain-torch modules of :mod:`.compiled` must not load Pyro).
+The names below are imported when first used (``import deepprob`` stays light).
 """
 
 import importlib
 
 _EXPORTS = {
-    "FitResult": "svi", "fit": "svi", "fit_svi": "svi", "fit_map": "svi", "estimate_elbo": "svi", "optimise": "svi",
-    "compare": "compare", "Comparison": "compare", "to_inference_data": "arviz_data",
+    "FitResult": "fitting.svi", "fit": "fitting.svi", "fit_svi": "fitting.svi", "fit_map": "fitting.svi",
+    "estimate_elbo": "fitting.svi", "optimise": "fitting.svi", "FitSettings": "fitting.settings",
+    "compare": "evaluation.compare", "Comparison": "evaluation.compare",
+    "to_inference_data": "evaluation.arviz_data",
 }
 __all__ = list(_EXPORTS)
 

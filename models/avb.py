@@ -15,7 +15,7 @@ site for z whose ``log_density`` makes the guide's total log q equal to T(x, z) 
 consumer of a guide's trace (``Trace_ELBO``, importance weights) then reads log q(z | x) ≈ T(x, z) + log
 p(z), and the ELBO becomes exactly E_q[log p(x | z) − T(x, z)]; the gradient reaches the encoder through
 z, in log p(x | z) and in T. T itself is trained apart, by logistic regression
-(:mod:`deepprob.inference.avb_fit`), with its parameters held fixed in the ELBO's steps.
+(:mod:`deepprob.inference.generative.avb_fit`), with its parameters held fixed in the ELBO's steps.
 """
 
 from __future__ import annotations

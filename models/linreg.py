@@ -3,7 +3,7 @@
     w ~ N(0, alpha^{-1} I),    y_n | w ~ N(phi(x_n)^T w, beta^{-1})
 
 The posterior is Gaussian, N(mu, Sigma) with Sigma = (alpha I + beta Phi^T Phi)^{-1} and
-mu = beta Sigma Phi^T y (:func:`deepprob.inference.exact.conjugate_posterior`).
+mu = beta Sigma Phi^T y (:func:`deepprob.inference.evaluation.exact.conjugate_posterior`).
 
 For the optimiser, the model samples the weights in *standardised* coordinates
 (:mod:`deepprob.models.standardise`): a cubic basis has columns whose scales differ by orders of

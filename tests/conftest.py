@@ -1,7 +1,7 @@
 import pyro
 import pytest
 
-from deepprob.runtime import cpu_threads
+from deepprob.devices import cpu_threads
 
 
 @pytest.fixture(autouse=True)

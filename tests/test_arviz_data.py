@@ -7,8 +7,8 @@ import torch
 from deepprob.examples.problems import default_problem
 from deepprob.guides import build_guide
 from deepprob.inference import estimate_elbo
-from deepprob.inference.arviz_data import az, save_inference_data
-from deepprob.inference.draws import draws_from_guide, draws_from_latents, likelihood_at, predictive_mean
+from deepprob.inference.evaluation.arviz_data import az, save_inference_data
+from deepprob.inference.evaluation.draws import draws_from_guide, draws_from_latents, likelihood_at, predictive_mean
 
 
 def fresh_guide(problem, name="fullrank"):
@@ -117,7 +117,7 @@ def test_likelihood_at_new_inputs():
 def test_saved_log_likelihood_is_quantised_to_a_micro_nat_and_smaller(tmp_path):
     """The pointwise log-likelihood comes back within about LOG_LIK_QUANTUM of what was saved, in fewer bytes than
     float32; PSIS-LOO of the file agrees with that of the draws to 1e-3 nats."""
-    from deepprob.inference.arviz_data import LOG_LIK_QUANTUM
+    from deepprob.inference.evaluation.arviz_data import LOG_LIK_QUANTUM
 
     rng = np.random.default_rng(0)
     values = np.log(1 / (1 + np.exp(-rng.normal(3, 3, size=(1, 500, 2000))))).astype(np.float32)

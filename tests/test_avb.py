@@ -13,8 +13,8 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 
 from deepprob.cli import main as cli_main
-from deepprob.inference.avb_fit import AVBTrainer, adversary_loss, fit_adversary
-from deepprob.inference.vae_eval import (
+from deepprob.inference.generative.avb_fit import AVBTrainer, adversary_loss, fit_adversary
+from deepprob.inference.generative.vae_eval import (
     grid_log_likelihood,
     heldout_log_likelihood,
     log_prob_table,

@@ -103,7 +103,7 @@ def test_from_python_the_same_line_is_a_model_error():
         with pytest.raises(ModelError, match="test_bad_models.py:.*model: site 'y' has log density nan") as info:
             call()
         assert isinstance(info.value, InputError)
-    from deepprob.inference.nuts import run_nuts
+    from deepprob.inference.evaluation.nuts import run_nuts
 
     with pytest.raises(ModelError, match="site 'y' has log density nan"):
         run_nuts(model, data, progress=False)

@@ -133,7 +133,7 @@ def test_a_model_run_by_a_loop_is_not_traced():
     density stays eager."""
     import deepprob
     from deepprob.errors import InputError
-    from deepprob.inference.nuts import NUTSBudget, run_nuts
+    from deepprob.inference.evaluation.nuts import NUTSBudget, run_nuts
 
     assert ModelStructure.of(branching, X, Y).batching == "loop"
     with pytest.raises(InputError, match="--engine compiled: not possible here.*Python loop.*fix its branches"):

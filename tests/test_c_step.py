@@ -5,9 +5,9 @@ import subprocess
 import pytest
 import torch
 
-from deepprob.inference.compiled import c_step
-from deepprob.inference.compiled.c_step import CStep, Unsupported, compile_c
-from deepprob.inference.compiled.compiling import compile_step
+from deepprob.compiler import c_step
+from deepprob.compiler.c_step import CStep, Unsupported, compile_c
+from deepprob.compiler.compiling import compile_step
 
 pytestmark = pytest.mark.skipif(c_step.c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
 

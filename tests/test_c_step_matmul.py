@@ -8,8 +8,8 @@ import torch
 from torch.func import functionalize
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from deepprob.inference.compiled import c_step
-from deepprob.inference.compiled.c_step import CStep, Generator, Ref, Unsupported, compile_c, matmul_plan
+from deepprob.compiler import c_step
+from deepprob.compiler.c_step import CStep, Generator, Ref, Unsupported, compile_c, matmul_plan
 
 pytestmark = pytest.mark.skipif(c_step.c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
 

@@ -9,10 +9,10 @@ import stat
 import pytest
 import torch
 
-from deepprob.inference.compiled import c_library, c_step
-from deepprob.inference.compiled.c_library import Unsupported
-from deepprob.inference.compiled.c_step import CStep, compile_c
-from deepprob.inference.compiled.compiling import compile_step
+from deepprob.compiler import c_library, c_step
+from deepprob.compiler.c_library import Unsupported
+from deepprob.compiler.c_step import CStep, compile_c
+from deepprob.compiler.compiling import compile_step
 
 pytestmark = pytest.mark.skipif(c_step.c_compiler() is None, reason="the C backend needs Linux x86-64 and cc")
 
@@ -228,7 +228,7 @@ def test_a_fit_whose_loss_becomes_nan_on_the_c_step_stops_naming_the_step():
 
     from deepprob.errors import FitDivergedError
     from deepprob.guides import build_guide
-    from deepprob.inference.svi import fit_svi
+    from deepprob.inference.fitting.svi import fit_svi
 
     def model(y):
         z = pyro.sample("z", dist.Normal(0.0, 10.0))

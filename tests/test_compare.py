@@ -6,7 +6,7 @@ import pytest
 
 from deepprob.cli import main as cli_main
 from deepprob.examples.commands import UsageError, parse
-from deepprob.inference.arviz_data import az
+from deepprob.inference.evaluation.arviz_data import az
 
 
 def run_json(capsys, *argv) -> dict:
@@ -167,7 +167,7 @@ def test_a_guide_without_a_density_has_no_kl_and_no_finite_khat_in_every_command
 def test_a_figure_that_cannot_be_drawn_loses_no_result(capsys, tmp_path, monkeypatch):
     """A plot that fails (ArviZ's pair plot of a guide collapsed to a point: "Too many bins for data range") is
     skipped with one line; the table, the --json line and the NetCDF files are all there."""
-    import deepprob.inference.compare_figures as figures
+    import deepprob.inference.evaluation.compare_figures as figures
 
     def broken(*args, **kwargs):
         raise ValueError("Too many bins for data range. Cannot create 10 finite-sized bins.")

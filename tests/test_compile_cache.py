@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import sys, torch
-from deepprob.inference.compiled.compiling import compile_step
+from deepprob.compiler.compiling import compile_step
 def step(x, w):
     return (torch.tanh(x @ w) ** 2).sum() * 2
 torch.manual_seed(0)

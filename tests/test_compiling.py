@@ -3,7 +3,7 @@
 import torch
 from torch._dynamo.utils import counters
 
-from deepprob.inference.compiled.compiling import compile_step
+from deepprob.compiler.compiling import compile_step
 from deepprob.optim import adam_update_
 
 

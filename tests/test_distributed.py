@@ -29,7 +29,7 @@ from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerato
 from deepprob.cli import main as cli_main
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError
-from deepprob.inference.vae_fit import VAETrainer, fit_vae
+from deepprob.inference.generative.vae_fit import VAETrainer, fit_vae
 from deepprob.models.vae import VAE
 
 # what the commands import, imported here once for the forked processes (each would take seconds)

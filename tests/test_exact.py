@@ -5,7 +5,7 @@ import math
 import torch
 
 from deepprob.datasets import cubic_regression
-from deepprob.inference.exact import conjugate_log_evidence, conjugate_posterior, conjugate_predictive
+from deepprob.inference.evaluation.exact import conjugate_log_evidence, conjugate_posterior, conjugate_predictive
 from deepprob.models.linreg import expand_basis
 from deepprob.models.standardise import Standardisation
 

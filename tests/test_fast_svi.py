@@ -9,16 +9,16 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.autoguide import AutoNormal
 
+from deepprob.compiler.c_step import c_compiler
 from deepprob.datasets.synthetic import two_classes, two_moons
 from deepprob.errors import FitDivergedError, InputError, ModelError
 from deepprob.examples.options import SVI_DEFAULTS
 from deepprob.examples.problems import default_problem
 from deepprob.guides.registry import GUIDES, build_guide
-from deepprob.inference.compiled.c_step import c_compiler
-from deepprob.inference.compiled.svi_steps import SVISteps, guide_parameters, svi_loss_fn
-from deepprob.inference.engines import AUTO_COMPILE_STEPS
-from deepprob.inference.kl import kl_to_reference
-from deepprob.inference.svi import fit_svi
+from deepprob.inference.evaluation.kl import kl_to_reference
+from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
+from deepprob.inference.fitting.svi import fit_svi
+from deepprob.inference.fitting.svi_steps import SVISteps, guide_parameters, svi_loss_fn
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.logreg import LogisticRegression, with_bias
 from deepprob.models.standardise import Standardisation

@@ -15,9 +15,9 @@ from deepprob.examples.problems import affine
 from deepprob.guides import GUIDES, GuideOptions, build_guide
 from deepprob.guides.mixture import MixtureOfGaussians
 from deepprob.inference import estimate_elbo, fit_svi
-from deepprob.inference.divergences import bimodal_mixture
-from deepprob.inference.exact import conjugate_posterior
-from deepprob.inference.kl import kl_to_reference
+from deepprob.inference.evaluation.divergences import bimodal_mixture
+from deepprob.inference.evaluation.exact import conjugate_posterior
+from deepprob.inference.evaluation.kl import kl_to_reference
 from deepprob.models.bnn import BayesianNeuralNetwork
 from deepprob.models.linreg import LinearRegression, expand_basis
 from deepprob.models.logreg import LogisticRegression, with_bias

@@ -1,6 +1,18 @@
 """The import graph: dependencies run one way (models <- guides <- inference <- examples/cli), no cycles, the
-compiled engine only where a fit reaches it, no Pyro in the plain-torch code, and a command line that
-answers --help without the heavy imports."""
+compiler a package of its own (plain torch: no Pyro, nothing of inference), the compiled engine only where a fit
+reaches it, no Pyro in the plain-torch code, and a command line that answers --help without the heavy imports.
+
+The layers, bottom up:
+
+    base        errors, progress, devices, seeds, files, pool, optim, training, plots, names, parallel
+    core        log p and log q of Pyro programs: logdensity, traces, batching, subsample
+    datasets    the data layer                       models      Pyro models
+    compiler    plain torch: trace a step, compile it (C or Inductor)
+    guides      variational families (Pyro), each with its pure form; no compiler
+    adversarial plain torch: discriminators, GANs (may compile its steps); no Pyro, nothing of inference
+    inference   fitting <- evaluation; fitting <- generative
+    examples    one command each                     cli         the shell
+"""
 
 import ast
 import statistics
@@ -14,13 +26,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]  # the repository root is the deepprob package
 
 # each module's layer, and the layers it may import from (its own included)
-BASE = {"deepprob.errors", "deepprob.runtime", "deepprob.optim", "deepprob.plots", "deepprob.names",
-        "deepprob.parallel", "deepprob.progress"}  # plain torch
+BASE = {"deepprob.errors", "deepprob.optim", "deepprob.plots", "deepprob.names",
+        "deepprob.parallel", "deepprob.progress", "deepprob.devices", "deepprob.seeds", "deepprob.files",
+        "deepprob.pool", "deepprob.training"}  # plain torch
 # log p and log q of Pyro programs, their plates, and models run at many draws at once
 CORE = {"deepprob.logdensity", "deepprob.subsample", "deepprob.traces", "deepprob.batching"}
-# the plain-torch modules of the compiled engine (the GAN trainer compiles its iteration with them)
-COMPILER = {"deepprob.inference.compiled", "deepprob.inference.compiled.compiling",
-            "deepprob.inference.compiled.c_step", "deepprob.inference.compiled.c_library"}
 ALLOWED = {
     "base": {"base"},
     "core": {"base", "core"},
@@ -28,9 +38,15 @@ ALLOWED = {
     "models": {"base", "models"},
     "guides": {"base", "core", "models", "guides"},
     "compiler": {"base", "compiler"},
-    "inference": {"base", "core", "datasets", "models", "guides", "compiler", "adversarial", "inference"},
+    "inference": {"base", "core", "models", "guides", "inference"},  # the package's own __init__
+    "inference.fitting": {"base", "core", "models", "guides", "compiler", "inference.fitting"},
+    "inference.evaluation": {"base", "core", "datasets", "models", "guides", "compiler", "inference.fitting",
+                             "inference.evaluation"},
+    "inference.generative": {"base", "core", "datasets", "models", "guides", "compiler", "adversarial",
+                             "inference.fitting", "inference.evaluation", "inference.generative"},
     "adversarial": {"base", "datasets", "compiler", "adversarial"},
-    "examples": {"base", "core", "datasets", "models", "guides", "compiler", "inference", "adversarial", "examples"},
+    "examples": {"base", "core", "datasets", "models", "guides", "compiler", "inference", "inference.fitting",
+                 "inference.evaluation", "inference.generative", "adversarial", "examples"},
     "cli": {"base", "examples", "cli"},
 }
 # the examples' helpers (not commands): the commands may import these, not each other
@@ -77,9 +93,10 @@ def layer(name: str) -> str:
         return "base"
     if name in CORE:
         return "core"
-    if name in COMPILER:
-        return "compiler"
-    return name.split(".")[1]
+    parts = name.split(".")
+    if parts[1] == "inference" and len(parts) > 2:
+        return f"inference.{parts[2]}"
+    return parts[1]
 
 
 # the package itself only names its public functions (imported lazily), and ``python -m deepprob`` runs the cli
@@ -109,6 +126,9 @@ def test_dependencies_run_one_way(name):
     own = layer(name)
     wrong = sorted(dep for dep in GRAPH[name] if layer(dep) not in ALLOWED[own])
     assert not wrong, f"{name} ({own}) imports {wrong}"
+    if own != "compiler":  # the compiler is reached through its package's small API, not its modules
+        inside = sorted(dep for dep in GRAPH[name] if dep.startswith("deepprob.compiler."))
+        assert not inside, f"{name} imports the compiler's modules {inside}: use deepprob.compiler's API"
     if name.startswith("deepprob.examples.") and name not in EXAMPLE_HELPERS:
         others = sorted(dep for dep in GRAPH[name]
                         if dep.startswith("deepprob.examples.") and dep not in EXAMPLE_HELPERS)
@@ -116,10 +136,14 @@ def test_dependencies_run_one_way(name):
 
 
 def test_the_rules_catch_a_wrong_import():
-    """The check itself: a guide importing the compiled engine, or a model importing a guide, is refused."""
-    assert layer("deepprob.inference.compiled.svi_steps") not in ALLOWED["guides"]
+    """The check itself: a guide importing the compiled engine or the compiler, a model importing a guide, the
+    compiler or the adversarial code importing inference, or fitting importing evaluation, is refused."""
+    assert layer("deepprob.inference.fitting.svi_steps") not in ALLOWED["guides"]
+    assert layer("deepprob.compiler.compiling") not in ALLOWED["guides"]
     assert layer("deepprob.guides.registry") not in ALLOWED["models"]
     assert layer("deepprob.logdensity") not in ALLOWED["adversarial"]
+    assert layer("deepprob.inference.fitting.svi") not in ALLOWED["compiler"] | ALLOWED["adversarial"]
+    assert layer("deepprob.inference.evaluation.compare") not in ALLOWED["inference.fitting"]
 
 
 def run_python(code: str) -> str:
@@ -133,7 +157,19 @@ def test_importing_the_guides_does_not_load_the_compiled_engine():
         "import sys, importlib, deepprob.guides\n"
         "from deepprob.guides.registry import GUIDES\n"
         "for target in GUIDES.values(): importlib.import_module(target.split(':')[0])\n"
-        "print(sorted(m for m in sys.modules if m.startswith('deepprob.inference') or 'torch._inductor' in m))")
+        "print(sorted(m for m in sys.modules if m.startswith(('deepprob.inference', 'deepprob.compiler'))\n"
+        "             or 'torch._inductor' in m))")
+    assert out.strip() == "[]", out
+
+
+def test_the_compiler_loads_no_pyro():
+    """Every module of the compiler imported, and a step compiled: neither Pyro nor deepprob.inference loaded."""
+    out = run_python(
+        "import sys, pkgutil, importlib, torch, deepprob.compiler as c\n"
+        "for m in pkgutil.walk_packages(c.__path__, 'deepprob.compiler.'): importlib.import_module(m.name)\n"
+        "step = c.compile_step(lambda x: (x * 2 + 1).sum(), [torch.ones(3)])\n"
+        "assert float(step(torch.ones(3))) == 9.0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyro' or m.startswith('deepprob.inference')))")
     assert out.strip() == "[]", out
 
 

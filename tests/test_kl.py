@@ -8,7 +8,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from deepprob.cli import main as cli_main
-from deepprob.inference.divergences import (
+from deepprob.inference.evaluation.divergences import (
     bimodal_mixture,
     default_grid,
     fit_gaussian,

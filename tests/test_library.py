@@ -16,8 +16,8 @@ import torch
 import deepprob
 from deepprob.cli import main as cli_main
 from deepprob.datasets.stan_json import load_model_data
-from deepprob.inference.references import Exact
-from deepprob.runtime import default_dtype
+from deepprob.devices import default_dtype
+from deepprob.inference.evaluation.references import Exact
 
 EIGHT_SCHOOLS = textwrap.dedent('''
     import pyro

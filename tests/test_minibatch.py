@@ -16,7 +16,7 @@ from pyro import poutine
 from pyro.poutine.subsample_messenger import SubsampleMessenger
 
 from deepprob.guides.registry import build_guide
-from deepprob.inference.svi import fit_svi
+from deepprob.inference.fitting.svi import fit_svi
 from deepprob.logdensity import ModelStructure
 from deepprob.models.logreg import LogisticRegression, with_bias
 from deepprob.models.standardise import Standardisation
@@ -123,8 +123,8 @@ def test_compiled_minibatch_step_is_c_and_flat_in_n():
 def test_minibatch_fit_matches_the_full_batch_posterior():
     """At N = 20,000 the Laplace approximation of the full data is the posterior to a small fraction of an sd;
     a minibatch mean-field fit (B = 512) lands within a third of an sd of its means and 25% of its sds."""
-    from deepprob.inference.diagnostics import moment_errors
-    from deepprob.inference.references import laplace_reference
+    from deepprob.inference.evaluation.diagnostics import moment_errors
+    from deepprob.inference.evaluation.references import laplace_reference
 
     st, X, y = synthetic(20_000, d=3, seed=3)
     model = LogisticRegression(st, batch_size=512)

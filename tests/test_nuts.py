@@ -1,4 +1,4 @@
-"""The NUTS reference (deepprob.inference.nuts): against a Gaussian whose moments are known, and the rules that
+"""The NUTS reference (inference/evaluation/nuts.py): against a Gaussian whose moments are known, and the rules that
 decide how long it runs."""
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from deepprob.inference.nuts import NUTSBudget, advice_for, failed_checks, run_nuts
+from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, failed_checks, run_nuts
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN = torch.tensor([1.0, -2.0])

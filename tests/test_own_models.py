@@ -15,10 +15,10 @@ import torch
 
 import deepprob
 from deepprob.cli import main as cli_main
+from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES
 from deepprob.logdensity import ModelStructure
-from deepprob.runtime import default_dtype
 
 CORPUS = Path(__file__).parent / "corpus"
 NAMES = sorted(path.stem for path in CORPUS.glob("*.py"))
@@ -147,9 +147,9 @@ def test_the_written_and_the_broadcasting_forms_give_the_same_numbers(name):
 
 
 def test_the_shell_compares_a_model_as_written(tmp_path, capsys, monkeypatch):
-    from deepprob import runtime
+    from deepprob import progress
 
-    monkeypatch.setattr(runtime, "_reported", set())  # said once a process: this one may have said it already
+    monkeypatch.setattr(progress, "_reported", set())  # said once a process: this one may have said it already
     module = corpus_model("hierarchical_logistic")
     data = {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in module.data().items()}
     (tmp_path / "data.json").write_text(json.dumps(data))
@@ -171,7 +171,7 @@ def test_a_users_own_guide_and_the_score_check(name):
     the final ELBO), then the score check at draws of it: the same z from the written and the broadcasting form."""
     from pyro.infer.autoguide import AutoNormal
 
-    from deepprob.inference.score_identity import score_z
+    from deepprob.inference.evaluation.score_identity import score_z
 
     module = corpus_model(name)
     data = module.data()

@@ -10,14 +10,14 @@ import torch
 
 from deepprob.cli import main as cli_main
 from deepprob.datasets.posteriordb import BUNDLED, PosteriorDatabase
+from deepprob.devices import default_dtype
 from deepprob.errors import InputError
-from deepprob.inference.draws import draws_from_latents
-from deepprob.inference.posteriors import load_posterior, translated
-from deepprob.inference.references import given_draws
-from deepprob.inference.score_identity import score_z
+from deepprob.inference.evaluation.draws import draws_from_latents
+from deepprob.inference.evaluation.posteriors import load_posterior, translated
+from deepprob.inference.evaluation.references import given_draws
+from deepprob.inference.evaluation.score_identity import score_z
 from deepprob.logdensity import ModelStructure
 from deepprob.models.posteriordb import TRANSLATIONS
-from deepprob.runtime import default_dtype
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriordb" / "posterior_database"
 BUNDLED_NAME = "eight_schools-eight_schools_noncentered"

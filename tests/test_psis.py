@@ -10,7 +10,7 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from deepprob.examples.problems import default_problem
-from deepprob.inference.diagnostics import (
+from deepprob.inference.evaluation.diagnostics import (
     classification_metrics,
     khat_verdict,
     loo,
@@ -20,7 +20,7 @@ from deepprob.inference.diagnostics import (
     psis_log_weights,
     wasserstein2,
 )
-from deepprob.inference.draws import draws_from_guide
+from deepprob.inference.evaluation.draws import draws_from_guide
 
 
 def gaussian_log_weights(s: float, n: int = 4000, seed: int = 0) -> torch.Tensor:

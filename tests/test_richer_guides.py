@@ -18,11 +18,11 @@ from deepprob.examples.problems import default_problem
 from deepprob.guides import GuideOptions, build_guide
 from deepprob.guides.svgd import rbf_kernel
 from deepprob.inference import fit_svi
-from deepprob.inference.compare import compare
-from deepprob.inference.compiled.svi_steps import guide_parameters, svi_loss_fn
-from deepprob.inference.divergences import bimodal_mixture
-from deepprob.inference.kl import kl_to_reference
-from deepprob.inference.objectives import Objective, parse_objective
+from deepprob.inference.evaluation.compare import compare
+from deepprob.inference.evaluation.divergences import bimodal_mixture
+from deepprob.inference.evaluation.kl import kl_to_reference
+from deepprob.inference.fitting.objectives import Objective, parse_objective
+from deepprob.inference.fitting.svi_steps import guide_parameters, svi_loss_fn
 
 CORRELATED_MEAN = torch.tensor([1.0, -2.0])
 CORRELATED_COV = torch.tensor([[1.0, 0.8], [0.8, 2.0]])

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
+from deepprob.compiler.compiling import trust_reported_isa
 from deepprob.errors import InputError
-from deepprob.inference.compiled.compiling import trust_reported_isa
-from deepprob.runtime import available_cores, map_forked, resolve_jobs
+from deepprob.pool import available_cores, map_forked, resolve_jobs
 
 
 def test_map_forked_keeps_the_order_and_runs_in_other_processes():
@@ -105,8 +105,8 @@ import math
 import random
 
 import torch
-from deepprob.inference.compiled.compiling import compile_step
-from deepprob.runtime import map_forked
+from deepprob.compiler.compiling import compile_step
+from deepprob.pool import map_forked
 
 torch.set_num_threads(1)
 
@@ -133,7 +133,7 @@ def test_forked_workers_compute_after_a_multithreaded_parent():
     """The parent's OpenMP threads do not survive a fork: a worker's matrix product must not wait for them."""
     code = (
         "import torch\n"
-        "from deepprob.runtime import map_forked\n"
+        "from deepprob.pool import map_forked\n"
         "torch.set_num_threads(2)\n"
         "a = torch.randn(400, 400)\n"
         "(a @ a).sum()  # the parent's thread pool, started\n"
@@ -145,7 +145,7 @@ def test_forked_workers_compute_after_a_multithreaded_parent():
 def test_atomic_path_replaces_whole_or_not_at_all_with_the_umask_permissions(tmp_path):
     import stat
 
-    from deepprob.runtime import atomic_path, atomic_write_bytes
+    from deepprob.files import atomic_path, atomic_write_bytes
 
     target = tmp_path / "checkpoint.pt"
     atomic_write_bytes(target, b"old")

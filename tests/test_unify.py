@@ -15,8 +15,8 @@ from deepprob.adversarial.metrics import kl_both_ways
 from deepprob.adversarial.point_gan import preset
 from deepprob.cli import main as cli_main
 from deepprob.datasets.points import POINT_SETS, grid, ring_pacgan
-from deepprob.inference.point_vae import fit_point_vae
-from deepprob.inference.vae_eval import grid_log_likelihood
+from deepprob.inference.generative.point_vae import fit_point_vae
+from deepprob.inference.generative.vae_eval import grid_log_likelihood
 
 
 def test_grid_is_pacgans_five_by_five_mixture():

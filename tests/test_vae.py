@@ -15,14 +15,14 @@ from torch.nn import functional as F
 from deepprob.cli import main as cli_main
 from deepprob.datasets.images import binarize, load_digits
 from deepprob.errors import FitDivergedError, InputError
-from deepprob.inference.objectives import parse_objective
-from deepprob.inference.vae_eval import (
+from deepprob.inference.fitting.objectives import parse_objective
+from deepprob.inference.generative.vae_eval import (
     ImportanceWeightedLoss,
     evaluate_vae,
     log_importance_weights,
     nearest_centroid_accuracy,
 )
-from deepprob.inference.vae_fit import VAETrainer, fit_vae
+from deepprob.inference.generative.vae_fit import VAETrainer, fit_vae
 from deepprob.models.vae import VAE
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

@@ -7,7 +7,7 @@
     result.to_json()
 
 Each guide of the registry (or of ``guides``) is fitted on the same data from the same seed, as is the
-reference, and its fit reduced to draws put back through the model (:mod:`deepprob.inference.draws`).
+reference, and its fit reduced to draws put back through the model (:mod:`deepprob.inference.evaluation.draws`).
 Per guide the table has:
 
 - the ELBO and the fit's time (and how it ran: the engine, the compiler);
@@ -21,11 +21,11 @@ Per guide the table has:
   q is close to the posterior, 0.5-0.7 usable, above 0.7 q misses posterior mass;
 - PSIS-LOO elpd of the observed sites, and whatever ``metrics`` computes from the draws.
 
-The reference is ``"nuts"`` (:func:`~deepprob.inference.nuts.run_nuts`: started at the mode, run until R-hat < 1.01,
+The reference is ``"nuts"`` (:func:`~.nuts.run_nuts`: started at the mode, run until R-hat < 1.01,
 bulk and tail ESS >= 400 and no divergence, within a time budget; a loud warning where it cannot get there),
 ``None`` (no distances), draws made elsewhere (a dict of site or Stan-style names to arrays, or an
 ArviZ InferenceData: posteriordb's gold-standard draws, say), or an exact posterior (a torch
-distribution over the latent vector, or :class:`~deepprob.inference.references.Exact`).
+distribution over the latent vector, or :class:`~deepprob.inference.evaluation.references.Exact`).
 
 The guides and the reference are fitted side by side in ``jobs`` worker processes (forks of this one);
 each starts from the seed, so the numbers are the same for any ``jobs``.
@@ -46,19 +46,28 @@ import pyro
 import torch
 
 from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
+from deepprob.files import jsonable
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
-from deepprob.inference.arviz_data import az, save_inference_data, summary_text, to_inference_data
-from deepprob.inference.diagnostics import guide_khat, loo, mmd2, moment_errors, relative_efficiency, wasserstein2
-from deepprob.inference.draws import Draws, draws_from_guide, draws_from_latents, first_float
-from deepprob.inference.engines import will_compile
-from deepprob.inference.kl import kl_of_guide
-from deepprob.inference.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
-from deepprob.inference.objectives import parse_objective
-from deepprob.inference.references import Exact, check_convergence, exact_latents, given_draws
-from deepprob.inference.svi import FitResult, fit_svi
+from deepprob.inference.evaluation.arviz_data import az, save_inference_data, summary_text, to_inference_data
+from deepprob.inference.evaluation.diagnostics import (
+    guide_khat,
+    loo,
+    mmd2,
+    moment_errors,
+    relative_efficiency,
+    wasserstein2,
+)
+from deepprob.inference.evaluation.draws import Draws, draws_from_guide, draws_from_latents, first_float
+from deepprob.inference.evaluation.kl import kl_of_guide
+from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
+from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
+from deepprob.inference.fitting.engines import will_compile
+from deepprob.inference.fitting.objectives import parse_objective
+from deepprob.inference.fitting.svi import FitResult, fit_svi
 from deepprob.logdensity import ModelStructure
 from deepprob.names import flatten
-from deepprob.runtime import jsonable, map_forked, report_once, resolve_jobs
+from deepprob.pool import map_forked, resolve_jobs
+from deepprob.progress import report_once
 
 DISTANCE_DRAWS = 1000  # draws per sample for W2 and MMD (W2 solves an assignment problem of this size)
 # the SVI learning rate by the guides' start. From the prior a fit has far to go: 0.02. From the Laplace
@@ -242,7 +251,7 @@ class Comparison:
     def figures(self, out, name: str | None = None) -> list[Path]:
         """The forest plot (every fit on one axis), a pair plot of each guide over the reference, the ELBO
         traces; PNG files in ``out``, named after ``name`` (default: the model's)."""
-        from deepprob.inference.compare_figures import comparison_figures
+        from deepprob.inference.evaluation.compare_figures import comparison_figures
 
         paths = comparison_figures(self, Path(out), name or self.settings.name)
         self.files += paths
@@ -549,17 +558,17 @@ def compare(
             families and the mixture).
         reference: ``"nuts"``, ``None``, draws ({site or ``name[i]``: array (draws, ...) or
             (chains, draws, ...)}, or an InferenceData), or an exact posterior (a torch distribution over
-            the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.references.Exact`).
+            the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.evaluation.references.Exact`).
         draws: draws from each guide (and from an exact reference).
         var_names: the sites compared and stored (default: every latent and deterministic site).
-        steps, lr, num_particles, engine, objective: the SVI fits' settings (:func:`~deepprob.inference.svi.fit_svi`;
+        steps, lr, num_particles, engine, objective: the SVI fits' settings (:func:`~.svi.fit_svi`;
             ``objective`` ``"elbo"``, ``"renyi:ALPHA"`` or ``"iwae:K"``, the ELBO for the mixture);
             ``lr`` by default :func:`default_lr` of the guides' start and the steps: smaller steps from the
             Laplace start, which is near the optimum already (the steps' noise is then the error that is
             left), 0.005 over 10,000 steps, up to 0.02 over fewer.
         options: the guides' options (:class:`~deepprob.guides.registry.GuideOptions`); by default they start
             at the Laplace approximation (``start="laplace"``).
-        nuts: NUTS's budget (:class:`~deepprob.inference.references.NUTSBudget` or its fields as a dict).
+        nuts: NUTS's budget (:class:`~deepprob.inference.evaluation.references.NUTSBudget` or its fields as a dict).
         seed: every fit starts from it.
         jobs: worker processes fitting side by side (0: one per CPU core; forks, on Linux and the CPU).
         out: a folder where each fit's NetCDF is written (``<name>_<guide>.nc``, ``<name>_reference.nc``).
@@ -634,8 +643,7 @@ def _guide_names(guides: Sequence[str] | None) -> list[str]:
 
 def _prepare_inductor_for_workers() -> None:
     """Where the steps compile with Inductor (no C compiler): import it once here, not in every worker."""
-    from deepprob.inference.compiled.c_step import c_compiler
-    from deepprob.inference.compiled.compiling import prepare_inductor
+    from deepprob.compiler import c_compiler, prepare_inductor
 
     if c_compiler() is None:
         prepare_inductor()

@@ -1,6 +1,6 @@
 """Training a VAE by SVI, epoch by epoch, with exact checkpoint and resume.
 
-This is :func:`~deepprob.inference.svi.fit_svi` 's style (a torch optimiser over the networks'
+This is :func:`~deepprob.inference.fitting.svi.fit_svi` 's style (a torch optimiser over the networks'
 parameters and ``Trace_ELBO().differentiable_loss``) arranged in epochs over minibatches, because a
 VAE is trained on data that do not fit in one step. Three things keep the loop close to the speed of
 a plain PyTorch loop:
@@ -37,11 +37,13 @@ from tqdm.auto import tqdm
 import deepprob.parallel as parallel
 from deepprob.datasets.images import binarize
 from deepprob.errors import InputError, check_loss
-from deepprob.inference.engines import AUTO_COMPILE_STEPS
-from deepprob.inference.objectives import parse_objective
-from deepprob.inference.vae_eval import ImportanceWeightedLoss, evaluate_vae
+from deepprob.files import atomic_torch_save
+from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
+from deepprob.inference.fitting.objectives import parse_objective
+from deepprob.inference.generative.vae_eval import ImportanceWeightedLoss, evaluate_vae
 from deepprob.optim import adam_state, collect_parameters, make_adam
-from deepprob.runtime import atomic_torch_save, report_once, rng_untouched
+from deepprob.progress import report_once
+from deepprob.seeds import rng_untouched
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 VAE_ENGINES = ("pyro", "compiled")
@@ -109,7 +111,7 @@ class VAETrainer:
         elbo: ``"trace"`` (Monte Carlo KL, Pyro's ``Trace_ELBO``) or ``"meanfield"`` (analytic KL,
             ``TraceMeanField_ELBO``).
         batch_size: images per step.
-        objective: ``"elbo"`` or ``"iwae:K"`` (:class:`~deepprob.inference.vae_eval.ImportanceWeightedLoss`:
+        objective: ``"elbo"`` or ``"iwae:K"`` (:class:`~deepprob.inference.generative.vae_eval.ImportanceWeightedLoss`:
             each image's K-code importance-weighted bound; K times the decoder's work a step).
     """
 
@@ -144,7 +146,7 @@ class VAETrainer:
         self._validated = False
         self._compiled = None
         if engine == "compiled":
-            from deepprob.inference.compiled.vae_steps import CompiledVAESteps
+            from deepprob.inference.generative.vae_steps import CompiledVAESteps
 
             self._compiled = CompiledVAESteps(vae, self.params, analytic_kl=elbo == "meanfield",
                                               loss=None if objective.is_elbo else self.loss)
@@ -304,10 +306,10 @@ def fit_vae(
         config: the run's options, saved and, on resume, checked (all but ``epochs`` must agree).
         init: metrics of the untrained VAE, saved so that a resumed run can report them.
         engine: ``"pyro"`` (``Trace_ELBO`` each step), ``"compiled"`` (the same steps compiled, see
-            :mod:`deepprob.inference.compiled.vae_steps`) or ``"auto"`` (compiled when the run has at least
+            :mod:`deepprob.inference.generative.vae_steps`) or ``"auto"`` (compiled when the run has at least
             ``AUTO_COMPILE_STEPS`` steps to repay the compile; the Pyro engine under torchrun). Epoch times
             exclude compiling, which is reported as ``compile_seconds``.
-        trainer: the trainer to run (an :class:`~deepprob.inference.avb_fit.AVBTrainer`, say); by default a
+        trainer: the trainer to run (an :class:`~deepprob.inference.generative.avb_fit.AVBTrainer`, say); by default a
             :class:`VAETrainer` with ``lr``, ``elbo``, ``batch_size``, ``engine`` and ``objective``.
         desc: the progress bar's label.
 

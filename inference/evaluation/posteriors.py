@@ -1,4 +1,4 @@
-"""posteriordb's posteriors as problems for :func:`~deepprob.inference.compare.compare`: the Pyro translation of
+"""posteriordb's posteriors as problems for :func:`~.compare.compare`: the Pyro translation of
 the model (:mod:`deepprob.models.posteriordb`), the data, and the gold-standard draws as the reference."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepprob.inference.compiled.c_library import (
+from deepprob.compiler.c_library import (
     ERRORS,
     CStep,
     Layout,

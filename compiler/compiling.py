@@ -3,8 +3,8 @@
 For small models a training step is a few hundred tiny tensor operations, and Python's dispatch of
 each costs more than its arithmetic. Tracing the step (loss, gradients by ``torch.func``, optimiser
 update) into one graph of aten operations and compiling it removes that overhead. Used by the
-compiled SVI engine (:mod:`~deepprob.inference.compiled.svi_steps`, through the C backend of
-:mod:`~deepprob.inference.compiled.c_step` where it applies), the VAE and the GAN trainers (Inductor).
+compiled SVI engine (:mod:`~deepprob.inference.fitting.svi_steps`, through the C backend of
+:mod:`~deepprob.compiler.c_step` where it applies), the VAE and the GAN trainers (Inductor).
 Plain torch: the GAN code uses it without Pyro.
 """
 
@@ -104,10 +104,10 @@ class Compiled:
 
 
 def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_inputs: bool = True,
-                 backend: str = "inductor") -> Compiled:
+                 backend: str = "inductor", inductor_options: dict | None = None) -> Compiled:
     """``step`` (tensors -> tensors, in-place updates allowed) traced by ``make_fx`` and compiled.
 
-    ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`~deepprob.inference.compiled.c_step`:
+    ``backend``: ``"inductor"``; ``"c"``, one plain C function (:mod:`~deepprob.compiler.c_step`:
     CPU only, a subset of aten operations, compiled in well under a second, for small graphs and for
     graphs that stream over a large data set, but not large matrix products: those are BLAS's); ``"auto"``,
     C where it applies, else Inductor (the reason is reported once on stderr and kept in ``fallback``).
@@ -125,6 +125,9 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     computed from the inputs stay. With fake inputs that carry a shape environment, Inductor's FX graph
     cache applies: the same step (same graph, shapes and constants) compiles in well under a second the
     next time, in any process.
+
+    ``inductor_options``: settings of Inductor's config for this compile (``fallback_random=True``: the step
+    draws torch's own random numbers, as eager torch does from the same seed).
     """
     from torch._inductor import compile as inductor_compile
     from torch._inductor import config
@@ -137,14 +140,14 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     fallback = None
     if backend != "inductor":
-        from deepprob.inference.compiled.c_step import Unsupported, compile_c
+        from deepprob.compiler.c_step import Unsupported, compile_c
 
         try:
             return Compiled(compile_c(step, example_inputs), "c")
         except Unsupported as err:
             if backend == "c":
                 raise
-            from deepprob.runtime import report_once
+            from deepprob.progress import report_once
 
             fallback = report_once(f"the C step does not handle this step ({err}); it is compiled by Inductor "
                                    "instead (seconds to compile, not a fraction of one)")
@@ -163,12 +166,12 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
         graph.recompile()
         fake_mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
         fakes = [fake_mode.from_tensor(x, static_shapes=True) for x in example_inputs]
-        with config.patch(size_asserts=check_inputs, alignment_asserts=check_inputs):
+        with config.patch(size_asserts=check_inputs, alignment_asserts=check_inputs, **(inductor_options or {})):
             return Compiled(inductor_compile(graph, fakes), "inductor", fallback)
 
     from torch._inductor.codecache import cache_dir
 
-    from deepprob.inference.compiled.c_library import rebuilt_if_broken
+    from deepprob.compiler.c_library import rebuilt_if_broken
 
     # Inductor writes its libraries in place: a compile interrupted by Ctrl-C can leave a 0-byte one behind
     return rebuilt_if_broken(build, [Path(cache_dir())])

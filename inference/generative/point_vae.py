@@ -1,7 +1,7 @@
 """A VAE on a 2-D point cloud: the Pyro model with a Normal likelihood, in standardised coordinates.
 
 The model is :class:`~deepprob.models.vae.VAE` with ``likelihood="normal"``: z ~ N(0, I), x' ~ N(f(z), σ²)
-for the standardised point x' = (x − m) / s, trained by :func:`~deepprob.inference.vae_fit.fit_vae` on a
+for the standardised point x' = (x − m) / s, trained by :func:`~deepprob.inference.generative.vae_fit.fit_vae` on a
 fixed sample of the cloud. :class:`PointVAE` maps its samples and its log-likelihood back to data
 coordinates (log p(x) = log p'(x') − D log s), so that the GAN and the VAE are scored on one scale.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from deepprob.inference.vae_eval import log_importance_weights
-from deepprob.inference.vae_fit import fit_vae
+from deepprob.inference.generative.vae_eval import log_importance_weights
+from deepprob.inference.generative.vae_fit import fit_vae
 from deepprob.models.vae import VAE
 
 
@@ -47,7 +47,7 @@ def fit_point_vae(cloud, *, latent_dim: int = 8, hidden: Sequence[int] = (128, 1
                   n_train: int = 20000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0, device="cpu",
                   progress: bool = True, desc: str = "VAE", engine: str = "auto") -> PointVAE:
     """Train a Normal-likelihood VAE on ``n_train`` points of ``cloud`` (drawn from ``seed``), ``epochs`` epochs
-    (``engine`` as for :func:`~deepprob.inference.vae_fit.fit_vae`: compiled for long runs)."""
+    (``engine`` as for :func:`~deepprob.inference.generative.vae_fit.fit_vae`: compiled for long runs)."""
     torch.manual_seed(seed)
     points = cloud.sample(n_train, generator=torch.Generator().manual_seed(seed), device=device)
     mean = points.mean(0)

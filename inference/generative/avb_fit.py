@@ -8,7 +8,7 @@ Each step (Mescheder et al. 2017, Algorithm 1) on a minibatch x:
 2. the encoder and the decoder take one step on the ELBO ``E_q[log p(x | z) − T(x, z)]``, which is
    ``Trace_ELBO`` of the model and the AVB guide (:class:`~deepprob.models.avb.AVB`), with T fixed.
 
-Everything else (epochs, checkpoints, resume, NaN checks) is :func:`~deepprob.inference.vae_fit.fit_vae`'s.
+Everything else (epochs, checkpoints, resume, NaN checks) is :func:`~deepprob.inference.generative.vae_fit.fit_vae`'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from deepprob.adversarial.losses import discriminator_loss
 from deepprob.errors import InputError, check_loss
-from deepprob.inference.vae_fit import VAETrainer
+from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.optim import make_adam
 
 
@@ -65,7 +65,7 @@ def fit_adversary(adversary, sample_codes, x: torch.Tensor, *, steps: int = 2000
 
 
 class AVBTrainer(VAETrainer):
-    """:class:`~deepprob.inference.vae_fit.VAETrainer` for an :class:`~deepprob.models.avb.AVB`, with the
+    """:class:`~deepprob.inference.generative.vae_fit.VAETrainer` for an :class:`~deepprob.models.avb.AVB`, with the
     discriminator's steps before each ELBO step.
 
     Args:

@@ -1,6 +1,6 @@
 """Every guide on every posterior of posteriordb, scored against its gold-standard draws: ``deepprob scoreboard``.
 
-For each posterior :func:`~deepprob.inference.compare.compare` fits every guide (and Pyro's NUTS on a short
+For each posterior :func:`~deepprob.inference.evaluation.compare.compare` fits every guide (and Pyro's NUTS on a short
 budget, what a user would otherwise run) and measures each against the reference draws. The board keeps,
 per (posterior, method): the worst error of a posterior mean and of a posterior sd in reference sds, the
 2-Wasserstein distance in reference sds beside the reference's own noise floor (two halves of its draws),
@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from deepprob.datasets.posteriordb import PosteriorDatabase
+from deepprob.devices import default_dtype
 from deepprob.errors import InputError
+from deepprob.files import jsonable
 from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions
-from deepprob.inference.compare import Comparison, compare
-from deepprob.inference.nuts import NUTSBudget
-from deepprob.inference.posteriors import load_posterior, translated
-from deepprob.runtime import default_dtype, jsonable
+from deepprob.inference.evaluation.compare import Comparison, compare
+from deepprob.inference.evaluation.nuts import NUTSBudget
+from deepprob.inference.evaluation.posteriors import load_posterior, translated
 
 ACCURATE = 0.2  # worst mean and sd errors, in reference sds, of an accurate fit
 GOAL = 0.1      # ... of the best guide on every posterior
@@ -40,7 +41,7 @@ ENTRIES = ("mean_err_sd", "sd_err_sd", "w2", "khat", "seconds", "gradient_evalua
 
 @dataclass
 class Scoreboard:
-    """What :func:`scoreboard` returns: each posterior's :class:`~deepprob.inference.compare.Comparison`."""
+    """What :func:`scoreboard` returns: each posterior's :class:`~deepprob.inference.evaluation.compare.Comparison`."""
 
     comparisons: dict[str, Comparison]
     failed: dict[str, str]
@@ -135,7 +136,7 @@ class Scoreboard:
 
     def figure(self, out: str | Path) -> Path:
         """A heat map of the worst mean and sd errors, posterior by method, in reference sds."""
-        from deepprob.inference.scoreboard_figure import heat_map
+        from deepprob.inference.evaluation.scoreboard_figure import heat_map
 
         return heat_map(self, Path(out))
 

@@ -1,10 +1,10 @@
 """Reference posteriors to measure guides against: exact draws, NUTS checked for convergence, given draws.
 
 - :func:`exact_latents`: independent draws of a closed-form posterior (Bayesian linear regression).
-- :func:`~deepprob.inference.nuts.run_nuts` (:mod:`deepprob.inference.nuts`): NUTS run until its draws pass
+- :func:`~.nuts.run_nuts` (:mod:`.nuts`): NUTS run until its draws pass
   the checks.
 - :func:`given_draws`: draws made elsewhere (posteriordb's, Stan's, an InferenceData), as the model's sites.
-- :func:`check_convergence`: split R-hat and bulk/tail ESS (Vehtari et al. 2021, :func:`~deepprob.inference.nuts.\
+- :func:`check_convergence`: split R-hat and bulk/tail ESS (Vehtari et al. 2021, :func:`~.nuts.\
 convergence`) checked, with a loud warning when a chain set is not fit to be a reference.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepprob.errors import InputError
-from deepprob.inference.nuts import failed_checks
+from deepprob.inference.evaluation.nuts import failed_checks
 from deepprob.logdensity import ModelStructure
 from deepprob.names import to_sites
 
@@ -121,7 +121,7 @@ def given_draws(source, structure: ModelStructure, what: str = "reference draws"
 
 def check_convergence(stats: dict[str, float], what: str, divergences: int = 0, method: str = "NUTS",
                       advice: str = "") -> bool:
-    """True if R-hat < 1.01, both ESS >= 400 and no divergences (:func:`~deepprob.inference.nuts.failed_checks`);
+    """True if R-hat < 1.01, both ESS >= 400 and no divergences (:func:`~.nuts.failed_checks`);
     else print a loud warning to stderr, with ``advice``.
 
     The warning goes to stderr whatever ``--quiet`` or ``--json`` say: a reference that has not

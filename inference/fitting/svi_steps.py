@@ -1,7 +1,7 @@
-"""The compiled engine of :func:`~deepprob.inference.svi.fit_svi`: a whole SVI step as one compiled function.
+"""The compiled engine of :func:`~deepprob.inference.fitting.svi.fit_svi`: a whole SVI step as one compiled function.
 
 For a model of static structure with continuous latents, and a guide with a pure form
-(:mod:`deepprob.inference.compiled.reparam`: every guide of the registry), Pyro's ``Trace_ELBO`` is a
+(:mod:`deepprob.inference.fitting.reparam`: every guide of the registry), Pyro's ``Trace_ELBO`` is a
 plain torch function of the guide's parameters and of the noise:
 
     loss(params; noise) = -mean_s [ log p(x, T(u_s)) + log|det dT/du (u_s)| - log q(u_s) ]
@@ -16,9 +16,9 @@ component) the loss is Pyro's surrogate: the same value, plus the score-function
 The model runs once, for all S particles at once (a plate left of its own plates). So does the whole
 step: ``make_fx`` traces loss, gradient (``torch.func``) and Adam's update (:mod:`deepprob.optim`: the
 arithmetic of ``torch.optim.Adam``, its exponential decay, and Polyak averaging as in
-:func:`~deepprob.inference.svi.optimise`) into one graph of aten operations, with Pyro's Python gone;
+:func:`~deepprob.inference.fitting.svi.optimise`) into one graph of aten operations, with Pyro's Python gone;
 constant subexpressions (the prior's Cholesky factor, say) are folded, and the rest becomes one C
-function (:mod:`~deepprob.inference.compiled.c_step`, on the CPU, compiled in well under a second) or,
+function (:mod:`~deepprob.compiler.c_step`, on the CPU, compiled in well under a second) or,
 where that does not apply (a GPU, an operation it lacks, a big graph), Inductor's C++ or Triton kernels,
 which take seconds to compile. Either updates the parameters in place; a step then costs tens of
 microseconds instead of a millisecond or two, so ``fit_svi`` takes this path by itself for fits of
@@ -38,14 +38,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from deepprob.compiler import compile_step
 from deepprob.errors import NAN_HINT, FitDivergedError
-from deepprob.inference.compiled.compiling import compile_step
-from deepprob.inference.compiled.reparam import NoNoise, Reparameterised, reparameterised
-from deepprob.inference.objectives import ELBO, Objective
+from deepprob.inference.fitting.objectives import ELBO, Objective
+from deepprob.inference.fitting.reparam import NoNoise, Reparameterised, reparameterised
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, adam_update_, collect_parameters
 from deepprob.progress import bar as progress_bar
-from deepprob.runtime import report_once, rng_untouched
+from deepprob.progress import report_once
+from deepprob.seeds import rng_untouched
 from deepprob.subsample import MinibatchIndices
 
 
@@ -58,7 +59,7 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batc
                 **kwargs) -> Callable[[dict, tuple], torch.Tensor]:
     """Pyro's ``Trace_ELBO().differentiable_loss`` of ``guide`` as a pure function ``(params, noise) -> loss``.
 
-    With another ``objective`` (:mod:`deepprob.inference.objectives`: Renyi, IWAE) the loss is minus that
+    With another ``objective`` (:mod:`deepprob.inference.fitting.objectives`: Renyi, IWAE) the loss is minus that
     bound of the particles' log weights, as Pyro's ``RenyiELBO`` has it (reparameterised guides only).
 
     ``params`` maps the names of :func:`guide_parameters` to tensors; ``noise`` is what
@@ -67,7 +68,7 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batc
     (:class:`~deepprob.subsample.MinibatchIndices`; without it, the loss is of the full data). Value: minus
     the mean over particles of log p(x, z_s) - log q(z_s); gradient: that of Pyro's surrogate loss. With
     the noise Pyro's guide would draw, both equal Pyro's (the tests check it). The function carries ``form``
-    (the guide's :class:`~deepprob.inference.compiled.reparam.Reparameterised`) and ``structure`` (the model's
+    (the guide's :class:`~deepprob.inference.fitting.reparam.Reparameterised`) and ``structure`` (the model's
     :class:`~deepprob.logdensity.ModelStructure`).
 
     The guide's parameters are created here if the guide has not run yet. The model must have a static
@@ -149,12 +150,12 @@ class SVISteps:
         params: the tensors to train, by name; they are updated in place (pass the guide's own
             parameters and the guide ends fitted).
         steps, lr, final_lr_fraction, average_fraction, step_scales: as
-            :func:`~deepprob.inference.svi.optimise`: Adam (``torch.optim.Adam``'s defaults) with the
+            :func:`~deepprob.inference.fitting.svi.optimise`: Adam (``torch.optim.Adam``'s defaults) with the
             learning rate decaying from ``lr`` to ``lr * final_lr_fraction`` over ``steps`` (times the
             parameter's ``step_scales``, elementwise), and the iterates of the last ``average_fraction`` of
             the steps averaged (the parameters end at their mean).
         compile: ``True``: trace and compile; ``False``: run the same step eagerly.
-        backend: the compiler (:func:`~deepprob.inference.compiled.compiling.compile_step`): ``"auto"``
+        backend: the compiler (:func:`~deepprob.compiler.compiling.compile_step`): ``"auto"``
             (default) compiles to one C function where the step's operations allow (CPU), else with
             Inductor; ``"c"`` or ``"inductor"`` force one.
 
@@ -278,7 +279,7 @@ def compiled_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> 
     if getattr(guide, "untraceable", None):
         return f"the {type(guide).__name__} guide: {guide.untraceable}"
     if reparameterised(guide) is None and getattr(guide, "loss_fn", None) is None:
-        return f"the guide {type(guide).__name__} has no pure form (deepprob.inference.compiled.reparam)"
+        return f"the guide {type(guide).__name__} has no pure form (deepprob.inference.fitting.reparam)"
     if collect_parameters(model):
         return "the model has trainable parameters of its own"
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in _tensors((args, kwargs))):

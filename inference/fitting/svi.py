@@ -26,12 +26,13 @@ from pyro.infer.util import is_validation_enabled
 from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
 from deepprob.guides.fixed import q_density
 from deepprob.guides.registry import GuideOptions, build_guide
-from deepprob.inference.engines import check_engine, will_compile
-from deepprob.inference.objectives import Objective, parse_objective
+from deepprob.inference.fitting.engines import check_engine, will_compile
+from deepprob.inference.fitting.objectives import Objective, parse_objective
 from deepprob.logdensity import ModelStructure, init_median
 from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
 from deepprob.progress import bar as progress_bar
-from deepprob.runtime import report_once, rng_untouched
+from deepprob.progress import report_once
+from deepprob.seeds import rng_untouched
 from deepprob.subsample import MinibatchIndices, describe, full_data, on_batch
 
 pyro.settings.set(module_local_params=True)
@@ -49,7 +50,7 @@ class FitResult:
         extras: how it ran: ``engine`` (``"pyro"``, ``"compiled"``, or ``"eager"`` where compiling
             failed), ``compiled_by`` (``"c"``, ``"inductor"`` or None), ``compile_seconds``,
             ``steps_per_second``, and ``fallback`` (why it is not the engine asked for, or None).
-        model, args, kwargs: what was fitted (for :func:`~deepprob.inference.arviz_data.to_inference_data`).
+        model, args, kwargs: what was fitted (for :func:`~deepprob.inference.evaluation.arviz_data.to_inference_data`).
     """
 
     guide: Callable
@@ -177,7 +178,7 @@ def fit_svi(
     on the device of ``args``. The returned ``elbo`` is a fresh estimate with ``elbo_particles`` draws
     from the final guide (for ``laplace``, of its Gaussian, not of the MAP point).
 
-    ``objective`` (:mod:`~deepprob.inference.objectives`): ``"elbo"``, ``"renyi:ALPHA"`` (Pyro's
+    ``objective`` (:mod:`~deepprob.inference.fitting.objectives`): ``"elbo"``, ``"renyi:ALPHA"`` (Pyro's
     ``RenyiELBO`` with ``num_particles`` draws) or ``"iwae:K"`` (the importance-weighted bound, K draws a
     step); the returned ``elbo`` is the ELBO whatever the objective. Guides that make a discrete choice
     (the mixture) take the ELBO only.
@@ -220,7 +221,7 @@ def fit_svi(
     batches = minibatches(structure, params[0].device)
     fallback = None
     if engine != "pyro" and will_compile(engine, steps):
-        from deepprob.inference.compiled.svi_steps import compiled_path_problem
+        from deepprob.inference.fitting.svi_steps import compiled_path_problem
 
         problem = "a custom loss was given" if loss is not None else compiled_path_problem(model, guide, args, kwargs)
         if engine == "compiled" and problem:
@@ -331,8 +332,8 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
 
 def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, objective, final_lr_fraction,
                   average_fraction, elbo_particles, progress, desc, validate, batches=None) -> FitResult:
-    """``fit_svi`` through :mod:`deepprob.inference.compiled.svi_steps` (the same estimator, compiled)."""
-    from deepprob.inference.compiled import svi_steps
+    """``fit_svi`` through :mod:`deepprob.inference.fitting.svi_steps` (the same estimator, compiled)."""
+    from deepprob.inference.fitting import svi_steps
 
     params = svi_steps.guide_parameters(guide)
     # the set-up draws no random numbers that count: the steps see the noise the Pyro engine's steps see

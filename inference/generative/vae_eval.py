@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from deepprob.errors import InputError
-from deepprob.inference.objectives import Objective
+from deepprob.inference.fitting.objectives import Objective
 from deepprob.traces import log_weights, run_model
 
 # Elements of one (K, batch, pixels) block of decoder logits: bounds the memory of an evaluation.

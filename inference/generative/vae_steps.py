@@ -23,12 +23,11 @@ from collections.abc import Callable
 import torch
 from pyro.distributions.util import scale_and_mask
 from torch import nn
-from torch._inductor import config as inductor_config
 from torch.distributions import kl_divergence
 
-from deepprob.inference.compiled.compiling import Compiled, compile_step
+from deepprob.compiler import Compiled, compile_step
 from deepprob.optim import adam_update_
-from deepprob.runtime import rng_untouched
+from deepprob.seeds import rng_untouched
 from deepprob.traces import log_prob_sum, log_weights, sample_sites
 
 
@@ -100,9 +99,10 @@ class CompiledVAESteps:
         compiled = self.compiled.get(tuple(x.shape))
         if compiled is None:
             start = time.perf_counter()
-            with rng_untouched(x.device), warnings.catch_warnings(), inductor_config.patch(fallback_random=True):
+            with rng_untouched(x.device), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                compiled = compile_step(self._step, [t.clone() for t in state] + [x])
+                compiled = compile_step(self._step, [t.clone() for t in state] + [x],
+                                        inductor_options={"fallback_random": True})
             self.compile_seconds += time.perf_counter() - start
             self.compiled[tuple(x.shape)] = compiled
         return compiled.fn(*state, x)

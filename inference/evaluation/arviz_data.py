@@ -1,7 +1,7 @@
 """Posterior draws of a Pyro model as ArviZ ``InferenceData``: one layout for every guide and reference.
 
 :func:`to_inference_data` (``deepprob.to_inference_data``) lays out the draws of one fit
-(:class:`~deepprob.inference.draws.Draws`, or a fitted guide's, drawn here) with named dims and coords:
+(:class:`~.draws.Draws`, or a fitted guide's, drawn here) with named dims and coords:
 groups ``posterior`` (the latent and deterministic sites), ``posterior_predictive`` (a replicate of each
 observed site per draw), ``log_likelihood`` (each observed site's pointwise log p(y_n | z_s), for
 PSIS-LOO), ``observed_data``, ``constant_data`` (what the caller gives: the inputs ``X``, say) and
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepprob.inference.draws import Draws, draws_from_guide
-from deepprob.runtime import atomic_path
+from deepprob.files import atomic_path
+from deepprob.inference.evaluation.draws import Draws, draws_from_guide
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # arviz 0.2x announces its 1.0 refactor at import
@@ -43,7 +43,7 @@ def to_inference_data(source, *, num_draws: int = 1000, var_names: list[str] | N
     """ArviZ InferenceData of one fit: ``deepprob.to_inference_data``.
 
     Args:
-        source: :class:`~deepprob.inference.draws.Draws`, or a :class:`~deepprob.inference.svi.FitResult`
+        source: :class:`~.draws.Draws`, or a :class:`~deepprob.inference.fitting.svi.FitResult`
             (``num_draws`` independent draws of its guide are taken, with log q).
         var_names: the sites of the ``posterior`` group (default: every latent and deterministic site).
         coords, dims: ArviZ's: labels of dims, and the dims of each variable (without chain and draw).

@@ -255,7 +255,7 @@ def predictive_metrics(model, latents: dict[str, torch.Tensor], evaluation: tupl
     Normal: RMSE of the predictive mean, and ``test_loglik``, the mean log density of y under a Normal
     with the predictive's mean and sd (estimated from one replicate y per draw).
     """
-    from deepprob.inference.draws import likelihood_at, predictive_mean
+    from deepprob.inference.evaluation.draws import likelihood_at, predictive_mean
 
     x, y = evaluation
     if likelihood == "bernoulli":

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from deepprob.inference.references import given_draws
+from deepprob.inference.evaluation.references import given_draws
 from deepprob.logdensity import ModelStructure
 
 

@@ -24,7 +24,7 @@ import pyro
 import torch
 
 from deepprob.logdensity import ModelStructure
-from deepprob.runtime import rng_untouched
+from deepprob.seeds import rng_untouched
 from deepprob.traces import log_prob_sum, run_model, site_log_prob
 
 

@@ -1,4 +1,4 @@
-"""Building, caching and calling the shared library of a C step (:mod:`~deepprob.inference.compiled.c_step`).
+"""Building, caching and calling the shared library of a C step (:mod:`~deepprob.compiler.c_step`).
 
 - :func:`build_library`: ``cc -O3 -march=native`` on the source, or the library of the same source from
   the cache, a folder private to the user (:func:`trusted_cache_dir`): the library's name is the hash of
@@ -93,7 +93,7 @@ def trusted_cache_dir() -> Path:
                 pass
     if _private(folder.parent, True) and _private(folder, True):
         return folder
-    from deepprob.runtime import report_once
+    from deepprob.progress import report_once
 
     report_once(f"the compile cache folder {folder} (or the one holding it) is not yours alone: compiled steps are "
                 "kept in a private folder for this process instead")
@@ -169,7 +169,7 @@ def broken_entry(err: BaseException, folders: list[Path]) -> Path | None:
 def rebuilt_if_broken(build, folders: list[Path]):
     """``build()``; where it fails loading a broken library of the cache ``folders`` (:func:`broken_entry`), the
     file is removed, said once, and ``build()`` runs again (at most a few times)."""
-    from deepprob.runtime import report_once
+    from deepprob.progress import report_once
 
     for _ in range(3):
         try:

@@ -18,7 +18,7 @@ latent scalar, no divergent transition after warmup.
   higher target acceptance (smaller steps). What fails in the end is said, with what to try.
 - **The log density** is the one every guide is fitted to (:meth:`~deepprob.logdensity.ModelStructure.\
 log_joint_unconstrained`: models that do not broadcast too), with its gradient compiled as the compiled engine
-  compiles a step (:func:`~deepprob.inference.compiled.compiling.compile_step`: one C function, or Inductor's
+  compiles a step (:func:`~deepprob.compiler.compiling.compile_step`: one C function, or Inductor's
   kernels where C lacks an operation), else eager; the compiled value and gradient are checked against eager
   torch's at the start.
 """
@@ -39,7 +39,8 @@ from pyro.infer import NUTS
 from deepprob.errors import InputError
 from deepprob.logdensity import ModelStructure, init_uniform
 from deepprob.progress import bar as progress_bar
-from deepprob.runtime import report_once, rng_untouched
+from deepprob.progress import report_once
+from deepprob.seeds import rng_untouched
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -141,8 +142,7 @@ class Potential:
         if self.mode.device.type != "cpu":
             return
         try:
-            from deepprob.inference.compiled.c_library import agrees_to_rounding
-            from deepprob.inference.compiled.compiling import compile_step
+            from deepprob.compiler import agrees_to_rounding, compile_step
 
             def energy(v):  # a plain function of v: make_fx traces its signature
                 return self.energy(v)
@@ -372,7 +372,7 @@ def advice_for(problems: str, budget: NUTSBudget) -> str:
 
 
 def _device(args, kwargs) -> torch.device:
-    from deepprob.inference.draws import first_float
+    from deepprob.inference.evaluation.draws import first_float
 
     like = first_float(args, kwargs)
     return like.device if like is not None else torch.device("cpu")

@@ -1,4 +1,4 @@
-"""The figures of a :class:`~deepprob.inference.compare.Comparison`: forest plot, pair plots, ELBO traces.
+"""The figures of a :class:`~deepprob.inference.evaluation.compare.Comparison`: forest plot, pair plots, ELBO traces.
 
 All are drawn from the compared quantities (draws x scalars, labelled ``name[i]``): in reference units
 (x - reference mean) / reference sd where there is a reference, so that quantities of very different
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepprob.inference.arviz_data import az
+from deepprob.inference.evaluation.arviz_data import az
 from deepprob.plots import drawn, new_figure, save
 
 FOREST_SCALARS = 16  # at most this many scalars in the forest plot
