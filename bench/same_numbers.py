@@ -50,8 +50,9 @@ def record(path: Path) -> None:
             runs[step.name] = _run(step.argv + step.quick, Path(tmp) / step.name)
         print("own-model ...", file=sys.stderr, flush=True)
         runs["own-model"] = _run(OWN_MODEL, Path(tmp) / "own-model")
+        text = json.dumps(runs, indent=1, sort_keys=True).replace(tmp, "<out>")  # the folder is not a result
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(runs, indent=1, sort_keys=True))
+    path.write_text(text)
     print(f"{len(runs)} commands recorded in {path}")
 
 
