@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -22,12 +21,6 @@ class ModelError(InputError):
 
 class FitDivergedError(RuntimeError):
     """The optimisation produced a non-finite loss; the message names the step and a hint."""
-
-
-def check_loss(loss: float, step: int) -> None:
-    """Stop a fit whose loss is NaN or infinite, naming the step (every fitting loop calls this)."""
-    if not math.isfinite(loss):
-        raise FitDivergedError(f"the loss became {loss} at step {step}; {NAN_HINT}")
 
 
 def _unwrapped(model):

@@ -18,13 +18,16 @@ normalises over the global batch. A step is the step of one process on the globa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 import deepprob.parallel as parallel
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.optim import make_adam
+from deepprob.training import TrainingLoop, check_finite
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -136,9 +139,29 @@ class DCGANTrainer:
             # the wrappers train; self.generator and self.discriminator (same parameters) sample and save
             self._parallel = (parallel.data_parallel(self.generator), parallel.data_parallel(self.discriminator))
 
+    def train(self, epochs: int, *, progress: bool = True, desc: str = "DCGAN",
+              checkpoint: Callable[[int], object] | None = None) -> dict:
+        """``epochs`` epochs (:meth:`train_epoch`), a progress bar over their batches, and ``checkpoint(epoch)``
+        after each epoch (``atomic_torch_save(trainer.checkpoint(...), path)``, say: an interrupted run keeps
+        its last complete epoch). Returns the last epoch's :meth:`train_epoch` statistics."""
+        loop = TrainingLoop(desc, epochs, progress=progress, ticks=self.batches_per_epoch(),
+                            checkpoint=None if checkpoint is None else lambda done: checkpoint(self.epoch))
+        stats: dict = {}
+        for _ in loop:
+            stats = self.train_epoch(loop)
+            loop.record(self.epoch, postfix=f"epoch={self.epoch}, d_loss={stats['d_loss']:.3f}, "
+                                            f"g_loss={stats['g_loss']:.3f}")
+        loop.close(f"d_loss {stats['d_loss']:.3f}, g_loss {stats['g_loss']:.3f}" if stats else None)
+        return stats
+
     def train_epoch(self, progress=None) -> dict:
         """One pass over the images in a random order (the last, incomplete batch is dropped: batch norm
-        on a handful of images is noise). Returns the mean losses and the mean D outputs."""
+        on a handful of images is noise). Returns the mean losses and the mean D outputs. ``progress``: a bar
+        (or a :class:`~deepprob.training.TrainingLoop`) moved by ``update(1)`` after each batch.
+
+        Raises:
+            FitDivergedError: the epoch's mean D or G loss is not finite (named, with the epoch's number).
+        """
         self.generator.train()
         self.discriminator.train()
         order = torch.randperm(len(self.images), device=self.device)
@@ -152,8 +175,7 @@ class DCGANTrainer:
         self.epoch += 1
         sums = parallel.all_reduce_sum(sums) / self.world_size if self.world_size > 1 else sums
         d_loss, g_loss, d_real, d_fake = (sums / len(batches)).tolist()
-        check_loss(d_loss, self.epoch)
-        check_loss(g_loss, self.epoch)
+        check_finite(self.epoch, d_loss=d_loss, g_loss=g_loss)
         return {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake}
 
     def _step(self, index: torch.Tensor, g_params: list[torch.Tensor]) -> torch.Tensor:

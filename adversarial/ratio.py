@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepprob.adversarial.nets import Affine, mlp
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.optim import ExponentialDecay, make_adam
+from deepprob.training import TrainingLoop
 
 
 class UniformBox:
@@ -94,8 +95,6 @@ def fit_ratio(
     Returns:
         the loss every 50 steps.
     """
-    from tqdm.auto import tqdm
-
     if len(data) < 2:
         raise InputError(f"data: expected at least 2 points, got {len(data)}")
     device = data.device
@@ -103,8 +102,8 @@ def fit_ratio(
     decay = ExponentialDecay(lr, steps)
     target = torch.cat([torch.ones(batch_size, device=device), torch.zeros(batch_size, device=device)])
     losses = []
-    bar = tqdm(range(steps), desc="ratio", disable=not progress, leave=False, dynamic_ncols=True)
-    for step in bar:
+    loop = TrainingLoop("ratio", steps, progress=progress)
+    for step in loop:
         x = torch.cat(
             [data[torch.randint(len(data), (batch_size,), device=device)], model.reference.sample(batch_size, device)]
         )
@@ -115,10 +114,9 @@ def fit_ratio(
         optimizer.step()
         if step % 50 == 0 or step == steps - 1:
             value = loss.item()
-            check_loss(value, step)
+            loop.record(step, postfix=f"loss={value:.4f}", loss=value)
             losses.append(value)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-    bar.close()
+    loop.close(f"loss {losses[-1]:.4f}" if losses else None)
     return losses
 
 

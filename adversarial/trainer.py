@@ -38,8 +38,9 @@ from torch.nn import functional as F
 from deepprob.adversarial.fast_gan import CompiledIteration, ReluMLP, bce_targets, discriminator_steps, gan_iteration
 from deepprob.adversarial.losses import check_loss_kind, discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.unrolled import adam_lookahead
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.optim import AdamStepper, ExponentialDecay, make_adam
+from deepprob.training import TrainingLoop
 
 
 @dataclass
@@ -273,13 +274,12 @@ class GANTrainer:
 
         ``callback(self)`` runs after every ``callback_every`` iterations (snapshots). The losses are
         read back (a host synchronisation) only every ``check_every`` iterations, to stop a diverged
-        run (:func:`~deepprob.errors.check_loss`) and to update the progress bar.
+        run (a FitDivergedError naming the iteration and the loss) and to update the progress bar's
+        losses (:class:`~deepprob.training.TrainingLoop`).
 
         Returns:
             ``{"d_loss": [...], "g_loss": [...]}``: the losses at every ``check_every``-th iteration.
         """
-        from tqdm.auto import tqdm
-
         if iterations < 1:
             raise InputError(f"--iterations {iterations}: expected at least 1")
         # the decay from each optimiser's present learning rate (set by hand: the steps do not go through
@@ -287,21 +287,19 @@ class GANTrainer:
         decays = [(opt, ExponentialDecay(opt.param_groups[0]["lr"], iterations, self.config.final_lr_fraction))
                   for opt in (self.opt_g, self.opt_d)]
         history: dict[str, list[float]] = {"d_loss": [], "g_loss": []}
-        bar = tqdm(range(iterations), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-        for i in bar:
+        snapshot = (lambda done: callback(self)) if callback is not None and callback_every else None
+        loop = TrainingLoop(desc, iterations, progress=progress, unit="it", checkpoint=snapshot,
+                            checkpoint_every=callback_every, checkpoint_at_end=False)
+        for i in loop:
             d_loss, g_loss = self.step()
             for optimizer, decay in decays:
                 decay.apply(optimizer, i + 1)
-            if (i + 1) % check_every == 0 or i + 1 == iterations:
+            if loop.due(i, check_every):
                 d, g = d_loss.item(), g_loss.item()
-                check_loss(d, self.iteration)
-                check_loss(g, self.iteration)
+                loop.record(self.iteration, postfix=f"d_loss={d:.3f}, g_loss={g:.3f}", d_loss=d, g_loss=g)
                 history["d_loss"].append(d)
                 history["g_loss"].append(g)
-                bar.set_postfix(d_loss=f"{d:.3f}", g_loss=f"{g:.3f}", refresh=False)
-            if callback is not None and callback_every and (i + 1) % callback_every == 0:
-                callback(self)
-        bar.close()
+        loop.close(f"d_loss {history['d_loss'][-1]:.3f}, g_loss {history['g_loss'][-1]:.3f}")
         return history
 
     def state_dict(self) -> dict:

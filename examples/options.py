@@ -11,6 +11,7 @@ import argparse
 
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions
 from deepprob.inference.fitting.engines import ENGINES
+from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES
 
 # --- argument types: a bad value is an argparse error, one line, exit status 2 --------------------
 
@@ -227,18 +228,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- the regression examples ----------------------------------------------------------------------
 
-# each example's SVI settings (compare uses them too, but for bnn: 2000 steps keep five guides and NUTS
-# within a few minutes on two CPU cores)
-SVI_DEFAULTS = {
-    # 6000 steps: the noise precision follows the data (about 18 on the embedded data), and at 3000 the
-    # full-rank fit of that narrower posterior stopped at KL 0.02 from the exact one (0.001 at 6000)
-    "linreg": {"steps": 6000, "lr": 0.05, "num_particles": 8},
-    # 5000 steps: on classes that barely overlap the weights are large, a long walk at a decaying learning
-    # rate; at 2000 the posterior means were still off by up to 1.5 posterior sds on some seeds
-    "logreg": {"steps": 5000, "lr": 0.05, "num_particles": 4},
-    "bnn": {"steps": 3000, "lr": 0.02, "num_particles": 4},
-}
-COMPARE_SVI_OVERRIDES = {"bnn": {"steps": 2000}}
+# each example's SVI settings, and compare's (set once, in deepprob.inference.fitting.settings)
+SVI_DEFAULTS = EXAMPLES
 DEFAULT_GUIDE = {"linreg": "fullrank", "logreg": "laplace", "bnn": "fullrank"}
 
 
@@ -321,8 +312,8 @@ NUTS_BUDGET = {
     "bnn": {"chains": 2, "warmup": 200, "samples": 200, "max_tree_depth": 8, "extend": False},
     "model": {"chains": 4, "warmup": 1000, "samples": 1000, "max_tree_depth": 10},
 }
-# a user's model: SVI settings for posteriors of any scale (the compiled engine makes 10,000 steps cheap)
-MODEL_SVI_DEFAULTS = {"steps": 10000, "lr": None, "num_particles": 4}
+# a user's model: compare's settings, the learning rate by the start (None)
+MODEL_SVI_DEFAULTS = {**COMPARE, "lr": None}
 
 
 def add_compare_options(parser: argparse.ArgumentParser, budget: dict, references: list[str], default: str) -> None:
@@ -371,7 +362,7 @@ def compare_builtin_arguments(name: str):
         references = ["exact", "nuts", "none"] if name == "linreg" else ["nuts", "none"]
         add_compare_options(parser, NUTS_BUDGET[name], references, COMPARE_MODELS[name][1])
         add_guide_arguments(parser, default=None)
-        add_svi_arguments(parser, **{**SVI_DEFAULTS[name], **COMPARE_SVI_OVERRIDES.get(name, {})})
+        add_svi_arguments(parser, **{**SVI_DEFAULTS[name], **COMPARE_EXAMPLES.get(name, {})})
         PROBLEM_ARGUMENTS[name](parser)
     return add
 

@@ -6,13 +6,30 @@ importance weights p / q are 0 almost everywhere (a point mass has no density): 
 
 from pyro.infer.autoguide import AutoLaplaceApproximation
 
+from deepprob.guides.protocol import Draw, Family, PureForm
 from deepprob.guides.start import StartsAtLaplace
 
 
-class PointMass(AutoLaplaceApproximation):
+class PointMassDraw(PureForm):
+    """A point mass at ``loc`` (in unconstrained space): one particle, no noise."""
+
+    stochastic = False
+
+    def noise(self, params, num_particles):
+        return ()
+
+    def draw(self, params, noise):
+        z = params["loc"].unsqueeze(0)
+        return Draw(z, z.new_zeros(1))
+
+
+class PointMass(AutoLaplaceApproximation, Family):
     """Pyro's ``AutoLaplaceApproximation`` without its Laplace step: the MAP point itself."""
 
     q_density = "point mass"
+
+    def pure_form(self):
+        return PointMassDraw(self)
 
 
 class PointMassAtMode(StartsAtLaplace, PointMass):

@@ -4,7 +4,8 @@ particles), usable wherever a guide is (draws through the model, InferenceData, 
 
 - :class:`FixedPosterior`: an ``AutoContinuous`` guide over a given torch distribution of u (D,).
 - :class:`Particles`: the empirical distribution of N particles (N, D): a draw is one of them, uniformly.
-  It has no density: ``log_prob`` is 0 and guides built on it say so (``q_density = "particles"``).
+  It has no density: ``log_prob`` is 0 and guides built on it say so (``q_density = "particles"``,
+  :mod:`deepprob.guides.protocol`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,8 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from pyro.infer.autoguide import AutoContinuous
 
+from deepprob.guides.protocol import Q_DENSITIES, Family
 from deepprob.logdensity import init_median
-
-#: what the log q of a guide's draws is: a density ("density"), or none, for a point mass ("point mass", whose
-#: importance weights p/q are 0 almost everywhere: k-hat is infinite) or particles ("particles": undefined)
-Q_DENSITIES = ("density", "point mass", "particles")
-
-
-def q_density(guide) -> str:
-    """What a guide's log q is (:data:`Q_DENSITIES`): ``"density"`` unless the guide says otherwise."""
-    return getattr(guide, "q_density", "density")
 
 
 class Particles(TorchDistribution):
@@ -55,7 +48,7 @@ class Particles(TorchDistribution):
         return self.particles.var(0).expand(self.batch_shape + self.event_shape)
 
 
-class FixedPosterior(AutoContinuous):
+class FixedPosterior(AutoContinuous, Family):
     """An ``AutoContinuous`` guide whose latent vector u (D,) follows ``posterior`` (a torch distribution
     with event shape (D,)), packed as every guide over the unconstrained vector packs the model's sites.
 

@@ -25,6 +25,7 @@ from pyro.distributions.torch_transform import TransformModule
 from pyro.distributions.transforms import affine_autoregressive, spline_autoregressive
 from pyro.infer.autoguide import AutoContinuous
 
+from deepprob.guides.protocol import Draw, Family, PureForm
 from deepprob.guides.start import StartsAtLaplace, covering_frame
 from deepprob.logdensity import init_median
 
@@ -66,7 +67,7 @@ class AffineFrame(TransformModule):
         return self.log_diagonal.sum().expand(x.shape[:-1])
 
 
-class FlowGuide(AutoContinuous):
+class FlowGuide(AutoContinuous, Family):
     """A normalizing flow q(u) over the unconstrained latent vector u (D,).
 
     Args:
@@ -126,6 +127,30 @@ class FlowGuide(AutoContinuous):
             x = y
         log_base = -0.5 * eps.pow(2).sum(-1) - 0.5 * eps.shape[-1] * math.log(2 * math.pi)
         return x, log_base - log_det
+
+
+    def pure_form(self):
+        return FlowDraw(self)
+
+
+class FlowDraw(PureForm):
+    """u = A(F_L(... F_1(eps))), the transforms' parameters swapped in by ``torch.func.functional_call`` (the
+    guide's :meth:`FlowGuide.push`), so that the flows' own code is the pure form."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        z, log_q = torch.func.functional_call(_Push(self.guide), {f"guide.{k}": v for k, v in params.items()},
+                                              (eps,))
+        return Draw(z, log_q)
+
+
+class _Push(torch.nn.Module):
+    def __init__(self, guide):
+        super().__init__()
+        self.guide = guide
+
+    def forward(self, eps):
+        return self.guide.push(eps)
 
 
 class FlowFromLaplace(StartsAtLaplace, FlowGuide):

@@ -2,10 +2,28 @@
 
 from pyro.infer.autoguide import AutoMultivariateNormal
 
+from deepprob.guides.protocol import Draw, Family, PureForm, constrained, gaussian_log_q
 from deepprob.guides.start import StartsAtLaplace, unit_cholesky
 
 
-class FullRankFromLaplace(StartsAtLaplace, AutoMultivariateNormal):
+class MultivariateNormalDraw(PureForm):
+    """z = loc + L eps, L = diag(scale) scale_tril."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        scale = constrained(self.guide, "scale")(params["scale_unconstrained"])
+        L = scale[..., None] * constrained(self.guide, "scale_tril")(params["scale_tril_unconstrained"])
+        return Draw(params["loc"] + eps @ L.T, gaussian_log_q(eps, L.diagonal().log().sum()))
+
+
+class FullRank(AutoMultivariateNormal, Family):
+    """Pyro's ``AutoMultivariateNormal`` (its start: the initial point, sd ``init_scale``)."""
+
+    def pure_form(self):
+        return MultivariateNormalDraw(self)
+
+
+class FullRankFromLaplace(StartsAtLaplace, FullRank):
     """Starts at the Laplace approximation N(mode, H^{-1}) itself."""
 
     def start_from(self, start):
@@ -15,5 +33,5 @@ class FullRankFromLaplace(StartsAtLaplace, AutoMultivariateNormal):
 
 
 def build(model, options):
-    family = FullRankFromLaplace if options.start == "laplace" else AutoMultivariateNormal
+    family = FullRankFromLaplace if options.start == "laplace" else FullRank
     return family(model, init_scale=options.init_scale, **options.loc_kwargs())

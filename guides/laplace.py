@@ -13,19 +13,24 @@ from pyro.infer.autoguide import AutoLaplaceApproximation
 from pyro.ops.hessian import hessian
 
 from deepprob.errors import FitDivergedError
+from deepprob.guides.delta import PointMassDraw
 from deepprob.guides.fixed import FixedPosterior
+from deepprob.guides.protocol import Family
 from deepprob.guides.start import StartsAtLaplace, floored_precision
 from deepprob.logdensity import ModelStructure
 
 
-class LaplaceGuide(AutoLaplaceApproximation):
-    """Pyro's AutoLaplaceApproximation; :func:`~deepprob.inference.fit_svi` calls :meth:`finalize`.
+class LaplaceGuide(AutoLaplaceApproximation, Family):
+    """Pyro's AutoLaplaceApproximation: a point mass while SVI fits the mode; then :meth:`finalize`.
 
     Unlike Pyro's ``laplace_approximation`` it does not fail when the Hessian is not positive definite
     (a saddle or an unfinished MAP fit, common in neural networks): eigenvalues that are not positive, or
     zero to the precision of the Hessian, are raised to a floor (no variance above 1e4;
     :func:`~deepprob.guides.start.floored_precision`), with a warning saying how many.
     """
+
+    def pure_form(self):
+        return PointMassDraw(self)
 
     def finalize(self, *args, **kwargs) -> FixedPosterior:
         """The Gaussian approximation N(mode, H^{-1}) at the fitted mode, as a guide."""

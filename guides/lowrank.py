@@ -2,11 +2,39 @@
 
 import torch
 from pyro.infer.autoguide import AutoLowRankMultivariateNormal
+from torch.distributions import LowRankMultivariateNormal
 
+from deepprob.guides.protocol import Draw, Family, PureForm, constrained
 from deepprob.guides.start import StartsAtLaplace
 
 
-class LowRankFromLaplace(StartsAtLaplace, AutoLowRankMultivariateNormal):
+class LowRankDraw(PureForm):
+    """z = loc + W eps_W + d^(1/2) eps_D, covariance W W^T + diag(d)."""
+
+    def noise(self, params, num_particles):
+        like = params["loc"]
+        rank = params["cov_factor"].shape[-1]
+        # torch's LowRankMultivariateNormal.rsample draws eps_W first, then eps_D
+        return (torch.randn(num_particles, rank, dtype=like.dtype, device=like.device),
+                torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device))
+
+    def draw(self, params, noise):
+        eps_w, eps_d = noise
+        scale = constrained(self.guide, "scale")(params["scale_unconstrained"])
+        factor = params["cov_factor"] * scale.unsqueeze(-1)
+        z = params["loc"] + eps_w @ factor.T + scale * eps_d
+        q = LowRankMultivariateNormal(params["loc"], factor, scale * scale, validate_args=False)
+        return Draw(z, q.log_prob(z))
+
+
+class LowRank(AutoLowRankMultivariateNormal, Family):
+    """Pyro's ``AutoLowRankMultivariateNormal`` (its start: the initial point, sd ``init_scale``)."""
+
+    def pure_form(self):
+        return LowRankDraw(self)
+
+
+class LowRankFromLaplace(StartsAtLaplace, LowRank):
     """Starts at the mode, its covariance H^{-1} in Pyro's form diag(s) (F F^T + I) diag(s): s the conditional
     sds 1 / sqrt(H_ii) (the narrowest a coordinate is: the diagonal part may not be wider), and with
     M = diag(1/s) H^{-1} diag(1/s) = Q diag(lambda) Q^T, F = Q_r diag(sqrt(lambda_r - 1)) along its ``rank``
@@ -24,5 +52,5 @@ class LowRankFromLaplace(StartsAtLaplace, AutoLowRankMultivariateNormal):
 
 
 def build(model, options):
-    family = LowRankFromLaplace if options.start == "laplace" else AutoLowRankMultivariateNormal
+    family = LowRankFromLaplace if options.start == "laplace" else LowRank
     return family(model, init_scale=options.init_scale, rank=options.rank, **options.loc_kwargs())

@@ -2,10 +2,27 @@
 
 from pyro.infer.autoguide import AutoDiagonalNormal
 
+from deepprob.guides.protocol import Draw, Family, PureForm, constrained, gaussian_log_q
 from deepprob.guides.start import StartsAtLaplace
 
 
-class MeanFieldFromLaplace(StartsAtLaplace, AutoDiagonalNormal):
+class DiagonalNormalDraw(PureForm):
+    """z = loc + scale * eps."""
+
+    def draw(self, params, noise):
+        (eps,) = noise
+        scale = constrained(self.guide, "scale")(params["scale_unconstrained"])
+        return Draw(params["loc"] + eps * scale, gaussian_log_q(eps, scale.log().sum()))
+
+
+class MeanField(AutoDiagonalNormal, Family):
+    """Pyro's ``AutoDiagonalNormal`` (its start: the initial point, sd ``init_scale``)."""
+
+    def pure_form(self):
+        return DiagonalNormalDraw(self)
+
+
+class MeanFieldFromLaplace(StartsAtLaplace, MeanField):
     """Starts at the mode with the sds 1 / sqrt(H_ii), the best a diagonal Gaussian does for a Gaussian p."""
 
     def start_from(self, start):
@@ -15,5 +32,5 @@ class MeanFieldFromLaplace(StartsAtLaplace, AutoDiagonalNormal):
 
 
 def build(model, options):
-    family = MeanFieldFromLaplace if options.start == "laplace" else AutoDiagonalNormal
+    family = MeanFieldFromLaplace if options.start == "laplace" else MeanField
     return family(model, init_scale=options.init_scale, **options.loc_kwargs())

@@ -27,7 +27,9 @@ from pyro.distributions.score_parts import ScoreParts
 from pyro.distributions.util import eye_like
 from pyro.infer.autoguide import AutoContinuous
 from pyro.nn import PyroParam
+from torch.distributions import transform_to
 
+from deepprob.guides.protocol import Draw, Family, PureForm
 from deepprob.guides.start import climb_starts, find_mode, unit_cholesky
 from deepprob.logdensity import ModelStructure, init_median, init_sample
 
@@ -102,7 +104,35 @@ class MixtureOfGaussians(TorchDistribution):
         return (self.log_weights.exp().unsqueeze(-1) * self.locs).sum(-2).expand(self.batch_shape + self.event_shape)
 
 
-class AutoGaussianMixture(AutoContinuous):
+class MixtureDraw(PureForm):
+    """noise = (components k (S,), eps (S, D)); z = mu_k + L_k eps.
+
+    The same estimator as ``MixtureOfGaussians.score_parts`` gives ``Trace_ELBO``: pathwise in the
+    locations and Cholesky factors, the score function (leave-one-out baseline) for the weights.
+    """
+
+    def noise(self, params, num_particles):
+        # as MixtureOfGaussians.rsample draws them (Categorical.sample's multinomial call on its
+        # probabilities, without building a distribution each step), then the standard normals
+        logits = params["logits"].detach()
+        probs = torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1)
+        k = torch.multinomial(probs.unsqueeze(0), num_particles, True).T.reshape(num_particles)
+        like = params["locs"]
+        return k, torch.randn(num_particles, self.latent_dim, dtype=like.dtype, device=like.device)
+
+    def draw(self, params, noise):
+        k, eps = noise
+        scales = transform_to(constraints.softplus_positive)(params["scales_unconstrained"])
+        unit_trils = transform_to(constraints.unit_lower_cholesky)(params["scale_trils_unconstrained"])
+        trils = scales.unsqueeze(-1) * unit_trils
+        q = MixtureOfGaussians(params["logits"], params["locs"], trils)
+        z = params["locs"][k] + (trils[k] @ eps.unsqueeze(-1)).squeeze(-1)
+        log_weights = q.log_weights
+        score = leave_one_out(log_weights[k])
+        return Draw(z, q._log_prob(z, log_weights), q._log_prob(z, log_weights.detach()), score)
+
+
+class AutoGaussianMixture(AutoContinuous, Family):
     """Mixture of ``components`` full-covariance Gaussians over the unconstrained latent vector (size D).
 
     Args:
@@ -155,6 +185,9 @@ class AutoGaussianMixture(AutoContinuous):
 
     def get_posterior(self, *args, **kwargs):
         return MixtureOfGaussians(self.logits, self.locs, self.scales.unsqueeze(-1) * self.scale_trils)
+
+    def pure_form(self):
+        return MixtureDraw(self)
 
     # --- initialisation -------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from deepprob.errors import FitDivergedError
 from deepprob.guides.fixed import FixedPosterior, Particles
 from deepprob.guides.mixture import MixtureOfGaussians
+from deepprob.guides.protocol import Family
 from deepprob.guides.start import OptimisationPath, lbfgs_path
 from deepprob.logdensity import ModelStructure, init_median, init_sample
 
@@ -101,7 +102,7 @@ def best_gaussian(log_joint, path: OptimisationPath, *, history: int, elbo_draws
     return {**best, "elbos": elbos, "density_evaluations": evaluations}
 
 
-class PathfinderGuide(AutoContinuous):
+class PathfinderGuide(AutoContinuous, Family):
     """Pathfinder over the unconstrained latent vector (D,); fitted by :meth:`fit_without_svi`.
 
     Args:
@@ -114,7 +115,6 @@ class PathfinderGuide(AutoContinuous):
         resample: with P > 1, importance resampling of ``resample_draws`` draws of the mixture.
     """
 
-    q_density = "density"
     fits_itself = True
 
     def __init__(self, model, init_loc_fn=init_median, paths: int = 1, history: int = 6, elbo_draws: int = 25,

@@ -242,9 +242,6 @@ class StartsAtLaplace:
     ``start_from(start)`` (each family its own). ``gradient_evaluations`` counts the search's. A family with
     ``find_modes`` also searches for modes from ``num_starts`` starts (``start.modes``)."""
 
-    keeps_family = True  # the compiled engine's pure form of the base class still applies
-    gradient_evaluations = 0
-    step_scales = None
     find_modes = False
     num_starts = 8
 

@@ -9,7 +9,7 @@ k(u, v) = exp(-|u - v|^2 / h), h the median of the particles' squared distances 
 dimension, Pyro's ``RBFSteinKernel``; Pyro's ``multivariate`` mode takes a bandwidth per dimension and sums
 them, which in ten dimensions makes every k(u_i, u_j) about e^-39: no repulsion, and the particles collapse
 onto the mode). As in Pyro's ``SVGD``, the fit's optimiser (here the Adam of
-every fit, with its decay and per-coordinate step sizes) takes -phi as the particles' gradient: ``loss_fn``
+every fit, with its decay and per-coordinate step sizes) takes -phi as the particles' gradient: ``own_loss``
 is a scalar whose gradient is -phi and whose value is minus the particles' mean log density. It is written
 on the model's log density, so one step runs the model once for all particles, on either engine.
 
@@ -26,6 +26,7 @@ import torch
 from pyro.infer.autoguide import AutoContinuous
 
 from deepprob.guides.fixed import Particles
+from deepprob.guides.protocol import Family, NoNoise
 from deepprob.guides.start import StartsAtLaplace
 from deepprob.logdensity import init_median
 
@@ -57,7 +58,7 @@ def stein_direction(log_joint: Callable, particles: torch.Tensor) -> tuple[torch
     return (kernel @ grad_log_p + repulsion) / particles.shape[0], log_p
 
 
-class SteinParticles(AutoContinuous):
+class SteinParticles(AutoContinuous, Family):
     """N particles over the unconstrained latent vector (D,), moved by SVGD.
 
     Args:
@@ -85,8 +86,10 @@ class SteinParticles(AutoContinuous):
     def get_posterior(self, *args, **kwargs):
         return Particles(self.particles.detach())
 
-    @staticmethod
-    def loss_fn(log_joint: Callable) -> Callable[[dict], torch.Tensor]:
+    def pure_form(self):
+        return NoNoise(self)  # its loss (own_loss) draws nothing
+
+    def own_loss(self, log_joint: Callable) -> Callable[[dict], torch.Tensor]:
         """``params -> loss``: value -mean log p(particles), gradient -phi (:func:`stein_direction`)."""
 
         def loss(params: dict) -> torch.Tensor:
@@ -97,8 +100,8 @@ class SteinParticles(AutoContinuous):
 
         return loss
 
-    def gradient_evaluations_per_step(self) -> int:
-        return self.num_particles
+    def gradients_per_step(self, particles: int) -> int:
+        return self.num_particles  # one for each of its own particles
 
 
 class SteinFromLaplace(StartsAtLaplace, SteinParticles):

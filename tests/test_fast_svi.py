@@ -17,6 +17,7 @@ from deepprob.examples.problems import default_problem
 from deepprob.guides.registry import GUIDES, build_guide
 from deepprob.inference.evaluation.kl import kl_to_reference
 from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
+from deepprob.inference.fitting.settings import FitSettings
 from deepprob.inference.fitting.svi import fit_svi
 from deepprob.inference.fitting.svi_steps import SVISteps, guide_parameters, svi_loss_fn
 from deepprob.models.bnn import BayesianNeuralNetwork
@@ -129,7 +130,7 @@ def test_the_c_step_takes_the_eager_steps(problem, guide_name):
         guide = perturbed_guide(guide_name, model, args)
         params = guide_parameters(guide)
         with pyro.validation_enabled(False):  # as fit_svi runs it: Pyro's checks would read values while tracing
-            steps = SVISteps(svi_loss_fn(model, guide, *args), params, steps=30, lr=0.02, compile=compiled,
+            steps = SVISteps(svi_loss_fn(model, guide, *args), params, FitSettings(steps=30, lr=0.02), compile=compiled,
                              backend="c")
             pyro.set_rng_seed(5)
             losses = steps.run(num_particles=2)
@@ -149,7 +150,8 @@ def test_eager_steps_match_torch_adam_for_a_quadratic():
 
     loss.form = type("Form", (), {"stochastic": True, "noise": lambda self, p, s: (torch.zeros(s, 1),)})()
     x = torch.zeros(3)
-    SVISteps(loss, {"x": x}, steps=50, lr=0.1, final_lr_fraction=0.1, average_fraction=0.2, compile=False).run()
+    SVISteps(loss, {"x": x}, FitSettings(steps=50, lr=0.1, final_lr_fraction=0.1, average_fraction=0.2),
+             compile=False).run()
     y = torch.zeros(3, requires_grad=True)
     opt = torch.optim.Adam([y], lr=0.1)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, 0.1 ** (1 / 50))

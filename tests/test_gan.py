@@ -177,7 +177,7 @@ def test_compiled_iteration_equals_the_eager_one():
 
 
 def test_a_failed_compile_runs_eagerly(monkeypatch):
-    def fail(*args):
+    def fail(*args, **kwargs):
         raise RuntimeError("no compiler")
 
     monkeypatch.setattr(fast_gan, "compile_step", fail)

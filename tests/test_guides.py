@@ -52,8 +52,8 @@ def test_every_guide_fits_every_model(name):
         # Pyro's start (the prior's median, sd 0.1), so that 100 steps have something to improve on
         options = GuideOptions(init_loc_fn=init_to_sample if model_name == "bnn" else None, start="prior")
         guide = build_guide(name, model, options)
-        has_density = getattr(guide, "q_density", "density") == "density"
-        if not getattr(guide, "fits_itself", False):  # pathfinder has nothing to draw before its fit
+        has_density = guide.q_density == "density"
+        if not guide.fits_itself:  # pathfinder has nothing to draw before its fit
             guide(*args)
             before = estimate_elbo(model, guide, *args, num_particles=200) if has_density else None
         fit = fit_svi(model, guide, *args, steps=100, lr=0.05, progress=False, elbo_particles=200)
@@ -72,10 +72,10 @@ def test_every_guide_starts_at_laplace_on_every_model(name):
         options = GuideOptions(init_loc_fn=init_to_sample if model_name == "bnn" else None)
         guide = build_guide(name, model, options)
         fit = fit_svi(model, guide, *args, steps=20, lr=0.005, progress=False, elbo_particles=200)
-        if getattr(fit.guide, "q_density", "density") == "density":
+        if fit.guide.q_density == "density":
             assert math.isfinite(fit.elbo), (name, model_name)
         if name != "pathfinder":  # pathfinder climbs from the initial point itself
-            assert getattr(guide, "gradient_evaluations", 0) > 0, (name, model_name)  # the search for the mode ran
+            assert guide.gradient_evaluations > 0, (name, model_name)  # the search for the mode ran
 
 
 def test_the_laplace_start_is_the_exact_gaussian_posterior_before_any_step():

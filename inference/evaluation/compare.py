@@ -47,6 +47,7 @@ import torch
 
 from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
 from deepprob.files import jsonable
+from deepprob.guides.protocol import declared
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
 from deepprob.inference.evaluation.arviz_data import az, save_inference_data, summary_text, to_inference_data
 from deepprob.inference.evaluation.diagnostics import (
@@ -62,7 +63,7 @@ from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
 from deepprob.inference.fitting.engines import will_compile
-from deepprob.inference.fitting.objectives import parse_objective
+from deepprob.inference.fitting.settings import FitSettings, compare_settings
 from deepprob.inference.fitting.svi import FitResult, fit_svi
 from deepprob.logdensity import ModelStructure
 from deepprob.names import flatten
@@ -70,21 +71,6 @@ from deepprob.pool import map_forked, resolve_jobs
 from deepprob.progress import report_once
 
 DISTANCE_DRAWS = 1000  # draws per sample for W2 and MMD (W2 solves an assignment problem of this size)
-# the SVI learning rate by the guides' start. From the prior a fit has far to go: 0.02. From the Laplace
-# approximation it starts near its optimum, and smaller steps leave less noise in it (on diamonds' 26
-# correlated coefficients, full rank's worst sd error was 0.46 with 0.02 and 0.08 with 0.005), but where
-# the Laplace approximation is far off (eight schools' tau, whose curvature at the mode is no guide to
-# its spread) the fit still has to travel: the steps' total, steps x lr, is kept at LAPLACE_TRAVEL
-# (0.005 over 10,000 steps; 0.0167 over 3,000, where 0.005 left full rank 1.4 sds off on tau), between
-# 0.005 and 0.02.
-START_LR = {"laplace": (0.005, 0.02), "prior": (0.02, 0.02)}
-LAPLACE_TRAVEL = 50.0
-
-
-def default_lr(start: str, steps: int) -> float:
-    """compare's SVI learning rate for guides that start at ``start`` and take ``steps`` steps."""
-    low, high = START_LR[start]
-    return min(high, max(low, LAPLACE_TRAVEL / max(steps, 1)))
 
 COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's first columns in this order
     ("elbo", "ELBO", "{:10.2f}"),
@@ -301,6 +287,7 @@ class _Setup:
     out: Path | None
     keep_guides: bool
     progress: bool
+    fit: FitSettings
     reference_latents: Callable[[dict], dict] | None = None
 
     def compared_values(self, draws: Draws) -> tuple[torch.Tensor, list[str]]:
@@ -341,9 +328,8 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     pyro.set_rng_seed(s.seed)
     guide = build_guide(name, setup.model, setup.options)
     try:
-        fit = fit_svi(setup.model, guide, *setup.args, steps=s.steps, lr=s.lr, num_particles=s.num_particles,
-                      engine=s.engine, objective=_objective_for(guide, s.objective), progress=setup.progress,
-                      desc=f"compare {s.name}/{name}", **setup.kwargs)
+        settings = setup.fit.replace(objective=_objective_for(guide, s.objective), desc=f"compare {s.name}/{name}")
+        fit = fit_svi(setup.model, guide, *setup.args, settings=settings, **setup.kwargs)
     except FitDivergedError as err:
         return err
     except (InputError, KeyboardInterrupt):
@@ -371,7 +357,7 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
 
 def _objective_for(guide, objective: str) -> str:
     """The comparison's objective for ``guide``: the ELBO for those that take no other (the mixture)."""
-    return "elbo" if getattr(guide, "discrete_choice", False) else objective
+    return "elbo" if declared(guide).discrete_choice else objective
 
 
 def _run_reference(setup: _Setup, reference, budget: NUTSBudget) -> ReferenceRun:
@@ -530,11 +516,7 @@ def compare(
     reference="nuts",
     draws: int = 2000,
     var_names: Sequence[str] | None = None,
-    steps: int = 10000,
-    lr: float | None = None,
-    num_particles: int = 4,
-    engine: str = "auto",
-    objective: str = "elbo",
+    settings: FitSettings | None = None,
     options: GuideOptions | None = None,
     nuts: NUTSBudget | dict | None = None,
     seed: int = 0,
@@ -550,6 +532,7 @@ def compare(
     model_kwargs: dict | None = None,
     reference_latents: Callable[[dict], dict] | None = None,
     nuts_row: NUTSBudget | dict | None = None,
+    **fit_options,
 ) -> Comparison:
     """Fit every guide to ``model(*args, **model_kwargs)`` and measure each against ``reference``.
 
@@ -561,11 +544,11 @@ def compare(
             the latent vector, ``{site: distribution}``, or :class:`~deepprob.inference.evaluation.references.Exact`).
         draws: draws from each guide (and from an exact reference).
         var_names: the sites compared and stored (default: every latent and deterministic site).
-        steps, lr, num_particles, engine, objective: the SVI fits' settings (:func:`~.svi.fit_svi`;
-            ``objective`` ``"elbo"``, ``"renyi:ALPHA"`` or ``"iwae:K"``, the ELBO for the mixture);
-            ``lr`` by default :func:`default_lr` of the guides' start and the steps: smaller steps from the
-            Laplace start, which is near the optimum already (the steps' noise is then the error that is
-            left), 0.005 over 10,000 steps, up to 0.02 over fewer.
+        settings, fit_options: the SVI fits' settings (:class:`~deepprob.inference.fitting.settings.FitSettings`,
+            or any of its fields as keywords: ``steps``, ``lr``, ``num_particles``, ``engine``, ``objective``;
+            the ELBO for the mixture); by default :func:`~deepprob.inference.fitting.settings.compare_settings`:
+            10,000 steps of 4 particles, ``lr`` by the guides' start and the steps (smaller steps from the
+            Laplace start, which is near the optimum already: 0.005 over 10,000 steps, up to 0.02 over fewer).
         options: the guides' options (:class:`~deepprob.guides.registry.GuideOptions`); by default they start
             at the Laplace approximation (``start="laplace"``).
         nuts: NUTS's budget (:class:`~deepprob.inference.evaluation.references.NUTSBudget` or its fields as a dict).
@@ -588,9 +571,8 @@ def compare(
             sites the model does not record or have the wrong shape.
     """
     names = _guide_names(guides)
-    objective = str(parse_objective(objective))
     options = options or GuideOptions()
-    lr = default_lr(options.start, steps) if lr is None else lr
+    fit = compare_settings(options.start, settings, **fit_options).replace(progress=progress)
     if draws < 20:
         raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
                          "and LOO needs draws too)")
@@ -607,16 +589,16 @@ def compare(
     jobs = resolve_jobs(jobs, len(tasks), _device_of(args, kwargs))
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
-    settings = Settings(name=name, guides=names, reference=method, draws=draws, steps=steps, lr=lr,
-                        num_particles=num_particles, engine=engine, seed=seed, start=options.start,
-                        objective=objective, jobs=jobs,
-                        observations=sum(math.prod(site.shape) for site in structure.observed.values()),
-                        batching=structure.batching, batching_note=structure.batching_note)
-    setup = _Setup(model, args, kwargs, structure, settings, options,
+    asked = Settings(name=name, guides=names, reference=method, draws=draws, steps=fit.steps, lr=fit.lr,
+                     num_particles=fit.num_particles, engine=fit.engine, seed=seed, start=options.start,
+                     objective=fit.objective, jobs=jobs,
+                     observations=sum(math.prod(site.shape) for site in structure.observed.values()),
+                     batching=structure.batching, batching_note=structure.batching_note)
+    setup = _Setup(model, args, kwargs, structure, asked, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
-                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress,
+                   None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress, fit=fit,
                    reference_latents=reference_latents)
-    if jobs > 1 and will_compile(engine, steps):
+    if jobs > 1 and will_compile(fit.engine, fit.steps):
         _prepare_inductor_for_workers()
     exact = reference if method == "exact" else None
 

@@ -51,9 +51,9 @@ def guide_khat(guide, log_weights: torch.Tensor) -> float:
     """PSIS k-hat of a guide's draws (their log weights log p - log q, (S,)): :func:`psis_khat` for a guide with a
     density; +inf for a point mass (its weights p/q are 0 almost everywhere), NaN (``null``: not applicable) for
     particles, whose log q is no density."""
-    from deepprob.guides.fixed import q_density
+    from deepprob.guides.protocol import declared
 
-    kind = q_density(guide)
+    kind = declared(guide).q_density
     return psis_khat(log_weights) if kind == "density" else math.inf if kind == "point mass" else math.nan
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Categorical, Distribution, MixtureSameFamily, Normal
 
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.optim import ExponentialDecay, make_adam
+from deepprob.training import TrainingLoop
 
 
 def bimodal_mixture(
@@ -115,6 +116,7 @@ def fit_gaussian(
     estimator: str = "quadrature",
     num_samples: int = 256,
     grid: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> GaussianFit:
     r"""Fit q = N(μ, σ²) to the 1-D ``p`` by Adam on (μ, log σ), minimising
     :math:`KL(p \| q)` (``direction="forward"``) or :math:`KL(q \| p)` (``"reverse"``).
@@ -126,6 +128,7 @@ def fit_gaussian(
             (``num_samples`` fresh samples a step: from p for the forward KL, reparameterised from q
             for the reverse KL).
         grid: the quadrature grid (default :func:`default_grid`, which needs p to be a mixture).
+        progress: show a progress bar (:class:`~deepprob.training.TrainingLoop`).
 
     Raises:
         InputError: an unknown direction or estimator, σ₀ <= 0, steps < 1.
@@ -153,7 +156,9 @@ def fit_gaussian(
     history = torch.empty(steps, 3, dtype=torch.float64)
     grid = grid.to(dtype)
     log_p = p_fit.log_prob(grid) if estimator == "quadrature" else None  # p is fixed: evaluate it once
-    for step in range(steps):
+    loop = TrainingLoop(f"KL {direction}", steps, progress=progress, every=max(1, steps // 200),
+                        postfix=lambda window: f"kl={float(history[window.stop - 1, 2]):.4g}")
+    for step in loop:
         q = Normal(mu, log_sigma.exp())
         if estimator == "quadrature":
             loss = kl_quadrature(log_p, q, grid) if direction == "forward" else kl_quadrature(q, log_p, grid)
@@ -166,9 +171,10 @@ def fit_gaussian(
         decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        check_loss(float(loss.detach()), step)
+        loop.record(step, loss=float(loss.detach()))
         optimizer.step()
         history[step] = torch.tensor([float(mu.detach()), float(log_sigma.detach().exp()), float(loss.detach())])
+    loop.close(f"kl {float(history[-1, 2]):.4g}")
     mu_f, sigma_f = float(mu.detach()), float(log_sigma.detach().exp())
     with torch.no_grad():
         q64 = Normal(torch.tensor(mu_f, dtype=torch.float64), torch.tensor(sigma_f, dtype=torch.float64))

@@ -52,8 +52,8 @@ def kl_of_guide(guide, p: Distribution, num_samples: int = 20000) -> float:
     """KL(q || p) of a fitted guide over the latent vector (:func:`kl_to_reference`); +inf for a guide whose q is a
     point mass or a set of particles (``q_density``): a measure without a density is infinitely far from one with a
     density in KL (in ``--json``, ``null``, as every infinite number)."""
-    from deepprob.guides.fixed import q_density
+    from deepprob.guides.protocol import declared
 
-    if q_density(guide) != "density":
+    if declared(guide).q_density != "density":
         return math.inf
     return kl_to_reference(guide.get_posterior(), p, num_samples)

@@ -1,8 +1,12 @@
 """One fitting function for every Pyro model and guide: SVI with Trace_ELBO and Adam.
 
 - :func:`fit`: a guide by name from the registry (or a guide object), fitted: ``deepprob.fit``.
-- :func:`fit_svi`: the fit itself, on Pyro's engine or the compiled one (the same estimator).
+- :func:`fit_svi`: the fit itself, on Pyro's engine or the compiled one (the same estimator), from one
+  :class:`~deepprob.inference.fitting.settings.FitSettings`.
 - :func:`fit_map`: the MAP point of every latent site.
+
+What a fit asks of its guide is the guide's protocol (:mod:`deepprob.guides.protocol`), read through
+:func:`~deepprob.guides.protocol.declared`.
 
 Guides own their parameters (Pyro's ``module_local_params`` setting), so fitting several guides in one
 process never mixes their parameters through the global param store.
@@ -11,7 +15,6 @@ process never mixes their parameters through the global param store.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -23,17 +26,17 @@ import torch
 from pyro.infer import ELBO, Trace_ELBO
 from pyro.infer.util import is_validation_enabled
 
-from deepprob.errors import NAN_HINT, FitDivergedError, InputError, check_loss
-from deepprob.guides.fixed import q_density
+from deepprob.errors import NAN_HINT, FitDivergedError, InputError
+from deepprob.guides.protocol import declared
 from deepprob.guides.registry import GuideOptions, build_guide
-from deepprob.inference.fitting.engines import check_engine, will_compile
-from deepprob.inference.fitting.objectives import Objective, parse_objective
-from deepprob.logdensity import ModelStructure, init_median
+from deepprob.inference.fitting.engines import will_compile
+from deepprob.inference.fitting.settings import MAP, NAMES, FitSettings
+from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, collect_parameters, make_adam
-from deepprob.progress import bar as progress_bar
 from deepprob.progress import report_once
 from deepprob.seeds import rng_untouched
 from deepprob.subsample import MinibatchIndices, describe, full_data, on_batch
+from deepprob.training import TrainingLoop
 
 pyro.settings.set(module_local_params=True)
 
@@ -96,40 +99,36 @@ def estimate_elbo(model: Callable, guide: Callable, *args, num_particles: int = 
 def optimise(
     params: list[torch.nn.Parameter],
     loss_at: Callable[[int], torch.Tensor],
-    *,
-    steps: int,
-    lr: float,
-    final_lr_fraction: float = 0.1,
-    average_fraction: float = 0.25,
-    progress: bool = True,
-    desc: str = "SVI",
+    settings: FitSettings,
     step_scales: list[torch.Tensor | None] | None = None,
 ) -> np.ndarray:
     """Minimise the scalar ``loss_at(step)`` over ``params`` by Adam; returns the loss at every step (steps,).
 
-    The learning rate decays exponentially from ``lr`` to ``lr * final_lr_fraction``
-    (:class:`~deepprob.optim.ExponentialDecay`). ``step_scales`` (one per parameter, or None) multiply
+    ``settings`` (:class:`~deepprob.inference.fitting.settings.FitSettings`): ``steps``; the learning rate
+    decays exponentially from ``lr`` to ``lr * final_lr_fraction`` (:class:`~deepprob.optim.ExponentialDecay`);
+    ``progress`` and ``desc``, the bar. ``step_scales`` (one per parameter, or None) multiply
     Adam's steps elementwise: a per-coordinate learning rate (Adam's step is proportional to it, its
     moments do not depend on it). Over the last ``average_fraction`` of the steps the iterates are
     averaged (Polyak-Ruppert) and ``params`` end at their mean. A loss that is not finite stops the loop
     with a FitDivergedError naming the step.
     """
-    decay = ExponentialDecay(lr, steps, final_lr_fraction)
+    steps = settings.steps
+    decay = ExponentialDecay(settings.lr, steps, settings.final_lr_fraction)
     scaled = [(p, scale) for p, scale in zip(params, step_scales or []) if scale is not None]
-    optimizer = make_adam(params, lr)
+    optimizer = make_adam(params, settings.lr)
     losses = np.empty(steps)
-    bar = progress_bar(desc, steps, enabled=progress)
-    every = max(1, steps // 200)
-    average_from = steps - int(average_fraction * steps)
+    loop = TrainingLoop(settings.desc, steps, progress=settings.progress, every=max(1, steps // 200),
+                        postfix=lambda window: f"elbo {-losses[window].mean():.4g}")
+    average_from = steps - int(settings.average_fraction * steps)
     averages = [torch.zeros_like(p) for p in params]
-    for step in range(steps):
+    for step in loop:
         decay.apply(optimizer, step)
         optimizer.zero_grad(set_to_none=True)
         with invalid_values_at(step):
             value = loss_at(step)
         value.backward()
         losses[step] = value.item()
-        check_loss(losses[step], step)
+        loop.record(step, loss=losses[step])
         before = [p.detach().clone() for p, _ in scaled]
         optimizer.step()
         with torch.no_grad():
@@ -139,10 +138,7 @@ def optimise(
             with torch.no_grad():
                 for average, p in zip(averages, params):
                     average.add_(p, alpha=1.0 / (steps - average_from))
-        if (step + 1) % every == 0 or step + 1 == steps:
-            done = (step % every) + 1
-            bar.update(done, postfix=f"elbo {-losses[step + 1 - done:step + 1].mean():.4g}")
-    bar.close(f"elbo {-losses[-max(1, steps // 20):].mean():.4g}")
+    loop.close(f"elbo {-losses[-max(1, steps // 20):].mean():.4g}")
     if average_from < steps:
         with torch.no_grad():
             for average, p in zip(averages, params):
@@ -150,24 +146,12 @@ def optimise(
     return losses
 
 
-def fit_svi(
-    model: Callable,
-    guide: Callable,
-    *args,
-    steps: int = 2000,
-    lr: float = 0.01,
-    num_particles: int = 1,
-    loss: ELBO | None = None,
-    final_lr_fraction: float = 0.1,
-    average_fraction: float = 0.25,
-    elbo_particles: int = 1000,
-    progress: bool = True,
-    desc: str = "SVI",
-    engine: str = "auto",
-    objective: str | Objective = "elbo",
-    **kwargs,
-) -> FitResult:
+def fit_svi(model: Callable, guide: Callable, *args, settings: FitSettings | None = None, loss: ELBO | None = None,
+            **kwargs) -> FitResult:
     """Maximise the ELBO of ``guide`` for ``model(*args, **kwargs)`` by stochastic gradient ascent.
+
+    ``settings``: a :class:`~deepprob.inference.fitting.settings.FitSettings` (default: its defaults); any of its
+    fields given as keywords (``steps=5000``, ``lr=0.02``, ...) change it; the other keywords are the model's.
 
     The estimator is Pyro's ``Trace_ELBO`` (``num_particles`` samples a step, vectorised), unless
     ``loss`` gives another ELBO. Parameters of the guide, and of the model when it is an ``nn.Module``
@@ -196,12 +180,9 @@ def fit_svi(
             for a model or guide it does not support.
         FitDivergedError: the loss became NaN or infinite (the message names the step).
     """
-    if steps < 1:
-        raise InputError(f"--steps {steps}: expected at least 1 step")
-    check_engine(engine)
-    objective = parse_objective(objective)
-    ExponentialDecay(lr, steps, final_lr_fraction)  # checks the learning rate and the decay
-    if not objective.is_elbo and getattr(guide, "discrete_choice", False):
+    settings = FitSettings.of(settings, **{name: kwargs.pop(name) for name in NAMES if name in kwargs})
+    s, family, objective = settings, declared(guide), settings.parsed_objective
+    if not objective.is_elbo and family.discrete_choice:
         raise InputError(f"--objective {objective}: the {type(guide).__name__} guide draws a discrete component, "
                          "which the Renyi and IWAE bounds do not take (Pyro's RenyiELBO neither); use elbo")
     start = time.perf_counter()
@@ -211,8 +192,8 @@ def fit_svi(
     validate = is_validation_enabled() and not structure.unplated
     if structure.batching_note:
         report_once(structure.batching_note)
-    if getattr(guide, "fits_itself", False):  # pathfinder: an optimisation of its own, no SVI steps
-        return _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, desc)
+    if family.fits_itself:  # pathfinder: an optimisation of its own, no SVI steps
+        return _fit_itself(model, family, args, kwargs, start, s)
     with torch.no_grad(), invalid_values_at(0):
         guide(*args, **kwargs)  # create the guide's parameters (on the data's device)
     params = collect_parameters(guide, model)
@@ -220,33 +201,29 @@ def fit_svi(
         raise InputError("guide: it has no trainable parameters")
     batches = minibatches(structure, params[0].device)
     fallback = None
-    if engine != "pyro" and will_compile(engine, steps):
+    if s.engine != "pyro" and will_compile(s.engine, s.steps):
         from deepprob.inference.fitting.svi_steps import compiled_path_problem
 
         problem = "a custom loss was given" if loss is not None else compiled_path_problem(model, guide, args, kwargs)
-        if engine == "compiled" and problem:
+        if s.engine == "compiled" and problem:
             raise InputError(f"--engine compiled: not possible here, {problem} (use --engine pyro or auto)")
         if problem is None:
-            return _fit_compiled(model, guide, args, kwargs, start=start, steps=steps, lr=lr,
-                                 num_particles=objective.draws(num_particles), objective=objective,
-                                 final_lr_fraction=final_lr_fraction,
-                                 average_fraction=average_fraction, elbo_particles=elbo_particles,
-                                 progress=progress, desc=desc, validate=validate, batches=batches)
+            return _fit_compiled(model, guide, args, kwargs, s, start=start, validate=validate, batches=batches)
         if loss is None:
             fallback = report_once(f"the compiled engine cannot fit this: {problem}; Pyro's engine fits it")
     nesting = structure.nesting
     if loss is None:
-        loss = objective.pyro_loss(num_particles, nesting)
+        loss = objective.pyro_loss(s.num_particles, nesting)
     program = structure.broadcasting(model)  # the particles run in a plate of draws
 
-    own_loss = getattr(guide, "loss_fn", None)  # svgd: a loss of its own, on the model's log density
+    own_loss = family.own_loss  # svgd: a loss of its own, on the model's log density
     if own_loss is not None:  # (of the full data: its particles' kernel couples them, not the rows)
         own_loss, batches = own_loss(structure.log_joint_unconstrained(model, *args, **kwargs)), None
         named = dict(guide.named_parameters())
 
     def loss_at(step: int) -> torch.Tensor:
         # distribution arguments are validated on the first step only: it is a sizeable share of the
-        # cost of a small model's step, and a NaN later on is caught by check_loss anyway
+        # cost of a small model's step, and a NaN later on is caught by the loop's check anyway
         with pyro.validation_enabled(step == 0 and validate):
             if own_loss is not None:
                 return own_loss(named)
@@ -254,15 +231,13 @@ def fit_svi(
             return loss.differentiable_loss(on_batch(program, batch), on_batch(guide, batch), *args, **kwargs)
 
     loop_start = time.perf_counter()
-    losses = optimise(params, loss_at, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                      average_fraction=average_fraction, progress=progress, desc=desc,
-                      step_scales=_step_scales(guide, params))
+    losses = optimise(params, loss_at, s, step_scales=_step_scales(guide, params))
     extras = {"engine": "pyro", "compiled_by": None, "compile_seconds": 0.0,
-              "steps_per_second": steps / (time.perf_counter() - loop_start), "fallback": fallback,
+              "steps_per_second": s.steps / (time.perf_counter() - loop_start), "fallback": fallback,
               "batching": structure.batching,
-              "gradient_evaluations": steps * _gradients_per_step(guide, getattr(loss, "num_particles", 1)),
+              "gradient_evaluations": s.steps * family.gradients_per_step(getattr(loss, "num_particles", 1)),
               **minibatch_extras(batches)}
-    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting)
+    return _finish(model, guide, args, kwargs, losses, start, s, extras, nesting)
 
 
 def minibatches(structure: ModelStructure, device) -> MinibatchIndices | None:
@@ -281,45 +256,41 @@ def minibatch_extras(batches: MinibatchIndices | None) -> dict:
     return {"batch_size": max(b for _, b in batches.plates.values()), "minibatch": describe(batches.plates)}
 
 
-def _gradients_per_step(guide, particles: int) -> int:
-    """Gradients of the log density a step takes: one a particle (svgd: one for each of its particles)."""
-    own = getattr(guide, "gradient_evaluations_per_step", None)
-    return own() if own is not None else particles
-
-
-def _fit_itself(model, guide, args, kwargs, start, elbo_particles, progress, desc) -> FitResult:
+def _fit_itself(model, guide, args, kwargs, start, settings: FitSettings) -> FitResult:
     """A guide fitted by an optimisation of its own (``guide.fit_without_svi``: pathfinder)."""
-    fitted, losses, extras = guide.fit_without_svi(*args, progress=progress, desc=desc, **kwargs)
+    fitted, losses, extras = guide.fit_without_svi(*args, progress=settings.progress, desc=settings.desc, **kwargs)
     extras = {"engine": type(guide).__name__, "compiled_by": None, "compile_seconds": 0.0, "fallback": None,
               "batching": ModelStructure.of(model, *args, **kwargs).batching, **extras}
     extras["steps_per_second"] = None
     nesting = ModelStructure.of(model, *args, **kwargs).nesting
-    return _finish(model, fitted, args, kwargs, losses, start, elbo_particles, extras, nesting)
+    return _finish(model, fitted, args, kwargs, losses, start, settings, extras, nesting)
 
 
 def _step_scales(guide, params: list) -> list[torch.Tensor | None]:
-    """The guide's per-coordinate learning rates (``guide.step_scales``: parameter name -> tensor, a guide that
+    """The guide's per-coordinate learning rates (its ``step_scales``: parameter name -> tensor, a guide that
     starts at the Laplace approximation gives its locations the posterior's sds there), in ``params``' order."""
-    scales = getattr(guide, "step_scales", None) or {}
+    scales = declared(guide).step_scales or {}
     names = {id(p): name for name, p in guide.named_parameters()}
     return [scales.get(names.get(id(p))) for p in params]
 
 
-def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn=None) -> FitResult:
+def _finish(model, guide, args, kwargs, losses, start, settings: FitSettings, extras, nesting,
+            elbo_fn=None) -> FitResult:
     """Both engines' ending: the guide's ``finalize`` step, then a fresh ELBO estimate, both of the full data
     where the model's plates subsample.
 
     ``extras["gradient_evaluations"]`` counts the log density's gradients the fit took: those of its
     steps (one a particle), and the guide's own (a mixture's search for modes, Laplace's Hessian).
     """
-    extras["gradient_evaluations"] = extras["gradient_evaluations"] + getattr(guide, "gradient_evaluations", 0)
-    finalize = getattr(guide, "finalize", None)
-    if finalize is not None:
-        with full_data():
-            guide, elbo_fn = finalize(*args, **kwargs), None
-        extras["gradient_evaluations"] += getattr(guide, "gradient_evaluations", 0)
+    extras["gradient_evaluations"] = extras["gradient_evaluations"] + declared(guide).gradient_evaluations
+    with full_data():
+        final = declared(guide).finalize(*args, **kwargs)
+    if final is not None:
+        guide, elbo_fn = final, None
+        extras["gradient_evaluations"] += final.gradient_evaluations
     seconds = time.perf_counter() - start
-    if not elbo_particles or q_density(guide) != "density":
+    elbo_particles = settings.elbo_particles
+    if not elbo_particles or declared(guide).q_density != "density":
         elbo = math.nan  # particles or a point mass: log q is no density, E_q[log p - log q] no ELBO
     elif elbo_fn is not None:
         elbo = elbo_fn(elbo_particles)
@@ -330,11 +301,12 @@ def _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, n
                      args=args, kwargs=kwargs)
 
 
-def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles, objective, final_lr_fraction,
-                  average_fraction, elbo_particles, progress, desc, validate, batches=None) -> FitResult:
+def _fit_compiled(model, guide, args, kwargs, settings: FitSettings, *, start, validate, batches=None) -> FitResult:
     """``fit_svi`` through :mod:`deepprob.inference.fitting.svi_steps` (the same estimator, compiled)."""
     from deepprob.inference.fitting import svi_steps
 
+    objective = settings.parsed_objective
+    num_particles = objective.draws(settings.num_particles)
     params = svi_steps.guide_parameters(guide)
     # the set-up draws no random numbers that count: the steps see the noise the Pyro engine's steps see
     with rng_untouched(next(iter(params.values())).device):
@@ -348,32 +320,26 @@ def _fit_compiled(model, guide, args, kwargs, *, start, steps, lr, num_particles
             with invalid_values_at(0), torch.no_grad(), full_data():
                 Trace_ELBO(max_plate_nesting=nesting).differentiable_loss(model, guide, *args, **kwargs)
     with pyro.validation_enabled(False):
-        runner = svi_steps.SVISteps(loss, params, steps=steps, lr=lr, final_lr_fraction=final_lr_fraction,
-                                    average_fraction=average_fraction,
-                                    step_scales=_step_scales(guide, list(params.values())))
+        runner = svi_steps.SVISteps(loss, params, settings, step_scales=_step_scales(guide, list(params.values())))
         loop_start = time.perf_counter()
-        losses = runner.run(num_particles, progress=progress, desc=desc)
+        losses = runner.run(num_particles, progress=settings.progress, desc=settings.desc)
         loop_seconds = time.perf_counter() - loop_start - runner.compile_seconds
+    particles = num_particles if loss.form.stochastic else 1
     extras = {"engine": "compiled" if runner.compiled else "eager", "compiled_by": runner.compiled_by,
               "compile_seconds": runner.compile_seconds, "batching": loss.structure.batching,
-              "steps_per_second": steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
-              "gradient_evaluations": steps * _gradients_per_step(guide, num_particles if loss.form.stochastic
-                                                                  else 1),
+              "steps_per_second": settings.steps / max(loop_seconds, 1e-9), "fallback": runner.fallback,
+              "gradient_evaluations": settings.steps * declared(guide).gradients_per_step(particles),
               **minibatch_extras(batches)}
 
     def elbo_fn(n):
         with pyro.validation_enabled(False):
             return svi_steps.fast_elbo_estimate(elbo_loss, params, n)
 
-    return _finish(model, guide, args, kwargs, losses, start, elbo_particles, extras, nesting, elbo_fn)
-
-
-SVI_OPTIONS = tuple(name for name, p in inspect.signature(fit_svi).parameters.items()
-                    if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    return _finish(model, guide, args, kwargs, losses, start, settings, extras, nesting, elbo_fn)
 
 
 def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None = None,
-        model_kwargs: dict | None = None, **svi_options) -> FitResult:
+        settings: FitSettings | None = None, model_kwargs: dict | None = None, **svi_options) -> FitResult:
     """Fit a guide to ``model(*args, **model_kwargs)`` by SVI: ``deepprob.fit``.
 
     Args:
@@ -381,7 +347,8 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
             ``fullrank``, ``lowrank``, ``mixture``) or a guide object (an ``AutoGuide`` of Pyro's, say).
         options: the registry guide's options (:class:`~deepprob.guides.registry.GuideOptions`: the
             initialisation, the mixture's components, the low-rank guide's rank).
-        svi_options: :func:`fit_svi`'s keywords (``steps``, ``lr``, ``num_particles``, ``engine``, ...).
+        settings: the fit's :class:`~deepprob.inference.fitting.settings.FitSettings`; ``svi_options``, any of its
+            fields as keywords (``steps``, ``lr``, ``num_particles``, ``engine``, ...), change it.
 
     Returns:
         :class:`FitResult`: the fitted guide, the loss at every step, the time, a fresh ELBO estimate.
@@ -389,22 +356,23 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
         >>> fit = deepprob.fit(model, data, guide="meanfield", steps=5000)
         >>> fit.elbo, fit.guide.median(data)
     """
-    unknown = sorted(set(svi_options) - set(SVI_OPTIONS))
-    if unknown:
-        raise TypeError(f"fit() got unexpected keyword argument(s) {', '.join(unknown)}; the SVI options are "
-                        f"{', '.join(SVI_OPTIONS)} (model keywords go in model_kwargs)")
+    loss = svi_options.pop("loss", None)
+    try:
+        settings = FitSettings.of(settings, **svi_options)
+    except TypeError as err:
+        raise TypeError(f"fit() got an {err} (model keywords go in model_kwargs)") from None
     if isinstance(guide, str):
         guide = build_guide(guide, model, options)
-    return fit_svi(model, guide, *args, **svi_options, **(model_kwargs or {}))
+    return fit_svi(model, guide, *args, settings=settings, loss=loss, **(model_kwargs or {}))
 
 
-def fit_map(model: Callable, *args, steps: int = 2000, lr: float = 0.05, progress: bool = False,
-            **kwargs) -> dict[str, torch.Tensor]:
-    """The MAP estimate of every latent site: ``fit_svi`` of a point mass at one unconstrained vector."""
-    from pyro.infer.autoguide import AutoLaplaceApproximation
+def fit_map(model: Callable, *args, settings: FitSettings = MAP, **kwargs) -> dict[str, torch.Tensor]:
+    """The MAP estimate of every latent site: ``fit_svi`` of a point mass at one unconstrained vector (``settings``:
+    :data:`~deepprob.inference.fitting.settings.MAP`, lr 0.05; any of its fields as keywords change it)."""
+    from deepprob.guides.delta import PointMass
 
-    # fitted as a point mass; its Laplace step is not needed here
-    guide = AutoLaplaceApproximation(model, init_loc_fn=init_median)
-    fit_svi(model, guide, *args, steps=steps, lr=lr, elbo_particles=1, progress=progress, desc="MAP", **kwargs)
+    settings = FitSettings.of(settings, **{name: kwargs.pop(name) for name in NAMES if name in kwargs})
+    guide = PointMass(model, **GuideOptions(start="prior").loc_kwargs())
+    fit_svi(model, guide, *args, settings=settings, **kwargs)
     with torch.no_grad():
         return {name: value.detach() for name, value in guide(*args, **kwargs).items()}  # a point mass: its draw

@@ -1,7 +1,7 @@
 """The compiled engine of :func:`~deepprob.inference.fitting.svi.fit_svi`: a whole SVI step as one compiled function.
 
 For a model of static structure with continuous latents, and a guide with a pure form
-(:mod:`deepprob.inference.fitting.reparam`: every guide of the registry), Pyro's ``Trace_ELBO`` is a
+(its ``pure_form()``, :mod:`deepprob.guides.protocol`: every guide of the registry), Pyro's ``Trace_ELBO`` is a
 plain torch function of the guide's parameters and of the noise:
 
     loss(params; noise) = -mean_s [ log p(x, T(u_s)) + log|det dT/du (u_s)| - log q(u_s) ]
@@ -25,7 +25,7 @@ microseconds instead of a millisecond or two, so ``fit_svi`` takes this path by 
 2,000 steps or more.
 
     loss = svi_loss_fn(model, guide, X, y)              # (params dict, noise tuple) -> loss
-    steps = SVISteps(loss, guide_parameters(guide), lr=0.01, steps=5000)
+    steps = SVISteps(loss, guide_parameters(guide), FitSettings(steps=5000, lr=0.01))
     losses = steps.run(num_particles=4)                 # the guide's parameters end fitted
 """
 
@@ -39,15 +39,15 @@ import numpy as np
 import torch
 
 from deepprob.compiler import compile_step
-from deepprob.errors import NAN_HINT, FitDivergedError
+from deepprob.guides.protocol import PureForm, declared
 from deepprob.inference.fitting.objectives import ELBO, Objective
-from deepprob.inference.fitting.reparam import NoNoise, Reparameterised, reparameterised
+from deepprob.inference.fitting.settings import FitSettings
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import ExponentialDecay, adam_update_, collect_parameters
-from deepprob.progress import bar as progress_bar
 from deepprob.progress import report_once
 from deepprob.seeds import rng_untouched
 from deepprob.subsample import MinibatchIndices
+from deepprob.training import TrainingLoop, check_steps
 
 
 def guide_parameters(guide) -> dict[str, torch.nn.Parameter]:
@@ -68,7 +68,7 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batc
     (:class:`~deepprob.subsample.MinibatchIndices`; without it, the loss is of the full data). Value: minus
     the mean over particles of log p(x, z_s) - log q(z_s); gradient: that of Pyro's surrogate loss. With
     the noise Pyro's guide would draw, both equal Pyro's (the tests check it). The function carries ``form``
-    (the guide's :class:`~deepprob.inference.fitting.reparam.Reparameterised`) and ``structure`` (the model's
+    (the guide's :class:`~deepprob.guides.protocol.PureForm`) and ``structure`` (the model's
     :class:`~deepprob.logdensity.ModelStructure`).
 
     The guide's parameters are created here if the guide has not run yet. The model must have a static
@@ -81,10 +81,10 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batc
     if not guide_parameters(guide):
         with torch.no_grad():
             guide(*args, **kwargs)
-    own_loss = getattr(guide, "loss_fn", None)
-    if own_loss is not None:  # a guide with a loss of its own on the log density (svgd): it draws no noise
-        return _own_loss(model, guide, own_loss, args, kwargs)
-    form = reparameterised(guide)
+    family = declared(guide)
+    if family.own_loss is not None:  # a guide with a loss of its own on the log density (svgd): it draws no noise
+        return _own_loss(model, family, args, kwargs)
+    form = family.pure_form()
     if form is None:
         raise NotImplementedError(f"the compiled engine has no pure form of the guide {type(guide).__name__}")
     structure = ModelStructure.of(model, *args, **kwargs)
@@ -115,22 +115,22 @@ def svi_loss_fn(model: Callable, guide, *args, objective: Objective = ELBO, batc
     return loss
 
 
-def _own_loss(model, guide, own_loss, args, kwargs):
+def _own_loss(model, family, args, kwargs):
     structure = ModelStructure.of(model, *args, **kwargs)
     structure.require_continuous()
-    fn = own_loss(structure.log_joint_unconstrained(model, *args, **kwargs))
+    fn = family.own_loss(structure.log_joint_unconstrained(model, *args, **kwargs))
 
     def loss(params: dict, noise: tuple) -> torch.Tensor:
         return fn(params)
 
-    loss.form, loss.structure = NoNoise(guide), structure
+    loss.form, loss.structure = family.pure_form(), structure
     loss.inputs = lambda params, particles, example=False: loss.form.noise(params, particles)
     return loss
 
 
 def fast_elbo_estimate(loss: Callable, params: dict, num_particles: int = 1000, chunk: int = 250) -> float:
     """A fresh Monte Carlo ELBO of the guide at ``params``: the fast twin of ``svi.estimate_elbo``."""
-    form: Reparameterised = loss.form
+    form: PureForm = loss.form
     if not form.stochastic:
         num_particles = chunk = 1
     total, done = 0.0, 0
@@ -149,11 +149,10 @@ class SVISteps:
         loss: from :func:`svi_loss_fn` (it carries ``form``, which draws the noise).
         params: the tensors to train, by name; they are updated in place (pass the guide's own
             parameters and the guide ends fitted).
-        steps, lr, final_lr_fraction, average_fraction, step_scales: as
-            :func:`~deepprob.inference.fitting.svi.optimise`: Adam (``torch.optim.Adam``'s defaults) with the
-            learning rate decaying from ``lr`` to ``lr * final_lr_fraction`` over ``steps`` (times the
-            parameter's ``step_scales``, elementwise), and the iterates of the last ``average_fraction`` of
-            the steps averaged (the parameters end at their mean).
+        settings, step_scales: as :func:`~deepprob.inference.fitting.svi.optimise`: Adam (``torch.optim.Adam``'s
+            defaults) with the learning rate decaying from ``lr`` to ``lr * final_lr_fraction`` over ``steps``
+            (times the parameter's ``step_scales``, elementwise), and the iterates of the last
+            ``average_fraction`` of the steps averaged (the parameters end at their mean).
         compile: ``True``: trace and compile; ``False``: run the same step eagerly.
         backend: the compiler (:func:`~deepprob.compiler.compiling.compile_step`): ``"auto"``
             (default) compiles to one C function where the step's operations allow (CPU), else with
@@ -165,9 +164,9 @@ class SVISteps:
         fallback: why the step is not what was asked (C declined, or compiling failed), or None.
     """
 
-    def __init__(self, loss: Callable, params: dict[str, torch.Tensor], *, steps: int, lr: float,
-                 final_lr_fraction: float = 0.1, average_fraction: float = 0.25, compile: bool = True,
-                 backend: str = "auto", step_scales: list[torch.Tensor | None] | None = None):
+    def __init__(self, loss: Callable, params: dict[str, torch.Tensor], settings: FitSettings, *,
+                 compile: bool = True, backend: str = "auto", step_scales: list[torch.Tensor | None] | None = None):
+        steps, lr = settings.steps, settings.lr
         self.loss, self.names, self.steps = loss, list(params), steps
         # a step's inputs besides the state: the guide's noise, and a minibatch's rows (svi_loss_fn)
         self.inputs = getattr(loss, "inputs", None) or (lambda p, s, example=False: loss.form.noise(p, s))
@@ -179,8 +178,8 @@ class SVISteps:
         zeros = lambda: [torch.zeros_like(p) for p in self.params]  # noqa: E731
         self.m, self.v, self.average = zeros(), zeros(), zeros()
         like = self.params[0]
-        self.decay = ExponentialDecay(lr, steps, final_lr_fraction)
-        average_from = steps - int(average_fraction * steps)
+        self.decay = ExponentialDecay(lr, steps, settings.final_lr_fraction)
+        average_from = steps - int(settings.average_fraction * steps)
         scalar = lambda x: torch.tensor(float(x), dtype=like.dtype, device=like.device)  # noqa: E731
         self.t = scalar(0)
         # hyper-parameters are inputs rather than constants, so one compiled graph serves any of them
@@ -243,7 +242,7 @@ class SVISteps:
             FitDivergedError: a loss was NaN or infinite (checked every ``check_every`` steps; the
                 message names the first bad step).
         """
-        form: Reparameterised = self.loss.form
+        form: PureForm = self.loss.form
         if not form.stochastic:
             num_particles = 1
         named = dict(zip(self.names, self.params))
@@ -253,33 +252,29 @@ class SVISteps:
                 step_fn = self._steps[num_particles] = self._build(self.inputs(named, num_particles,
                                                                                       example=True))
         losses = []
-        bar = progress_bar(desc, self.steps, enabled=progress)
-        for step in range(self.steps):
+        # the losses are read back from the device every check_every steps (one host synchronisation), checked
+        loop = TrainingLoop(desc, self.steps, progress=progress, every=check_every)
+        for step in loop:
             losses.append(step_fn(*self.inputs(named, num_particles)))
-            if (step + 1) % check_every == 0 or step + 1 == self.steps:
+            if loop.due(step, check_every):
                 recent = torch.stack(losses[-((step % check_every) + 1):])
-                self._check(recent, step + 1 - len(recent))
-                bar.update(len(recent), postfix=f"elbo {-float(recent.mean()):.4g}")
-        bar.close(f"elbo {-float(recent.mean()):.4g}")
+                check_steps(recent, step + 1 - len(recent))
+                loop.record(step, postfix=f"elbo {-float(recent.mean()):.4g}")
+        loop.close(f"elbo {-float(recent.mean()):.4g}")
         if self.averaging:
             for p, a in zip(self.params, self.average):
                 p.copy_(a)
         return torch.stack(losses).cpu().numpy().astype(np.float64)
 
-    @staticmethod
-    def _check(losses: torch.Tensor, first_step: int) -> None:
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            i = int(bad[0, 0])
-            raise FitDivergedError(f"the loss became {float(losses[i])} at step {first_step + i}; {NAN_HINT}")
-
 
 def compiled_path_problem(model: Callable, guide, args: tuple, kwargs: dict) -> str | None:
     """Why ``fit_svi`` cannot take the compiled engine for this model and guide, or None when it can."""
-    if getattr(guide, "untraceable", None):
-        return f"the {type(guide).__name__} guide: {guide.untraceable}"
-    if reparameterised(guide) is None and getattr(guide, "loss_fn", None) is None:
-        return f"the guide {type(guide).__name__} has no pure form (deepprob.inference.fitting.reparam)"
+    family = declared(guide)
+    if family.untraceable:
+        return f"the {type(guide).__name__} guide: {family.untraceable}"
+    if family.pure_form() is None:
+        return (f"the guide {type(guide).__name__} has no pure form (a guide of deepprob.guides' registry has; "
+                "see deepprob.guides.protocol)")
     if collect_parameters(model):
         return "the model has trainable parameters of its own"
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in _tensors((args, kwargs))):

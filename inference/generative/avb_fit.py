@@ -18,9 +18,10 @@ from contextlib import contextmanager
 import torch
 
 from deepprob.adversarial.losses import discriminator_loss
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.optim import make_adam
+from deepprob.training import TrainingLoop
 
 
 @contextmanager
@@ -46,12 +47,14 @@ def adversary_loss(adversary, sample_codes, x: torch.Tensor) -> torch.Tensor:
 
 
 def fit_adversary(adversary, sample_codes, x: torch.Tensor, *, steps: int = 2000, batch_size: int = 256,
-                  lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None) -> list[float]:
+                  lr: float = 1e-3, optimizer: torch.optim.Optimizer | None = None,
+                  progress: bool = False) -> list[float]:
     """Train T alone against a fixed encoder: ``steps`` Adam steps of :func:`adversary_loss` on minibatches
-    of ``x`` (N, ...). Returns the loss every 100 steps."""
+    of ``x`` (N, ...). Returns the loss every 100 steps (a non-finite one stops it: FitDivergedError)."""
     optimizer = optimizer or make_adam(adversary.parameters(), lr=lr)
     losses = []
-    for step in range(steps):
+    loop = TrainingLoop("adversary", steps, progress=progress)
+    for step in loop:
         batch = x[torch.randint(len(x), (batch_size,), device=x.device)]
         optimizer.zero_grad(set_to_none=True)
         loss = adversary_loss(adversary, sample_codes, batch)
@@ -59,8 +62,9 @@ def fit_adversary(adversary, sample_codes, x: torch.Tensor, *, steps: int = 2000
         optimizer.step()
         if step % 100 == 0 or step == steps - 1:
             value = loss.item()
-            check_loss(value, step)
+            loop.record(step, postfix=f"loss={value:.4f}", loss=value)
             losses.append(value)
+    loop.close(f"loss {losses[-1]:.4f}" if losses else None)
     return losses
 
 

@@ -32,11 +32,10 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
-from tqdm.auto import tqdm
 
 import deepprob.parallel as parallel
 from deepprob.datasets.images import binarize
-from deepprob.errors import InputError, check_loss
+from deepprob.errors import InputError
 from deepprob.files import atomic_torch_save
 from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
 from deepprob.inference.fitting.objectives import parse_objective
@@ -44,6 +43,7 @@ from deepprob.inference.generative.vae_eval import ImportanceWeightedLoss, evalu
 from deepprob.optim import adam_state, collect_parameters, make_adam
 from deepprob.progress import report_once
 from deepprob.seeds import rng_untouched
+from deepprob.training import TrainingLoop, check_steps
 
 ELBOS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 VAE_ENGINES = ("pyro", "compiled")
@@ -169,8 +169,9 @@ class VAETrainer:
             self.loss.differentiable_loss(self.vae.model, self.vae.guide, x)
         self._validated = True
 
-    def train_epoch(self, x: torch.Tensor, order: torch.Tensor, bar: tqdm | None = None) -> float:
-        """One pass over the binary images ``x`` (N, *event_shape) in the order ``order`` (N,).
+    def train_epoch(self, x: torch.Tensor, order: torch.Tensor, bar: TrainingLoop | None = None) -> float:
+        """One pass over the binary images ``x`` (N, *event_shape) in the order ``order`` (N,); ``bar`` (a
+        :class:`~deepprob.training.TrainingLoop`, or a progress bar) moves by ``update()`` after each step.
 
         Returns:
             The mean ELBO per image over the epoch's steps (nats).
@@ -196,9 +197,7 @@ class VAETrainer:
                     bar.update()
         # the global batches' losses (every process then checks the same numbers); the one host sync
         losses = parallel.all_reduce_sum(losses).cpu()
-        bad = (~torch.isfinite(losses)).nonzero()
-        if len(bad):
-            check_loss(float(losses[bad[0, 0]]), self.step + int(bad[0, 0]))
+        check_steps(losses, self.step)
         self.step += len(batches)
         return -float(losses.sum()) / x.shape[0]
 
@@ -340,21 +339,23 @@ def fit_vae(
         _set_rng_state(state["rng"], device)
         resumed_from = start
     writer = parallel.is_writer()  # process 0 of a torchrun, or the only one: writes and shows progress
-    bar = tqdm(total=epochs * steps_per_epoch, initial=min(start, epochs) * steps_per_epoch, desc=desc,
-               disable=not (progress and writer), leave=False, dynamic_ncols=True)
-    for epoch in range(start, epochs):
+
+    def save(epochs_done: int) -> None:  # after each epoch: the state to go on from, and the RNG's
+        atomic_torch_save({"epoch": epochs_done, "config": config, "trainer": trainer.state_dict(),
+                           "history": history, "init": init, "rng": _rng_state(device)}, checkpoint)
+
+    loop = TrainingLoop(desc, epochs, start=start, progress=progress and writer, ticks=steps_per_epoch,
+                        checkpoint=save if checkpoint is not None and writer else None)
+    for epoch in loop:
         # the epoch's binary images and order come from the global RNG, whose state the checkpoint keeps
         x = binarize(train, binarization, threshold)
         order = torch.randperm(train.shape[0]).to(device)
         tick, compiling = time.perf_counter(), trainer.compile_seconds
-        history["train_elbo"].append(trainer.train_epoch(x, order, bar))
+        history["train_elbo"].append(trainer.train_epoch(x, order, loop))
         # train_epoch ends with a host sync; the time spent compiling is not the epoch's
         history["seconds"].append(time.perf_counter() - tick - (trainer.compile_seconds - compiling))
         history["test_elbo"].append(evaluate_vae(vae, test, num_samples=1)["elbo"])
-        bar.set_postfix(epoch=epoch + 1, elbo=f"{history['train_elbo'][-1]:.2f}", refresh=False)
-        if checkpoint is not None and writer:
-            atomic_torch_save({"epoch": epoch + 1, "config": config, "trainer": trainer.state_dict(),
-                               "history": history, "init": init, "rng": _rng_state(device)}, checkpoint)
-    bar.close()
+        loop.record(epoch + 1, postfix=f"epoch={epoch + 1}, elbo={history['train_elbo'][-1]:.2f}")
+    loop.close(f"elbo {history['train_elbo'][-1]:.2f}" if history["train_elbo"] else None)
     return {"epochs": max(start, epochs), "history": history, "init": init, "resumed_from": resumed_from,
             "engine": engine, "compile_seconds": trainer.compile_seconds, "world_size": trainer.world_size}
