@@ -194,7 +194,7 @@ _reported: set[str] = set()
 
 def report_once(message: str) -> str:
     """Print ``deepprob: message`` on stderr the first time this process says it (in a worker of
-    :func:`map_forked`, the parent says it, once); returns ``message``.
+    :func:`~deepprob.pool.map_forked`, the parent says it, once); returns ``message``.
 
     For what a user should know but that is not an error: a fall-back to a slower engine, say.
     """

@@ -9,8 +9,8 @@
 
 :meth:`TrainingLoop.record` raises :class:`~deepprob.errors.FitDivergedError` for a loss that is NaN or infinite,
 worded the same for every fit: "the loss became nan at step 12; ..." (with its name where a loop has two: "the
-d_loss became nan at step 12; ..."). A loop that reads its losses back from the device only now and then records only then (or
-checks a whole stretch of them at once with :func:`check_steps`).
+d_loss became nan at step 12; ..."). A loop that reads its losses back from the device only now and then records
+only then (or checks a whole stretch of them at once with :func:`check_steps`).
 
 The bar is :func:`deepprob.progress.bar`'s (nothing is drawn with ``progress=False``); it moves every ``every``
 steps, with the last postfix recorded or, given ``postfix`` (a function of the steps since the last move, a
