@@ -177,8 +177,6 @@ def load_images(args: argparse.Namespace, dataset: str):
 
 
 def train_images(args: argparse.Namespace, dataset: str) -> dict:
-    from tqdm.auto import tqdm
-
     import deepprob.parallel as parallel
     from deepprob.adversarial.dcgan import DCDiscriminator, DCGANTrainer, DCGenerator, to_unit_range
     from deepprob.examples.image_data import QUALITY_SAMPLES, quality_text, sample_quality
@@ -196,16 +194,11 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     trainer = DCGANTrainer(generator, discriminator, data.images, batch_size=args.batch_size or 64, device=args.device)
     checkpoint_path = args.out / "checkpoint.pt"
     writer = parallel.is_writer()  # process 0 of a torchrun (or the only one) writes
-    bar = tqdm(total=epochs * trainer.batches_per_epoch(), desc=f"DCGAN {dataset}", disable=args.quiet or not writer,
-               leave=False)
     start = time.perf_counter()
-    for _ in range(epochs):
-        stats = trainer.train_epoch(bar)
-        bar.set_postfix(epoch=trainer.epoch, d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}")
-        # every epoch, atomically: an interrupted run keeps its last complete epoch
-        if writer:
-            atomic_torch_save(trainer.checkpoint(dataset=dataset, seed=args.seed), checkpoint_path)
-    bar.close()
+    # every epoch, atomically: an interrupted run keeps its last complete epoch
+    stats = trainer.train(epochs, progress=writer and not args.quiet, desc=f"DCGAN {dataset}",
+                          checkpoint=(lambda _: atomic_torch_save(trainer.checkpoint(dataset=dataset, seed=args.seed),
+                                                                  checkpoint_path)) if writer else None)
     seconds = time.perf_counter() - start
     if not writer:  # the other processes of a torchrun: trained, nothing to write or report
         return {"dataset": dataset, "epochs": epochs, "world_size": trainer.world_size}
