@@ -8,8 +8,9 @@ One small API::
     step.compiled_by                          # "c" or "inductor"
 
 - :mod:`.compiling`: ``compile_step`` (the ``make_fx`` trace, then the C backend or Inductor) and its result;
-- :mod:`.c_step`: the C backend (a traced graph to one C function); :mod:`.c_library`: building, caching
-  and calling its shared libraries, and the check that a compiled value is eager torch's.
+- :mod:`.c_step`: the C backend (a traced graph to one C function; its code generator: the sub-package
+  :mod:`.c`); :mod:`.c_library`: building, caching and calling its shared libraries, and the check that a
+  compiled value is eager torch's.
 
 It imports no Pyro and nothing of :mod:`deepprob.inference`; torch's private APIs it needs are confined here.
 """

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepprob.examples.options import guide_options
+from deepprob.examples.options import fit_settings, guide_options
 from deepprob.inference.evaluation.arviz_data import save_inference_data
 from deepprob.inference.evaluation.diagnostics import guide_khat, loo, moment_errors
 from deepprob.inference.evaluation.draws import Draws, draws_from_guide
@@ -17,9 +17,8 @@ from deepprob.logdensity import ModelStructure
 
 def fit_guide(model, args: argparse.Namespace, *model_args, init_loc_fn=None, desc=None) -> FitResult:
     """``deepprob.fit`` of ``args.guide`` for ``model`` with the shared SVI options of ``args``."""
-    return fit(model, *model_args, guide=args.guide, options=guide_options(args, init_loc_fn), steps=args.steps,
-               lr=args.lr, num_particles=args.num_particles, progress=not args.quiet,
-               desc=desc or f"{args.example}/{args.guide}", engine=args.engine, objective=args.objective)
+    return fit(model, *model_args, guide=args.guide, options=guide_options(args, init_loc_fn),
+               settings=fit_settings(args, desc or f"{args.example}/{args.guide}"))
 
 
 def say(args: argparse.Namespace, *lines: str) -> None:

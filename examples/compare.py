@@ -40,7 +40,7 @@ from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.examples import problems
 from deepprob.examples.common import say
-from deepprob.examples.options import guide_options, nuts_budget
+from deepprob.examples.options import fit_settings, guide_options, nuts_budget
 from deepprob.inference.evaluation.compare import Comparison, compare
 from deepprob.inference.evaluation.draws import predictive_mean
 from deepprob.inference.evaluation.nuts import NUTSBudget
@@ -70,8 +70,7 @@ def main(args):
 
 def settings(args) -> dict:
     """The SVI, NUTS and run options of ``compare``."""
-    return {"guides": args.guides, "draws": args.draws, "steps": args.steps, "lr": args.lr,
-            "num_particles": args.num_particles, "engine": args.engine, "objective": args.objective,
+    return {"guides": args.guides, "draws": args.draws, "settings": fit_settings(args),
             "seed": args.seed, "jobs": args.jobs,
             "progress": not args.quiet, "out": args.out,
             "nuts": NUTSBudget(**nuts_budget(args))}

@@ -11,7 +11,7 @@ import argparse
 
 from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions
 from deepprob.inference.fitting.engines import ENGINES
-from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES
+from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES, FitSettings, compare_lr
 
 # --- argument types: a bad value is an argparse error, one line, exit status 2 --------------------
 
@@ -182,6 +182,15 @@ def guide_options(args: argparse.Namespace, init_loc_fn=None) -> GuideOptions:
     return GuideOptions(init_loc_fn=init_loc_fn, components=args.components, rank=args.rank, depth=args.depth,
                         width=args.width, particles=args.particles, paths=args.paths, resample=args.resample,
                         start=args.start)
+
+
+def fit_settings(args: argparse.Namespace, desc: str = "SVI") -> FitSettings:
+    """The SVI options of ``add_svi_arguments`` (and ``--start``, ``--quiet``) as the one settings object of the
+    fits they ask for; ``--lr`` not given: compare's rule of the start and the steps
+    (:func:`~deepprob.inference.fitting.settings.compare_lr`)."""
+    lr = args.lr if args.lr is not None else compare_lr(args.start, args.steps)
+    return FitSettings(steps=args.steps, lr=lr, num_particles=args.num_particles, objective=args.objective,
+                       engine=args.engine, progress=not args.quiet, desc=desc)
 
 
 # full batch up to this many rows, minibatches of DEFAULT_BATCH_SIZE above (bench/scale.py: a full-batch

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from deepprob.examples.common import say
-from deepprob.examples.options import guide_options, nuts_budget
+from deepprob.examples.options import fit_settings, guide_options, nuts_budget
 from deepprob.inference.evaluation.nuts import NUTSBudget
 from deepprob.inference.evaluation.posteriors import database
 from deepprob.inference.evaluation.scoreboard import scoreboard
@@ -34,10 +34,9 @@ def main(args):
     db = database(args.posteriordb)
     names = [n.strip() for n in args.posteriors.split(",") if n.strip()] if args.posteriors else None
     nuts = None if args.no_nuts else NUTSBudget(**nuts_budget(args))
-    board = scoreboard(db, names, args.guides, nuts=nuts, steps=args.steps, lr=args.lr,
-                       num_particles=args.num_particles, engine=args.engine, draws=args.draws, seed=args.seed,
-                       jobs=args.jobs, progress=not args.quiet, out=args.out, dtype=getattr(torch, args.dtype),
-                       objective=args.objective, options=guide_options(args))
+    board = scoreboard(db, names, args.guides, nuts=nuts, settings=fit_settings(args), draws=args.draws,
+                       seed=args.seed, jobs=args.jobs, progress=not args.quiet, out=args.out,
+                       dtype=getattr(torch, args.dtype), options=guide_options(args))
     say(args, *board.report())  # the table first: a figure that cannot be drawn loses nothing
     figure = drawn("scoreboard.png", lambda: board.figure(args.out))
     if figure is not None:

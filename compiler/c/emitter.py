@@ -61,6 +61,8 @@ class Op:
         return self.args[position] if len(self.args) > position else self.kwargs.get(name, default)
 
 
+# an elementwise expression: the C of one element of the result, from the operands' elements and the loop variables
+Expression = Callable[[list[str], list[str]], str]
 # the emitter of one operation: writes its code, returns its value (a Ref, a tuple of them, or None)
 OpEmitter = Callable[["Emitter", Op], object]
 
@@ -162,7 +164,7 @@ class Emitter:
         order = list(range(t.dim())) if key in self.gathered else long_axis_order(t.shape)
         copy = t.permute(order).contiguous()
         self.constants.append(copy)
-        buf = self.arg_ref(copy, -len(self.constants)).buf  # index fixed up in source()
+        buf = self.arg_ref(copy, -len(self.constants)).buf  # numbered after the inputs at the end
         strides = [0] * t.dim()
         for i, d in enumerate(order):
             strides[d] = copy.stride(i)
@@ -228,8 +230,7 @@ class Emitter:
         self.loop_depth -= depth
         return nest(vars_, merged_shape, stmts, "#pragma omp simd" if simd else None)
 
-    def elementwise(self, out: Ref, operands: Sequence[Ref | str], expr: Callable[[list[str], list[str]], str],
-                    keep_last: int = 0) -> None:
+    def elementwise(self, out: Ref, operands: Sequence[Ref | str], expr: Expression, keep_last: int = 0) -> None:
         """out = expr(operand elements, loop variables) over out's shape; operands are Refs or C scalar
         expressions.
 

@@ -5,6 +5,7 @@ long k, are fused with the loops around them; the others are loop nests of their
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from deepprob.compiler.c.emitter import Emitter, Op, into_new_buffer
 from deepprob.compiler.c.linalg import dense_work_check
@@ -81,14 +82,26 @@ def matmul(gen: Emitter, out: Ref, a: Ref, b: Ref) -> None:
               *("  }" for _ in batch_loops), "  }"])
 
 
+@dataclass(frozen=True)
 class Product:
     """out = a @ b as a loop nest of its own (orders ``dot``, ``k_outer``, ``axpy``): the operands, sizes, and
     the C of their elements (in the loop over the batch ``q``, if ``batch``)."""
 
-    def __init__(self, out: Ref, a: Ref, b: Ref, M: int, N: int, K: int, batch: bool):
-        self.out, self.a, self.b, self.M, self.N, self.K, self.batch = out, a, b, M, N, K, batch
-        self.acc = accumulator_type(out.dtype)
-        self.ctype = C_TYPES[out.dtype]
+    out: Ref
+    a: Ref
+    b: Ref
+    M: int
+    N: int
+    K: int
+    batch: bool
+
+    @property
+    def acc(self) -> str:
+        return accumulator_type(self.out.dtype)
+
+    @property
+    def ctype(self) -> str:
+        return C_TYPES[self.out.dtype]
 
     def el(self, ref: Ref, i: str, j: str) -> str:
         """Element (i, j) of the matrix ``ref`` (of batch q)."""

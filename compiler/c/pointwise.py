@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deepprob.compiler.c.emitter import Emitter, Op, into_new_buffer
+from deepprob.compiler.c.emitter import Emitter, Expression, Op, into_new_buffer
 from deepprob.compiler.c.values import C_TYPES, Ref, c_literal, math_call, math_fn
 from deepprob.compiler.c_library import Unsupported
 
@@ -20,9 +20,6 @@ from deepprob.compiler.c_library import Unsupported
 COMPARISONS = {"gt", "ge", "lt", "le", "eq", "ne", "logical_and", "logical_or", "logical_not"}
 # the keyword arguments the expressions below implement (others, as div's rounding_mode, are declined)
 KNOWN_KWARGS = {"alpha", "min", "max"}
-
-# an elementwise expression: C of the operands' elements (``values``) at the loop variables (``vars_``)
-Expression = Callable[[list[str], list[str]], str]
 
 
 def unary(name: str, dtype: torch.dtype, a: str) -> str | None:

@@ -30,6 +30,7 @@ from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions
 from deepprob.inference.evaluation.compare import Comparison, compare
 from deepprob.inference.evaluation.nuts import NUTSBudget
 from deepprob.inference.evaluation.posteriors import load_posterior, translated
+from deepprob.inference.fitting.settings import FitSettings, compare_settings
 
 ACCURATE = 0.2  # worst mean and sd errors, in reference sds, of an accurate fit
 GOAL = 0.1      # ... of the best guide on every posterior
@@ -148,14 +149,13 @@ def _cell(value, width: int, digits: int) -> str:
 
 
 def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guides: list[str] | None = None, *,
-               nuts: NUTSBudget | None = SHORT_NUTS, steps: int = 10000, lr: float | None = None,
-               num_particles: int = 4,
-               engine: str = "auto", objective: str = "elbo", draws: int = 2000, seed: int = 0, jobs: int = 1,
-               progress: bool = False, out: str | Path | None = None, dtype: torch.dtype = torch.float64,
-               options: GuideOptions | None = None) -> Scoreboard:
+               nuts: NUTSBudget | None = SHORT_NUTS, settings: FitSettings | None = None, draws: int = 2000,
+               seed: int = 0, jobs: int = 1, progress: bool = False, out: str | Path | None = None,
+               dtype: torch.dtype = torch.float64, options: GuideOptions | None = None, **fit_options) -> Scoreboard:
     """Every guide (and NUTS on the budget ``nuts``; None: none) on every posterior of ``db`` that has a
     translation (or those of ``posteriors``), against its reference draws, in ``dtype`` (Stan's float64).
-    ``options``: the guides' (default: starting at the Laplace approximation).
+    ``options``: the guides' (default: starting at the Laplace approximation); ``settings`` and ``fit_options``:
+    the fits', as :func:`~deepprob.inference.evaluation.compare.compare` takes them.
 
     Raises:
         InputError: a posterior name that ``db`` does not have, or whose model has no translation.
@@ -166,6 +166,8 @@ def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guide
     if unknown:
         raise InputError(f"--posteriors {','.join(unknown)}: not in {db.root} with a translated model; available: "
                          f"{', '.join(available)}")
+    options = options or GuideOptions()
+    fit = compare_settings(options.start, settings, **fit_options)
     start = time.perf_counter()
     comparisons, failed = {}, {}
     for i, name in enumerate(names, start=1):
@@ -176,14 +178,12 @@ def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guide
             try:
                 comparisons[name] = compare(
                     problem.model, problem.data, guides=guides or list(DEFAULT_GUIDES), reference=problem.draws,
-                    options=options or GuideOptions(),
-                    reference_latents=problem.reference_latents, nuts_row=nuts, steps=steps, lr=lr,
-                    num_particles=num_particles, engine=engine, objective=objective, draws=draws, seed=seed,
-                    jobs=jobs, name=name,
+                    options=options, reference_latents=problem.reference_latents, nuts_row=nuts, settings=fit,
+                    draws=draws, seed=seed, jobs=jobs, name=name,
                     out=None if out is None else Path(out) / name)
             except (InputError, RuntimeError, ValueError) as err:  # one posterior's failure is reported, not fatal
                 failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    settings = {"guides": guides or list(DEFAULT_GUIDES), "start": (options or GuideOptions()).start,
-                "steps": steps, "lr": lr, "num_particles": num_particles, "objective": objective,
-                "draws": draws, "seed": seed, "nuts": None if nuts is None else vars(nuts), "database": str(db.root)}
-    return Scoreboard(comparisons, failed, time.perf_counter() - start, settings)
+    asked = {"guides": guides or list(DEFAULT_GUIDES), "start": options.start, "steps": fit.steps, "lr": fit.lr,
+             "num_particles": fit.num_particles, "objective": fit.objective, "draws": draws, "seed": seed,
+             "nuts": None if nuts is None else vars(nuts), "database": str(db.root)}
+    return Scoreboard(comparisons, failed, time.perf_counter() - start, asked)
