@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions
+from deepprob.errors import InputError
+from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, checked_guides
 from deepprob.inference.fitting.engines import ENGINES
 from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES, FitSettings, compare_lr
 
@@ -68,24 +69,21 @@ def layer_sizes(text: str) -> list[int]:
 
 
 def guide_name(text: str) -> str:
-    if text not in GUIDES:
-        raise argparse.ArgumentTypeError(f"unknown guide {text!r}; expected one of {', '.join(GUIDES)}")
-    return text
+    return guide_names(text, several=False)[0]
 
 
-def guide_names(text: str) -> list[str]:
-    if text.strip() == "all":
+def guide_names(text: str, several: bool = True) -> list[str]:
+    """``--guides a,b`` (or ``all``; ``several=False``: ``--guide a``), checked by the registry's one check."""
+    if several and text.strip() == "all":
         return list(GUIDES)
-    names = list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    unknown = [name for name in names if name not in GUIDES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(GUIDES)}, got {text!r}"
-                                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    return names
+    names = [name.strip() for name in text.split(",")] if several else [text]
+    try:
+        return checked_guides(name for name in names if name)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def objective_text(text: str) -> str:
-    from deepprob.errors import InputError
     from deepprob.inference.fitting.objectives import parse_objective
 
     try:

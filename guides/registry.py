@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from deepprob.errors import InputError
@@ -68,12 +68,28 @@ GUIDES: dict[str, str] = {
 DEFAULT_GUIDES = ("laplace", "meanfield", "fullrank", "lowrank", "mixture")
 
 
+def checked_guides(names: Iterable[str]) -> list[str]:
+    """``names`` without repeats, in order, each a guide of :data:`GUIDES` (the one check of a guide's name).
+
+    Raises:
+        InputError: "unknown guide 'x'; expected one of laplace, meanfield, ..." (or none given).
+    """
+    names = list(dict.fromkeys(names))
+    unknown = [name for name in names if name not in GUIDES]
+    if unknown or not names:
+        what = f"unknown guide {', '.join(map(repr, unknown))}" if unknown else "no guide given"
+        raise InputError(f"{what}; expected one of {', '.join(GUIDES)}")
+    return names
+
+
 def build_guide(name: str, model: Callable, options: GuideOptions | None = None):
     """A fresh guide of family ``name`` for ``model``; its parameters are created on the first call."""
     import importlib
 
-    if name not in GUIDES:
-        raise InputError(f"--guide {name!r}: unknown guide; expected one of {', '.join(GUIDES)}")
+    try:
+        checked_guides([name])
+    except InputError as err:
+        raise InputError(f"--guide {name!r}: {err}") from None
     module_name, function = GUIDES[name].split(":")
     build = getattr(importlib.import_module(module_name), function)
     return build(model, options or GuideOptions())

@@ -28,7 +28,7 @@ def test_options_come_from_the_model_and_the_run_options_go_anywhere():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["linreg", "--guides", "fullrank,fullrnak"], "argument --guides: expected comma-separated names"),
+    (["linreg", "--guides", "fullrank,fullrnak"], "argument --guides: unknown guide 'fullrnak'; expected one of"),
     (["logreg", "--reference", "exact"], "argument --reference: invalid choice: 'exact'"),
 ])
 def test_bad_options_are_one_line(capsys, argv, message):

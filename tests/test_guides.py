@@ -98,7 +98,7 @@ def test_the_laplace_start_is_the_exact_gaussian_posterior_before_any_step():
 
 
 def test_unknown_guide_is_an_input_error():
-    with pytest.raises(InputError, match="--guide 'fullrnak': unknown guide; expected one of laplace"):
+    with pytest.raises(InputError, match="--guide 'fullrnak': unknown guide 'fullrnak'; expected one of laplace"):
         build_guide("fullrnak", lambda: None)
 
 

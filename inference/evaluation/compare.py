@@ -48,7 +48,7 @@ import torch
 from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
 from deepprob.files import jsonable
 from deepprob.guides.protocol import declared
-from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide
+from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions, build_guide, checked_guides
 from deepprob.inference.evaluation.arviz_data import az, save_inference_data, summary_text, to_inference_data
 from deepprob.inference.evaluation.diagnostics import (
     guide_khat,
@@ -615,12 +615,12 @@ def compare(
 
 
 def _guide_names(guides: Sequence[str] | None) -> list[str]:
-    names = list(DEFAULT_GUIDES) if guides is None else list(dict.fromkeys(guides))
-    unknown = [g for g in names if g not in GUIDES]
-    if unknown or not names:
-        raise InputError(f"guides {','.join(names)!r}: expected names from {', '.join(GUIDES)}"
-                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    return names
+    if guides is None:
+        return list(DEFAULT_GUIDES)
+    try:
+        return checked_guides(guides)
+    except InputError as err:
+        raise InputError(f"guides {','.join(guides)!r}: {err}") from None
 
 
 def _prepare_inductor_for_workers() -> None:
