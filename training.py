@@ -148,3 +148,25 @@ class TrainingLoop:
         if self._pending or self._text is not None:
             self.bar.update(self._pending, postfix=self._text)
         self.bar.close(summary)
+
+
+def minimise(loss_at: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, steps: int, *, desc: str,
+             progress: bool = False, record_every: int = 100, decay=None) -> list[float]:
+    """``steps`` gradient steps of ``optimizer`` on the scalar ``loss_at(step)`` (which draws its own minibatch),
+    with the learning rate of ``decay`` (its ``apply(optimizer, step)``; None: constant); the loss is read back
+    and checked at step 0, every ``record_every`` steps and at the last, and those values are returned."""
+    losses: list[float] = []
+    loop = TrainingLoop(desc, steps, progress=progress)
+    for step in loop:
+        loss = loss_at(step)
+        if decay is not None:
+            decay.apply(optimizer, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % record_every == 0 or step == steps - 1:
+            value = loss.item()
+            loop.record(step, postfix=f"loss={value:.4f}", loss=value)
+            losses.append(value)
+    loop.close(f"loss {losses[-1]:.4f}" if losses else None)
+    return losses

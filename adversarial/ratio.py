@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from deepprob.adversarial.nets import Affine, mlp
 from deepprob.errors import InputError
 from deepprob.optim import ExponentialDecay, make_adam
-from deepprob.training import TrainingLoop
+from deepprob.training import minimise
 
 
 class UniformBox:
@@ -101,23 +101,14 @@ def fit_ratio(
     optimizer = make_adam(model.parameters(), lr, weight_decay=weight_decay)
     decay = ExponentialDecay(lr, steps)
     target = torch.cat([torch.ones(batch_size, device=device), torch.zeros(batch_size, device=device)])
-    losses = []
-    loop = TrainingLoop("ratio", steps, progress=progress)
-    for step in loop:
+
+    def loss_at(step: int) -> torch.Tensor:
         x = torch.cat(
             [data[torch.randint(len(data), (batch_size,), device=device)], model.reference.sample(batch_size, device)]
         )
-        loss = F.binary_cross_entropy_with_logits(model.logit(x), target)
-        decay.apply(optimizer, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % 50 == 0 or step == steps - 1:
-            value = loss.item()
-            loop.record(step, postfix=f"loss={value:.4f}", loss=value)
-            losses.append(value)
-    loop.close(f"loss {losses[-1]:.4f}" if losses else None)
-    return losses
+        return F.binary_cross_entropy_with_logits(model.logit(x), target)
+
+    return minimise(loss_at, optimizer, steps, desc="ratio", progress=progress, record_every=50, decay=decay)
 
 
 def evaluate_on_grid(model: RatioDensity, resolution: int = 200, true_log_prob=None, device=None) -> dict:

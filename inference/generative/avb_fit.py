@@ -21,7 +21,7 @@ from deepprob.adversarial.losses import discriminator_loss
 from deepprob.errors import InputError
 from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.optim import make_adam
-from deepprob.training import TrainingLoop
+from deepprob.training import minimise
 
 
 @contextmanager
@@ -52,20 +52,11 @@ def fit_adversary(adversary, sample_codes, x: torch.Tensor, *, steps: int = 2000
     """Train T alone against a fixed encoder: ``steps`` Adam steps of :func:`adversary_loss` on minibatches
     of ``x`` (N, ...). Returns the loss every 100 steps (a non-finite one stops it: FitDivergedError)."""
     optimizer = optimizer or make_adam(adversary.parameters(), lr=lr)
-    losses = []
-    loop = TrainingLoop("adversary", steps, progress=progress)
-    for step in loop:
-        batch = x[torch.randint(len(x), (batch_size,), device=x.device)]
-        optimizer.zero_grad(set_to_none=True)
-        loss = adversary_loss(adversary, sample_codes, batch)
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            value = loss.item()
-            loop.record(step, postfix=f"loss={value:.4f}", loss=value)
-            losses.append(value)
-    loop.close(f"loss {losses[-1]:.4f}" if losses else None)
-    return losses
+
+    def loss_at(step: int) -> torch.Tensor:
+        return adversary_loss(adversary, sample_codes, x[torch.randint(len(x), (batch_size,), device=x.device)])
+
+    return minimise(loss_at, optimizer, steps, desc="adversary", progress=progress, record_every=100)
 
 
 class AVBTrainer(VAETrainer):
