@@ -4,7 +4,7 @@ The path from conjugate Bayesian regression to deep generative models, and a too
 approximate posteriors of any Pyro model:
 
     import deepprob
-    fit = deepprob.fit(model, data, guide="fullrank")            # SVI, a guide by name
+    fit = deepprob.fit(model, data, guide="fullrank")            # SVI, a guide by name (settings: FitSettings)
     idata = deepprob.to_inference_data(fit)                      # ArviZ InferenceData of its draws
     result = deepprob.compare(model, data, reference="nuts")     # every guide against a reference
     result.table                                                 # pandas: ELBO, errors, W2, k-hat, ...
@@ -12,8 +12,9 @@ approximate posteriors of any Pyro model:
 - ``deepprob.datasets``: the shared data layer (synthetic sets, CSV tables, digits, MNIST, Stan JSON).
 - ``deepprob.models``: Pyro models (the generative stories).
 - ``deepprob.guides``: variational families, selected by name from one registry.
-- ``deepprob.inference``: fitting, comparing, exact posteriors, divergences and diagnostics; its
-  ``compiled`` sub-package is the compiled engine.
+- ``deepprob.inference``: by concern: ``fitting`` (SVI, its one settings object, Pyro's and the compiled
+  engine), ``evaluation`` (compare, references, diagnostics), ``generative`` (the VAE's and AVB's training).
+- ``deepprob.compiler``: plain torch: a step traced once and compiled (C or Inductor).
 - ``deepprob.adversarial``: plain torch modules (discriminators, GANs); no Pyro.
 - ``deepprob.examples``: one ``main(args)`` per ``deepprob <example>`` subcommand.
 
@@ -31,7 +32,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "fit": "deepprob.inference.fitting.svi",
     "fit_svi": "deepprob.inference.fitting.svi",
-    "FitResult": "deepprob.inference.fitting.svi",
+    "FitResult": "deepprob.inference.fitting.result",
+    "FitSettings": "deepprob.inference.fitting.settings",
     "compare": "deepprob.inference.evaluation.compare",
     "Comparison": "deepprob.inference.evaluation.compare",
     "to_inference_data": "deepprob.inference.evaluation.arviz_data",
@@ -46,7 +48,9 @@ if TYPE_CHECKING:
     from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide  # noqa: F401
     from deepprob.inference.evaluation.arviz_data import to_inference_data  # noqa: F401
     from deepprob.inference.evaluation.compare import Comparison, compare  # noqa: F401
-    from deepprob.inference.fitting.svi import FitResult, fit, fit_svi  # noqa: F401
+    from deepprob.inference.fitting.result import FitResult  # noqa: F401
+    from deepprob.inference.fitting.settings import FitSettings  # noqa: F401
+    from deepprob.inference.fitting.svi import fit, fit_svi  # noqa: F401
 
 
 def __getattr__(name: str):

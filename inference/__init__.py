@@ -12,8 +12,8 @@ The names below are imported when first used (``import deepprob`` stays light).
 import importlib
 
 _EXPORTS = {
-    "FitResult": "fitting.svi", "fit": "fitting.svi", "fit_svi": "fitting.svi", "fit_map": "fitting.svi",
-    "estimate_elbo": "fitting.svi", "optimise": "fitting.svi", "FitSettings": "fitting.settings",
+    "FitResult": "fitting.result", "fit": "fitting.svi", "fit_svi": "fitting.svi", "fit_map": "fitting.svi",
+    "estimate_elbo": "fitting.result", "optimise": "fitting.pyro_engine", "FitSettings": "fitting.settings",
     "compare": "evaluation.compare", "Comparison": "evaluation.compare",
     "to_inference_data": "evaluation.arviz_data",
 }

@@ -16,7 +16,7 @@ component) the loss is Pyro's surrogate: the same value, plus the score-function
 The model runs once, for all S particles at once (a plate left of its own plates). So does the whole
 step: ``make_fx`` traces loss, gradient (``torch.func``) and Adam's update (:mod:`deepprob.optim`: the
 arithmetic of ``torch.optim.Adam``, its exponential decay, and Polyak averaging as in
-:func:`~deepprob.inference.fitting.svi.optimise`) into one graph of aten operations, with Pyro's Python gone;
+:func:`~deepprob.inference.fitting.pyro_engine.optimise`) into one graph of aten operations, with Pyro's Python gone;
 constant subexpressions (the prior's Cholesky factor, say) are folded, and the rest becomes one C
 function (:mod:`~deepprob.compiler.c_step`, on the CPU, compiled in well under a second) or,
 where that does not apply (a GPU, an operation it lacks, a big graph), Inductor's C++ or Triton kernels,
@@ -149,7 +149,7 @@ class SVISteps:
         loss: from :func:`svi_loss_fn` (it carries ``form``, which draws the noise).
         params: the tensors to train, by name; they are updated in place (pass the guide's own
             parameters and the guide ends fitted).
-        settings, step_scales: as :func:`~deepprob.inference.fitting.svi.optimise`: Adam (``torch.optim.Adam``'s
+        settings, step_scales: as :func:`~deepprob.inference.fitting.pyro_engine.optimise`: Adam (``torch.optim.Adam``'s
             defaults) with the learning rate decaying from ``lr`` to ``lr * final_lr_fraction`` over ``steps``
             (times the parameter's ``step_scales``, elementwise), and the iterates of the last
             ``average_fraction`` of the steps averaged (the parameters end at their mean).
