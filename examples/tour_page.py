@@ -56,10 +56,11 @@ def compare_table(rows: dict[str, dict], reference: dict | None = None) -> str:
         cells = []
         for key, _, fmt in columns:
             value = row.get(key)
-            text = fmt.format(value).strip() if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            text = fmt.format(value).strip() if isinstance(value, (int, float, str)) and not isinstance(value, bool) \
                 else "-"
             css = f" class='{khat_class(value)}'" if key == "khat" else ""
-            cells.append(f"<td{css}>{esc(text)}</td>")
+            title = f" title='{esc(row['trust_reason'])}'" if key == "trust" and row.get("trust_reason") else ""
+            cells.append(f"<td{css}{title}>{esc(text)}</td>")
         body.append(f"<tr><th>{esc(name)}</th>{''.join(cells)}</tr>")
     return f"<table class='compare'><thead><tr><th>guide</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

@@ -62,6 +62,7 @@ from deepprob.inference.evaluation.draws import Draws, draws_from_guide, draws_f
 from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
+from deepprob.inference.evaluation.trust import estimate_errors, verdict
 from deepprob.inference.fitting.engines import will_compile
 from deepprob.inference.fitting.settings import FitSettings, compare_settings
 from deepprob.inference.fitting.svi import FitResult, fit_svi
@@ -80,6 +81,9 @@ COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's fir
     ("sd_err_sd", "sd err", "{:7.3f}"),
     ("w2", "W2", "{:6.3f}"),
     ("khat", "k-hat", "{:6.2f}"),
+    ("mean_err_est", "mean est", "{:8.3f}"),
+    ("sd_err_est", "sd est", "{:7.3f}"),
+    ("trust", "trust", "{:>9}"),
     ("elpd_loo", "elpd_loo", "{:9.2f}"),
     ("accuracy", "acc", "{:6.3f}"),
     ("log_loss", "log-loss", "{:8.4f}"),
@@ -96,6 +100,11 @@ COLUMN_NOTES = {  # what each column means, with its units (the tour's page show
     "sd_err_sd": "largest relative error of a posterior sd, |sd_q - sd_ref| / sd_ref (0.5: half or 1.5 times)",
     "w2": "Wasserstein-2 distance to the reference draws, in standardised coordinates",
     "khat": "Pareto k-hat of the importance weights p/q (PSIS): below 0.5 good, above 0.7 unreliable",
+    "mean_err_est": "largest error of a posterior mean estimated without a reference, from the guide's own "
+                    "PSIS-weighted draws, in posterior sds (as mean err; null where the weights estimate nothing)",
+    "sd_err_est": "largest relative error of a posterior sd estimated the same way (as sd err)",
+    "trust": "yes: estimated within 0.1 posterior sds and k-hat < 0.7; corrected: off, but its PSIS-resampled draws "
+             "stand in for it; no: k-hat >= 0.7, no density, or too few effective draws (trust_reason says which)",
     "elpd_loo": "expected log predictive density by PSIS leave-one-out, nats (higher is better)",
     "accuracy": "share of correctly predicted labels (Bayesian predictive, threshold 0.5)",
     "log_loss": "mean negative log predictive probability of the labels, nats per point",
@@ -255,8 +264,8 @@ def format_table(rows: dict[str, dict], reference: tuple[str, dict] | None) -> l
         if "error" in row:
             lines.append(f"{name:<{name_width}}  failed: {row['error']}")
             continue
-        cells = [fmt.format(row[key]).rjust(w) if _number(row.get(key)) else "-".rjust(w)
-                 for (key, _, fmt), w in zip(columns, widths)]
+        cells = [fmt.format(row[key]).rjust(w) if _number(row.get(key)) or isinstance(row.get(key), str)
+                 else "-".rjust(w) for (key, _, fmt), w in zip(columns, widths)]
         lines.append(f"{name:<{name_width}}  " + " ".join(cells))
     return lines
 
@@ -343,6 +352,8 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
            "compiled_by": fit.extras.get("compiled_by"), "gradient_evaluations": fit.extras["gradient_evaluations"],
            "khat": guide_khat(fit.guide, draws.log_weights)}
+    compared = setup.compared_values(draws)
+    row.update(trust_row(declared(fit.guide).q_density, compared, draws.log_weights))
     if "density_evaluations" in fit.extras:
         row["density_evaluations"] = fit.extras["density_evaluations"]
     if fit.extras.get("fallback"):
@@ -352,7 +363,19 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     row.update(setup.own_metrics(draws, idata))
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
-    return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, name))
+    return GuideRun(fit, draws, idata, compared, row, setup.save(idata, name))
+
+
+def trust_row(q_density: str, compared: tuple[torch.Tensor, list[str]], log_weights: torch.Tensor) -> dict:
+    """A guide row's errors estimated without a reference and its verdict (:mod:`.trust`): ``mean_err_est``,
+    ``sd_err_est`` (null where k-hat >= 0.7 or the guide has no density: nothing can be estimated), their MCSEs,
+    ``trust`` and ``trust_reason``."""
+    estimate = estimate_errors(*compared, log_weights) if q_density == "density" else None
+    trust, reason = verdict(q_density, estimate)
+    row = {"mean_err_est": None, "sd_err_est": None, "trust": trust, "trust_reason": reason}
+    if estimate is not None and trust != "no":
+        row.update(estimate.row())
+    return row
 
 
 def _objective_for(guide, objective: str) -> str:
