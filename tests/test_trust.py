@@ -9,6 +9,7 @@ from torch.distributions import Gamma, MultivariateNormal, Normal
 
 from deepprob.inference.evaluation.exact import conjugate_posterior
 from deepprob.inference.evaluation.trust import (
+    CORRECTED_KHAT,
     KHAT_LIMIT,
     corrected_indices,
     estimate_errors,
@@ -62,7 +63,7 @@ def test_a_wrong_gaussian_is_estimated_off_by_the_known_amount(shift, scale):
     q, Phi, y, p = wrong_gaussian(shift, scale)
     w, lw = draws_of(q, Phi, y)
     est = estimate_errors(w, ["a", "b", "c"], lw)
-    assert est.khat < KHAT_LIMIT
+    assert est.khat < CORRECTED_KHAT
     # the errors of these draws' own moments, measured against the exact posterior: what the estimate should find
     sd = p.covariance_matrix.diagonal().sqrt()
     true_mean = ((w.mean(0) - p.mean).abs() / sd).max().item()
@@ -133,3 +134,53 @@ def test_every_guide_row_carries_the_verdict_with_or_without_a_reference():
         assert rows["delta"]["trust"] == "no" and rows["delta"]["mean_err_est"] is None
         if reference is not None:  # the estimate beside the measured error
             assert abs(rows["fullrank"]["mean_err_est"] - rows["fullrank"]["mean_err_sd"]) < 0.15
+
+
+def test_a_corrected_guide_brings_its_resampled_draws_as_a_row_of_their_own():
+    """A mean-field guide of a correlated posterior: off (its sds), correctable; its +psis row is measured too."""
+    import pyro
+    import pyro.distributions as dist
+
+    import deepprob
+
+    Phi, y = regression()
+    Phi, y = Phi.float(), y.float()
+    Phi[:, 1] = Phi[:, 0] + 1.5 * Phi[:, 1]  # correlated coefficients: a diagonal Gaussian is too narrow
+
+    def model(Phi, y):
+        w = pyro.sample("w", dist.Normal(0.0, ALPHA ** -0.5).expand([3]).to_event(1))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.Normal((Phi * w.unsqueeze(-2)).sum(-1), BETA ** -0.5), obs=y)
+
+    p = conjugate_posterior(Phi, y, ALPHA, BETA)
+    result = deepprob.compare(model, Phi, y, guides=["meanfield"], reference={"w": p}, steps=2000, draws=2000)
+    row, fixed = result.rows["meanfield"], result.rows.get("meanfield+psis")
+    assert row["trust"] == "corrected" and fixed is not None and fixed["corrects"] == "meanfield"
+    assert row["sd_err_sd"] > 0.2 and fixed["sd_err_sd"] < 0.15 and fixed["mean_err_sd"] < 0.15
+    assert "meanfield+psis" in result.inference_data
+    # more correlated: the weights grow heavy-tailed (k-hat 0.67), the estimate falls short of the truth, and their
+    # resampled draws would be far off too: no correction is offered
+    Phi[:, 1] = Phi[:, 0] + 0.5 * (Phi[:, 1] - Phi[:, 0]) / 1.5
+    p = conjugate_posterior(Phi, y, ALPHA, BETA)
+    result = deepprob.compare(model, Phi, y, guides=["meanfield"], reference={"w": p}, steps=2000, draws=2000)
+    row = result.rows["meanfield"]
+    assert row["trust"] == "no" and "meanfield+psis" not in result.rows and row["sd_err_sd"] > 0.4, row["trust_reason"]
+
+
+def test_the_scoreboard_counts_the_verdict_against_the_measured_errors():
+    from types import SimpleNamespace
+
+    from deepprob.inference.evaluation.scoreboard import Scoreboard
+
+    def row(mean, sd, trust, est=(0.05, 0.05)):
+        return {"mean_err_sd": mean, "sd_err_sd": sd, "khat": 0.3, "trust": trust, "mean_err_est": est[0],
+                "sd_err_est": est[1]}
+
+    rows = {"a": row(0.05, 0.05, "yes"), "b": row(0.5, 0.1, "corrected"), "b+psis": row(0.1, 0.1, "corrected"),
+            "c": row(0.3, 0.1, "yes", (0.05, 0.08)), "d": row(0.05, 0.1, "no")}
+    board = Scoreboard({"p": SimpleNamespace(rows=rows, reference_stats={})}, {}, 1.0)
+    t = board.trust_table()
+    assert t["yes"] == {"accurate": 1, "not_accurate": 1} and t["not_yes"] == {"accurate": 1, "not_accurate": 1}
+    assert t["corrected"] == {"accurate": 1, "not_accurate": 0} and t["yes_but_wrong"] == ["p/c"]
+    assert t["yes_estimate_gaps"] == pytest.approx([0.0, 0.25])
+    assert "b+psis" not in [board.best()["p"]["guide"]]

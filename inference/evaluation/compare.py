@@ -62,7 +62,7 @@ from deepprob.inference.evaluation.draws import Draws, draws_from_guide, draws_f
 from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
-from deepprob.inference.evaluation.trust import estimate_errors, verdict
+from deepprob.inference.evaluation.trust import corrected_indices, estimate_errors, verdict
 from deepprob.inference.fitting.engines import will_compile
 from deepprob.inference.fitting.settings import FitSettings, compare_settings
 from deepprob.inference.fitting.svi import FitResult, fit_svi
@@ -124,6 +124,7 @@ class GuideRun:
     compared: tuple[torch.Tensor, list[str]]  # the compared quantities (S, P) and their labels
     row: dict            # its line of the table, less the distances to the reference
     path: Path | None = None  # its NetCDF file
+    corrected: GuideRun | None = None  # its PSIS-resampled draws, where its verdict is "corrected"
 
 
 @dataclass
@@ -363,7 +364,25 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     row.update(setup.own_metrics(draws, idata))
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
-    return GuideRun(fit, draws, idata, compared, row, setup.save(idata, name))
+    run = GuideRun(fit, draws, idata, compared, row, setup.save(idata, name))
+    if row["trust"] == "corrected":
+        run.corrected = _corrected_run(setup, name, run)
+    return run
+
+
+def _corrected_run(setup: _Setup, name: str, run: GuideRun) -> GuideRun:
+    """The row ``<name>+psis``: the guide's draws resampled by their PSIS-smoothed weights (as many as it drew; from a
+    generator of the seed's own, so the other rows' random numbers are untouched)."""
+    index = corrected_indices(run.draws.log_weights, len(run.draws), torch.Generator().manual_seed(setup.settings.seed))
+    draws = run.draws.take(index)
+    label = f"{name}+psis"
+    idata = setup.inference_data(draws, {"guide": label})
+    row = {"seconds": run.row["seconds"], "engine": run.row.get("engine"), "trust": "corrected",
+           "trust_reason": f"{name}'s draws resampled by their PSIS weights (k-hat {run.row['khat']:.2f})",
+           "corrects": name, **setup.own_metrics(draws, idata)}
+    fit = FitResult(guide=None, losses=np.zeros(0), seconds=run.fit.seconds, elbo=math.nan,
+                    extras={"corrects": name}, model=run.fit.model, args=run.fit.args, kwargs=run.fit.kwargs)
+    return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, label))
 
 
 def trust_row(q_density: str, compared: tuple[torch.Tensor, list[str]], log_weights: torch.Tensor) -> dict:
@@ -665,12 +684,14 @@ def _assemble(setup: _Setup, names: list[str], ref_run: ReferenceRun | None, res
             failed[guide_name] = str(result)
             rows[guide_name] = {"error": str(result)}
             continue
-        runs[guide_name] = result
         if result.row.get("fallback"):
             report_once(result.row["fallback"])  # said once, here: the workers say nothing
-        rows[guide_name] = dict(result.row)
-        if ref_run is not None and shared:
-            rows[guide_name].update(distances(result.compared, ref_run.compared, shared, seed))
+        for label, run in [(guide_name, result)] + ([(f"{guide_name}+psis", result.corrected)] if result.corrected
+                                                     else []):
+            runs[label] = run
+            rows[label] = dict(run.row)
+            if ref_run is not None and shared:
+                rows[label].update(distances(run.compared, ref_run.compared, shared, seed))
     if ref_run is not None and shared:
         n = min(DISTANCE_DRAWS, len(ref_run.compared[0]) // 2)
         ref_values = _shared(ref_run.compared, shared)

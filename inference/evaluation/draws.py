@@ -62,6 +62,15 @@ class Draws:
             raise ValueError("log_weights: these draws do not come from a guide (no log q)")
         return self.log_joint - self.log_q
 
+    def take(self, index: torch.Tensor) -> Draws:
+        """The draws at ``index`` (K,), in that order (repeats allowed: resampled draws). They are no longer draws
+        of the guide's density, so they carry no log q."""
+        def pick(values: dict) -> dict:
+            return {name: value[index] for name, value in values.items()}
+
+        return Draws(pick(self.latents), pick(self.deterministic), pick(self.log_lik), pick(self.y_rep), self.observed,
+                     self.log_joint[index])
+
     def sites(self) -> dict[str, torch.Tensor]:
         """The latent and deterministic sites."""
         return {**self.latents, **self.deterministic}

@@ -37,7 +37,8 @@ GOAL = 0.1      # ... of the best guide on every posterior
 KHAT_FINE = 0.7
 # NUTS as a user runs it to look before they leap: two short chains, trees capped at 2^8 steps
 SHORT_NUTS = NUTSBudget(chains=2, warmup=300, samples=300, max_tree_depth=8, target_accept=0.8, until_converged=False)
-ENTRIES = ("mean_err_sd", "sd_err_sd", "w2", "khat", "seconds", "gradient_evaluations")
+ENTRIES = ("mean_err_sd", "sd_err_sd", "w2", "khat", "seconds", "gradient_evaluations", "mean_err_est", "sd_err_est",
+           "trust")
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Scoreboard:
         meets the goal (both at most :data:`GOAL`)."""
         out = {}
         for name, methods in self.entries().items():
-            guides = {m: v for m, v in methods.items() if m != "nuts" and v["mean_err_sd"] is not None}
+            guides = {m: v for m, v in methods.items()
+                      if m != "nuts" and not m.endswith("+psis") and v["mean_err_sd"] is not None}
             if not guides:
                 continue
             method = min(guides, key=lambda m: max(guides[m]["mean_err_sd"], guides[m]["sd_err_sd"]))
@@ -100,8 +102,31 @@ class Scoreboard:
                                    "mean_err_sd": v["mean_err_sd"], "sd_err_sd": v["sd_err_sd"]})
         return {**counts, "khat_fine_but_wrong": misled}
 
+    def trust_table(self) -> dict:
+        """The two-by-twos of the verdict against accurate (both measured errors <= 0.2): the guides' ``"yes"``, and
+        the ``+psis`` rows of the guides whose verdict is ``"corrected"`` (measured on their corrected draws); with the
+        rows where ``"yes"`` was wrong, and how far each ``"yes"`` row's estimates were from its measured errors."""
+        table = {"yes": [0, 0], "not_yes": [0, 0], "corrected": [0, 0]}  # [accurate, not accurate]
+        wrong, gaps = [], []
+        for name, methods in self.entries().items():
+            for method, v in methods.items():
+                if method == "nuts" or v["mean_err_sd"] is None or v.get("trust") is None:
+                    continue
+                accurate = v["mean_err_sd"] <= ACCURATE and v["sd_err_sd"] <= ACCURATE
+                if method.endswith("+psis"):
+                    table["corrected"][0 if accurate else 1] += 1
+                    continue
+                table["yes" if v["trust"] == "yes" else "not_yes"][0 if accurate else 1] += 1
+                if v["trust"] == "yes":
+                    gaps.append(max(abs(v["mean_err_est"] - v["mean_err_sd"]), abs(v["sd_err_est"] - v["sd_err_sd"])))
+                    if not accurate:
+                        wrong.append(f"{name}/{method}")
+        return {key: {"accurate": a, "not_accurate": b} for key, (a, b) in table.items()} | {
+            "yes_but_wrong": wrong, "yes_estimate_gaps": sorted(gaps)}
+
     def to_dict(self) -> dict:
         return jsonable({"posteriors": self.entries(), "best": self.best(), "khat": self.khat_table(),
+                         "trust": self.trust_table(),
                          "failed": self.failed, "seconds": self.seconds, "settings": self.settings})
 
     def to_json(self) -> str:
@@ -132,6 +157,15 @@ class Scoreboard:
             lines.append("k-hat says fine, the fit is not accurate: " + "; ".join(
                 f"{m['posterior']}/{m['guide']} (k-hat {m['khat']:.2f}, mean {m['mean_err_sd']:.2f}, "
                 f"sd {m['sd_err_sd']:.2f})" for m in k["khat_fine_but_wrong"]))
+        t = self.trust_table()
+        lines += [f"the verdict against accurate (both errors <= {ACCURATE}):",
+                  "                 accurate  not accurate"]
+        lines += [f"  {label:<15}{t[key]['accurate']:8d}  {t[key]['not_accurate']:12d}"
+                  for key, label in (("yes", "trust yes"), ("not_yes", "trust not yes"), ("corrected", "+psis rows"))]
+        if t["yes_estimate_gaps"]:
+            gaps = t["yes_estimate_gaps"]
+            lines.append(f"  where yes: estimated against measured worst errors differ by at most {gaps[-1]:.3f} "
+                         f"(median {gaps[len(gaps) // 2]:.3f})")
         lines.append(f"{len(self.comparisons)} posteriors in {self.seconds / 60:.1f} minutes")
         return lines
 
