@@ -238,6 +238,9 @@ class Comparison:
             lines.append(f"log evidence log p(y) = {stats['log_evidence']:.3f} (ELBO = log p(y) - KL(q || p))")
         lines.append("k-hat: < 0.5 q is close to the posterior; 0.5-0.7 usable with Pareto smoothing; > 0.7 q misses "
                      "posterior mass (too narrow or the wrong shape)")
+        lines.append("mean est, sd est: the guide's errors estimated from its own PSIS-weighted draws, no reference "
+                     "needed; trust: yes (within 0.1 sds), corrected (its +psis row stands in for it), no "
+                     "(--json's trust_reason says why)")
         if summary and self.reference is not None:
             names = list(self.reference.idata.posterior.data_vars)
             lines += [f"az.summary of the reference ({stats['method']}):",
