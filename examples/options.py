@@ -235,8 +235,6 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- the regression examples ----------------------------------------------------------------------
 
-# each example's SVI settings, and compare's (set once, in deepprob.inference.fitting.settings)
-SVI_DEFAULTS = EXAMPLES
 DEFAULT_GUIDE = {"linreg": "fullrank", "logreg": "laplace", "bnn": "fullrank"}
 
 
@@ -295,7 +293,7 @@ REPORT_DRAWS = {"linreg": 2000, "logreg": 2000, "bnn": 1000}  # draws of the fit
 def regression_arguments(name: str):
     def add(parser: argparse.ArgumentParser) -> None:
         add_guide_arguments(parser, default=DEFAULT_GUIDE[name])
-        add_svi_arguments(parser, **SVI_DEFAULTS[name])
+        add_svi_arguments(parser, **EXAMPLES[name])
         PROBLEM_ARGUMENTS[name](parser)
         parser.add_argument_group("report").add_argument(
             "--draws", type=positive_int, default=REPORT_DRAWS[name],
@@ -369,7 +367,7 @@ def compare_builtin_arguments(name: str):
         references = ["exact", "nuts", "none"] if name == "linreg" else ["nuts", "none"]
         add_compare_options(parser, NUTS_BUDGET[name], references, COMPARE_MODELS[name][1])
         add_guide_arguments(parser, default=None)
-        add_svi_arguments(parser, **{**SVI_DEFAULTS[name], **COMPARE_EXAMPLES.get(name, {})})
+        add_svi_arguments(parser, **{**EXAMPLES[name], **COMPARE_EXAMPLES.get(name, {})})
         PROBLEM_ARGUMENTS[name](parser)
     return add
 

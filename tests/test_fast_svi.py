@@ -12,12 +12,11 @@ from pyro.infer.autoguide import AutoNormal
 from deepprob.compiler.c_step import c_compiler
 from deepprob.datasets.synthetic import two_classes, two_moons
 from deepprob.errors import FitDivergedError, InputError, ModelError
-from deepprob.examples.options import SVI_DEFAULTS
 from deepprob.examples.problems import default_problem
 from deepprob.guides.registry import GUIDES, build_guide
 from deepprob.inference.evaluation.kl import kl_to_reference
 from deepprob.inference.fitting.engines import AUTO_COMPILE_STEPS
-from deepprob.inference.fitting.settings import FitSettings
+from deepprob.inference.fitting.settings import EXAMPLES, FitSettings
 from deepprob.inference.fitting.svi import fit_svi
 from deepprob.inference.fitting.svi_steps import SVISteps, guide_parameters, svi_loss_fn
 from deepprob.models.bnn import BayesianNeuralNetwork
@@ -171,7 +170,7 @@ def test_compiled_linreg_posterior_is_exact():
     problem = default_problem("linreg")
     pyro.set_rng_seed(0)
     fit = fit_svi(problem.model, build_guide("fullrank", problem.model), *problem.fit_args, progress=False,
-                  engine="compiled", **SVI_DEFAULTS["linreg"])
+                  engine="compiled", **EXAMPLES["linreg"])
     assert fit.extras["engine"] == "compiled" and fit.extras["steps_per_second"] > 0
     assert fit.extras["compiled_by"] == ("c" if c_compiler() else "inductor")
     assert kl_to_reference(fit.guide.get_posterior(), problem.exact.over_latent_vector(None)) <= 0.01

@@ -385,7 +385,8 @@ def _corrected_run(setup: _Setup, name: str, run: GuideRun) -> GuideRun:
            "corrects": name, **setup.own_metrics(draws, idata)}
     fit = FitResult(guide=None, losses=np.zeros(0), seconds=run.fit.seconds, elbo=math.nan,
                     extras={"corrects": name}, model=run.fit.model, args=run.fit.args, kwargs=run.fit.kwargs)
-    return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, label))
+    values, labels = run.compared
+    return GuideRun(fit, draws, idata, (values[index], labels), row, setup.save(idata, label))
 
 
 def trust_row(q_density: str, compared: tuple[torch.Tensor, list[str]], log_weights: torch.Tensor) -> dict:

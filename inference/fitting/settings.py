@@ -90,6 +90,11 @@ class FitSettings:
 
 NAMES = tuple(f.name for f in dataclasses.fields(FitSettings))
 
+
+def settings_from(settings: FitSettings | None, keywords: dict) -> FitSettings:
+    """``settings`` with the fields named in ``keywords`` taken out of it (the rest are the model's keywords)."""
+    return FitSettings.of(settings, **{name: keywords.pop(name) for name in NAMES if name in keywords})
+
 #: fit_map: the MAP point by SVI steps of a point mass (its ELBO is not needed)
 MAP = FitSettings(lr=0.05, elbo_particles=1, progress=False, desc="MAP")
 

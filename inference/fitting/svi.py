@@ -32,7 +32,7 @@ from deepprob.guides.registry import GuideOptions, build_guide
 from deepprob.inference.fitting.engines import will_compile
 from deepprob.inference.fitting.pyro_engine import fit_pyro, optimise
 from deepprob.inference.fitting.result import FitResult, FitRun, estimate_elbo, finish, invalid_values_at
-from deepprob.inference.fitting.settings import MAP, NAMES, FitSettings
+from deepprob.inference.fitting.settings import MAP, FitSettings, settings_from
 from deepprob.logdensity import ModelStructure
 from deepprob.optim import collect_parameters
 from deepprob.progress import report_once
@@ -77,7 +77,7 @@ def fit_svi(model: Callable, guide: Callable, *args, settings: FitSettings | Non
             for a model or guide it does not support.
         FitDivergedError: the loss became NaN or infinite (the message names the step).
     """
-    settings = FitSettings.of(settings, **{name: kwargs.pop(name) for name in NAMES if name in kwargs})
+    settings = settings_from(settings, kwargs)
     family, objective = declared(guide), settings.parsed_objective
     if not objective.is_elbo and family.discrete_choice:
         raise InputError(f"--objective {objective}: the {type(guide).__name__} guide draws a discrete component, "
@@ -175,7 +175,7 @@ def fit_map(model: Callable, *args, settings: FitSettings = MAP, **kwargs) -> di
     :data:`~deepprob.inference.fitting.settings.MAP`, lr 0.05; any of its fields as keywords change it)."""
     from deepprob.guides.delta import PointMass
 
-    settings = FitSettings.of(settings, **{name: kwargs.pop(name) for name in NAMES if name in kwargs})
+    settings = settings_from(settings, kwargs)
     guide = PointMass(model, **GuideOptions(start="prior").loc_kwargs())
     fit_svi(model, guide, *args, settings=settings, **kwargs)
     with torch.no_grad():
