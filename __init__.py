@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "fit": "deepprob.inference.fitting.svi",
+    "fit": "deepprob.inference.evaluation.auto",
     "fit_svi": "deepprob.inference.fitting.svi",
     "FitResult": "deepprob.inference.fitting.result",
     "FitSettings": "deepprob.inference.fitting.settings",
     "compare": "deepprob.inference.evaluation.compare",
     "Comparison": "deepprob.inference.evaluation.compare",
+    "vsbc": "deepprob.inference.evaluation.vsbc",
     "to_inference_data": "deepprob.inference.evaluation.arviz_data",
     "build_guide": "deepprob.guides.registry",
     "GuideOptions": "deepprob.guides.registry",
@@ -47,10 +48,12 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, build_guide  # noqa: F401
     from deepprob.inference.evaluation.arviz_data import to_inference_data  # noqa: F401
+    from deepprob.inference.evaluation.auto import fit  # noqa: F401
     from deepprob.inference.evaluation.compare import Comparison, compare  # noqa: F401
+    from deepprob.inference.evaluation.vsbc import vsbc  # noqa: F401
     from deepprob.inference.fitting.result import FitResult  # noqa: F401
     from deepprob.inference.fitting.settings import FitSettings  # noqa: F401
-    from deepprob.inference.fitting.svi import fit, fit_svi  # noqa: F401
+    from deepprob.inference.fitting.svi import fit_svi  # noqa: F401
 
 
 def __getattr__(name: str):

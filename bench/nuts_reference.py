@@ -62,19 +62,24 @@ def measure(name, model, data, draws, budget: NUTSBudget, seed: int) -> dict:
             "sd_err": round(float(sd_err.max()), 3)}
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def posteriors_asked(description: str, argv=None):
+    """(database, posterior names, seed) of the shell's --posteriordb, --posteriors and --seed; one torch thread."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posteriordb", default=str(SHARED))
     parser.add_argument("--posteriors", default=None, help="comma-separated names (default: every translated one)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     db = database(args.posteriordb)
-    names = args.posteriors.split(",") if args.posteriors else translated(db)
+    return db, args.posteriors.split(",") if args.posteriors else translated(db), args.seed
+
+
+def main(argv=None) -> int:
+    db, names, seed = posteriors_asked(__doc__, argv)
     rows = []
     with default_dtype(torch.float64):
         for name, model, data, draws in problems(db, names):
-            row = measure(name, model, data, draws, NUTSBudget(), args.seed)
+            row = measure(name, model, data, draws, NUTSBudget(), seed)
             rows.append(row)
             ok = row["converged"] and max(row["mean_err"], row["sd_err"]) <= GOAL
             print(f"{name:<42} {row['seconds']:7.1f} s  R-hat {row['rhat_max']:.4f}  ESS {row['ess_bulk_min']:>5}/"

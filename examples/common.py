@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from deepprob.examples.options import fit_settings, guide_options
 from deepprob.inference.evaluation.arviz_data import save_inference_data
+from deepprob.inference.evaluation.auto import fit
 from deepprob.inference.evaluation.diagnostics import guide_khat, loo, moment_errors
 from deepprob.inference.evaluation.draws import Draws, draws_from_guide
 from deepprob.inference.evaluation.references import laplace_reference
-from deepprob.inference.fitting.svi import FitResult, fit
+from deepprob.inference.fitting.result import FitResult
 from deepprob.logdensity import ModelStructure
 
 
 def fit_guide(model, args: argparse.Namespace, *model_args, init_loc_fn=None, desc=None) -> FitResult:
-    """``deepprob.fit`` of ``args.guide`` for ``model`` with the shared SVI options of ``args``."""
+    """``deepprob.fit`` of ``args.guide`` (a family, or ``auto``: the ladder) for ``model`` with the shared SVI
+    options of ``args``."""
     return fit(model, *model_args, guide=args.guide, options=guide_options(args, init_loc_fn),
                settings=fit_settings(args, desc or f"{args.example}/{args.guide}"))
 
@@ -51,8 +54,9 @@ def guide_report(problem, fit, args, wanted: int) -> GuideReport:
     """``wanted`` draws of the fitted guide (fewer for a big table), their InferenceData saved to ``--out``,
     PSIS k-hat and PSIS-LOO; for a minibatch fit, its errors against the full data's Laplace approximation.
 
-    ``metrics``: ``khat``, ``elpd_loo`` (None where the table is too big for pointwise values), ``report_draws``
-    and, after a minibatch fit, ``minibatch_check`` (:func:`minibatch_check`).
+    ``metrics``: ``khat``, ``elpd_loo`` (None where the table is too big for pointwise values), ``report_draws``,
+    after ``--guide auto`` the ladder's ``auto`` (``deepprob.fit``'s), and after a minibatch fit ``minibatch_check``
+    (:func:`minibatch_check`).
     """
     rows = len(problem.y)
     n = max(MIN_REPORT_DRAWS, min(wanted, POINTWISE_BUDGET // rows))
@@ -66,6 +70,8 @@ def guide_report(problem, fit, args, wanted: int) -> GuideReport:
     path = save_inference_data(idata, args.out / f"{problem.name}_{args.guide}.nc")
     elpd = loo(draws.pointwise_log_lik())["elpd_loo"] if pointwise else None
     metrics = {"khat": guide_khat(fit.guide, draws.log_weights), "elpd_loo": elpd, "report_draws": n}
+    if "auto" in fit.extras:  # --guide auto: the family chosen, its verdict, every rung tried
+        metrics["auto"] = fit.extras["auto"]
     if getattr(problem.model, "batch_size", None):
         metrics["minibatch_check"] = minibatch_check(problem, draws)
     return GuideReport(draws, idata, path, elpd, n, metrics)
@@ -85,7 +91,14 @@ def minibatch_check(problem, draws: Draws, num_samples: int = 4000) -> dict:
 def loo_text(metrics: dict) -> str:
     loo_part = (f"elpd_loo = {metrics['elpd_loo']:.2f}" if metrics["elpd_loo"] is not None
                 else "no PSIS-LOO (too many rows for pointwise values)")
-    line = f"PSIS k-hat = {metrics['khat']:.3f}   {loo_part}"
+    khat = metrics["khat"]
+    khat_part = (f"PSIS k-hat = {khat:.3f}" if khat is not None and math.isfinite(khat) or khat == math.inf
+                 else "PSIS k-hat: none (resampled draws have no density)")
+    line = f"{khat_part}   {loo_part}"
+    auto = metrics.get("auto")
+    if auto:
+        line += (f"\nguide auto: {auto['family']}, trust {auto['trust']} ({auto['reason']}; "
+                 + ", ".join(f"{t['guide']} {t['trust']} {t['seconds']:.1f} s" for t in auto["tried"]) + ")")
     check = metrics.get("minibatch_check")
     if check:
         line += (f"\nminibatch fit against the {check['reference']} Laplace approximation: means within "

@@ -71,7 +71,8 @@ def main(args):
 def settings(args) -> dict:
     """The SVI, NUTS and run options of ``compare``."""
     return {"guides": args.guides, "draws": args.draws, "settings": fit_settings(args),
-            "seed": args.seed, "jobs": args.jobs,
+            "seed": args.seed, "jobs": args.jobs, "restarts": args.restarts,
+            "vsbc": args.vsbc,
             "progress": not args.quiet, "out": args.out,
             "nuts": NUTSBudget(**nuts_budget(args))}
 

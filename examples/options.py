@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from deepprob.errors import InputError
-from deepprob.guides.registry import DEFAULT_GUIDES, GUIDES, GuideOptions, checked_guides
+from deepprob.guides.registry import AUTO_LADDER, DEFAULT_GUIDES, GUIDES, GuideOptions, checked_guides
 from deepprob.inference.fitting.engines import ENGINES
 from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES, FitSettings, compare_lr
 
@@ -74,11 +74,11 @@ def guide_name(text: str) -> str:
 
 def guide_names(text: str, several: bool = True) -> list[str]:
     """``--guides a,b`` (or ``all``; ``several=False``: ``--guide a``), checked by the registry's one check."""
-    if several and text.strip() == "all":
-        return list(GUIDES)
     names = [name.strip() for name in text.split(",")] if several else [text]
+    if several:  # 'all': every guide of the registry, beside any other name ('all,auto')
+        names = [one for name in names for one in (GUIDES if name == "all" else [name])]
     try:
-        return checked_guides(name for name in names if name)
+        return checked_guides((name for name in names if name), auto=True)
     except InputError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -146,11 +146,13 @@ def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None 
     group = parser.add_argument_group("guide (variational family)")
     if default is not None:
         group.add_argument("--guide", type=guide_name, default=default,
-                           help=f"one of {', '.join(GUIDES)} (default: %(default)s)")
+                           help=f"one of {', '.join(GUIDES)}, or auto: the ladder {' -> '.join(AUTO_LADDER)} "
+                           "fitted until the trust verdict (no reference needed) trusts one (default: %(default)s)")
     else:
         group.add_argument("--guides", type=guide_names, default=list(DEFAULT_GUIDES),
-                           help=f"comma-separated guides to fit, from {', '.join(GUIDES)}, or 'all' (default: "
-                           f"{','.join(DEFAULT_GUIDES)})")
+                           help=f"comma-separated guides to fit, from {', '.join(GUIDES)}, or 'all'; 'auto' is a "
+                           f"row of its own: the ladder {' -> '.join(AUTO_LADDER)} fitted until one is trusted "
+                           f"(default: {','.join(DEFAULT_GUIDES)})")
         # --guide (one family) is the single examples' option; here it is refused with a pointer
         group.add_argument("--guide", default=None, help=argparse.SUPPRESS)
     group.add_argument(
@@ -332,6 +334,8 @@ def add_compare_options(parser: argparse.ArgumentParser, budget: dict, reference
                        help="processes fitting the guides and the reference side by side, each with --threads "
                        "torch threads; 0: one per CPU core. Every fit starts from the run's seed, so the results "
                        "do not depend on it; 1 on a GPU (default: %(default)s)")
+    add_restarts_argument(group)
+    add_vsbc_argument(group)
     nuts = parser.add_argument_group("NUTS reference")
     nuts.add_argument("--chains", type=positive_int, default=budget["chains"],
                       help="chains, run one after another (default: %(default)s)")
@@ -351,6 +355,21 @@ def add_compare_options(parser: argparse.ArgumentParser, budget: dict, reference
                       help="keep exactly --samples draws a chain, whether or not the checks pass"
                       + ("" if budget.get("extend", True) else " (the default here: the chains of a network's weights "
                                                              "cannot mix between its symmetric modes)"))
+
+
+def add_restarts_argument(group) -> None:
+    group.add_argument("--restarts", type=non_negative_int, default=0,
+                       help="fit each guide this many more times, from starts drawn from the Laplace Gaussian and "
+                       "other seeds, and trust none whose fits disagree by more than 0.1 sds (stopped early, or a mode "
+                       "found by "
+                       "chance); costs that many more fits (default: %(default)s, no restart check)")
+
+
+def add_vsbc_argument(group) -> None:
+    group.add_argument("--vsbc", type=non_negative_int, default=0, metavar="DATASETS",
+                       help="VSBC (Yao et al. 2018) of each guide: fit it to this many data sets the model simulates "
+                       "(10 or more; 100 is usual) and trust none whose posterior quantiles of the true parameters "
+                       "are not symmetric (biased); costs that many more fits a guide (default: %(default)s, none)")
 
 
 def nuts_budget(args) -> dict:
@@ -410,6 +429,7 @@ def scoreboard_arguments(parser: argparse.ArgumentParser) -> None:
                        help="processes fitting side by side (0: one per CPU core) (default: %(default)s)")
     group.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                        help="the precision of the data and the fits (default: %(default)s, as Stan's)")
+    add_restarts_argument(group)
     nuts = parser.add_argument_group("NUTS beside the guides (a short budget: what a user would run)")
     nuts.add_argument("--no-nuts", action="store_true", help="no NUTS row")
     nuts.add_argument("--chains", type=positive_int, default=2, help="chains (default: %(default)s)")

@@ -35,6 +35,7 @@ def main(args):
     names = [n.strip() for n in args.posteriors.split(",") if n.strip()] if args.posteriors else None
     nuts = None if args.no_nuts else NUTSBudget(**nuts_budget(args))
     board = scoreboard(db, names, args.guides, nuts=nuts, settings=fit_settings(args), draws=args.draws,
+                       restarts=args.restarts,
                        seed=args.seed, jobs=args.jobs, progress=not args.quiet, out=args.out,
                        dtype=getattr(torch, args.dtype), options=guide_options(args))
     say(args, *board.report())  # the table first: a figure that cannot be drawn loses nothing

@@ -15,6 +15,8 @@ Inference asks a guide these questions, and nothing else (no probing for optiona
 ``gradient_evaluations``                gradients of log p its own work took (a search for the mode, a Hessian)
 ``step_scales``                         per-coordinate learning rates: parameter name -> tensor, or None
 ``finalize(*args, **kwargs)``           the guide a fit hands back after its steps (Laplace's Gaussian), or None
+``start_jitter``                        set, not asked: a restart's start: a draw of the Laplace Gaussian
+                                        (the trust checks'; families without a Laplace start ignore it)
 ======================================  ===================================================================
 
 A new guide is one file (its family: a class with :class:`Family` among its bases, its pure form beside it,
@@ -126,6 +128,7 @@ class Family:
     untraceable: str | None = None
     gradient_evaluations: int = 0
     step_scales: dict[str, torch.Tensor] | None = None
+    start_jitter: float = 0.0
     #: None (the ELBO), or a method ``own_loss(log_joint) -> (params -> loss)`` on the model's log density
     #: ``log_joint`` (u (S, D) -> (S,)): a loss of the guide's own (SVGD's)
     own_loss: Callable[[Callable], Callable[[dict], torch.Tensor]] | None = None

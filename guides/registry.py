@@ -25,6 +25,9 @@ class GuideOptions:
         start: ``"laplace"`` (default): every family starts at the Laplace approximation (the mode by L-BFGS
             from ``init_loc_fn``'s point, and the curvature there, :mod:`deepprob.guides.start`), SVI refining
             it; ``"prior"``: at ``init_loc_fn``'s point with sd ``init_scale`` (Pyro's start).
+        start_jitter: a start displaced at random (a restart's, for the trust checks): a draw of the Laplace
+            Gaussian widened this many times instead of its mode, or (``start="prior"``) a uniform point in (-2, 2)
+            of the unconstrained space (Stan's inits) instead of ``init_loc_fn``'s.
     """
 
     init_loc_fn: Callable | None = None
@@ -37,10 +40,13 @@ class GuideOptions:
     paths: int = 1
     resample: bool = False
     start: str = "laplace"
+    start_jitter: float = 0.0
 
     def __post_init__(self):
         if self.start not in STARTS:
             raise InputError(f"--start {self.start!r}: expected one of {', '.join(STARTS)}")
+        if not self.start_jitter >= 0:
+            raise InputError(f"start_jitter {self.start_jitter}: expected a number of sds >= 0")
 
     def loc_kwargs(self) -> dict:
         from deepprob.logdensity import init_median
@@ -66,19 +72,25 @@ GUIDES: dict[str, str] = {
 }
 # what compare and the scoreboard fit unless told: the Gaussian families and the mixture
 DEFAULT_GUIDES = ("laplace", "meanfield", "fullrank", "lowrank", "mixture")
+#: not one family but a ladder of them, cheap to rich, fitted until one is trusted (deepprob.fit, compare)
+AUTO = "auto"
+AUTO_LADDER = ("laplace", "fullrank", "mixture", "flow")
 
 
-def checked_guides(names: Iterable[str]) -> list[str]:
-    """``names`` without repeats, in order, each a guide of :data:`GUIDES` (the one check of a guide's name).
+def checked_guides(names: Iterable[str], auto: bool = False) -> list[str]:
+    """``names`` without repeats, in order, each a guide of :data:`GUIDES` (or :data:`AUTO`, where ``auto``): the
+    one check of a guide's name.
 
     Raises:
         InputError: "unknown guide 'x'; expected one of laplace, meanfield, ..." (or none given).
     """
     names = list(dict.fromkeys(names))
-    unknown = [name for name in names if name not in GUIDES]
+    known = list(GUIDES) + ([AUTO] if auto else [])
+    unknown = [name for name in names if name not in known]
     if unknown or not names:
         what = f"unknown guide {', '.join(map(repr, unknown))}" if unknown else "no guide given"
-        raise InputError(f"{what}; expected one of {', '.join(GUIDES)}")
+        hint = " (auto is a ladder of them: deepprob.fit or compare)" if AUTO in unknown else ""
+        raise InputError(f"{what}; expected one of {', '.join(known)}{hint}")
     return names
 
 
@@ -90,6 +102,19 @@ def build_guide(name: str, model: Callable, options: GuideOptions | None = None)
         checked_guides([name])
     except InputError as err:
         raise InputError(f"--guide {name!r}: {err}") from None
+    import pyro
+
+    # guides own their parameters (as every fit of deepprob.fit_svi expects): set before the guide is made, for a
+    # guide built before any fit module is imported
+    pyro.settings.set(module_local_params=True)
+    options = options or GuideOptions()
+    if options.start_jitter and options.start == "prior":
+        from dataclasses import replace
+
+        from deepprob.logdensity import init_uniform
+
+        options = replace(options, init_loc_fn=init_uniform)
     module_name, function = GUIDES[name].split(":")
-    build = getattr(importlib.import_module(module_name), function)
-    return build(model, options or GuideOptions())
+    guide = getattr(importlib.import_module(module_name), function)(model, options)
+    guide.start_jitter = options.start_jitter  # every family of the registry is a Family (the protocol's)
+    return guide

@@ -259,6 +259,11 @@ class StartsAtLaplace:
                 start.modes = distinct_modes(points, heights, start.sds)
                 start.evaluations += evaluations
         if start is not None:
+            if self.start_jitter:  # a restart's (Family.start_jitter): displaced at random, the global RNG
+                # along the Laplace Gaussian's own shape (a draw of it, overdispersed), not coordinate by coordinate:
+                # on a narrow ridge that would start many conditional sds off it
+                eps = torch.randn_like(start.loc)
+                start.loc = start.loc + self.start_jitter * torch.linalg.cholesky(start.covariance) @ eps
             with torch.no_grad():
                 self.start_from(start)
             self.gradient_evaluations = self.gradient_evaluations + start.evaluations

@@ -94,3 +94,25 @@ def test_console_script_help_and_error():
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "deepprob linreg: error: argument --guide: unknown guide 'x'; expected one of laplace, meanfield, fullrank, "
         "lowrank, mixture, delta, flow, iaf, pathfinder, svgd (see deepprob linreg --help)"]
+
+
+def test_guide_auto_from_the_shell(tmp_path, capsys):
+    """--guide auto in a single-model command: the ladder's choice and verdict in the report and in --json; auto as
+    a row of compare's, with the family it chose; the trust checks' options refused with one line where bad."""
+    code, out, _ = run(["linreg", "--guide", "auto", "--json", "--quiet", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["guide"] == "auto" and metrics["auto"]["family"] == "laplace"  # the posterior is Gaussian: exact
+    assert metrics["auto"]["trust"] == "yes" and metrics["kl_to_exact"] <= 0.01
+    code, out, _ = run(["compare", "linreg", "--guides", "auto,meanfield", "--reference", "exact", "--steps", "2000",
+                        "--restarts", "2", "--jobs", "1", "--json", "--quiet", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    rows = json.loads(out.strip().splitlines()[-1])["guides"]
+    assert rows["auto"]["family"] == "laplace" and rows["auto"]["trust"] == "yes"
+    for row in rows.values():
+        assert {"trust", "trust_reason", "mean_err_est", "sd_err_est", "mean_err_sd"} <= set(row)
+    assert rows["auto"]["restart_spread"] < 0.1 and "restart_spread" in rows["meanfield"]
+    for argv, message in [(["--restarts", "-1"], "--restarts"), (["--vsbc", "3"], "--vsbc 3")]:
+        code, _, err = run(["compare", "linreg", "--guides", "fullrank", "--reference", "none", "--quiet",
+                            "--out", str(tmp_path), *argv], capsys)
+        assert code == 2 and message in err and "Traceback" not in err

@@ -77,3 +77,31 @@ def test_estimate_elbo_is_log_z_for_the_exact_posterior():
 
     log_z = torch.distributions.Normal(0.0, math.sqrt(2.0)).log_prob(y).item()
     assert abs(estimate_elbo(normal_model, exact_guide, y, num_particles=300) - log_z) < 1e-5
+
+
+def test_a_guide_written_as_a_function_with_pyro_param():
+    """Pyro's tutorials write guides as functions whose parameters live in the param store (pyro.param): fitted as
+    any guide, to the conjugate posterior of a normal mean."""
+    import pyro
+    import pyro.distributions as dist
+    from torch.distributions import constraints
+
+    import deepprob
+
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y):
+        loc = pyro.param("loc", torch.tensor(0.0))
+        scale = pyro.param("scale", torch.tensor(1.0), constraint=constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    y = torch.tensor([0.5, 1.5, 1.0, 2.0])
+    fit = deepprob.fit(model, y, guide=guide, steps=3000, lr=0.02, num_particles=4, progress=False)
+    assert pyro.param("loc").item() == pytest.approx(y.sum().item() / 5, abs=0.03)  # the exact posterior: N(1, 1/5)
+    assert pyro.param("scale").item() == pytest.approx(5 ** -0.5, abs=0.03)
+    assert fit.extras["engine"] == "pyro"

@@ -184,3 +184,191 @@ def test_the_scoreboard_counts_the_verdict_against_the_measured_errors():
     assert t["corrected"] == {"accurate": 1, "not_accurate": 0} and t["yes_but_wrong"] == ["p/c"]
     assert t["yes_estimate_gaps"] == pytest.approx([0.0, 0.25])
     assert "b+psis" not in [board.best()["p"]["guide"]]
+
+
+# --- the checks k-hat cannot make: restarts, families, VSBC ---------------------------------------------------------
+
+
+def normal_mean_model(y):
+    import pyro
+    import pyro.distributions as dist
+
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("rows", len(y)):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_restart_spread_is_small_for_agreeing_fits_and_the_shift_for_one_that_is_off():
+    from deepprob.inference.evaluation.trust import restart_spread
+
+    torch.manual_seed(0)
+    same = [torch.randn(2000, 3) for _ in range(3)]
+    assert restart_spread(same) < 0.05  # Monte Carlo noise only: about 1/sqrt(2000)
+    off = same[:2] + [same[2] + torch.tensor([0.0, 0.6, 0.0])]
+    assert restart_spread(off) == pytest.approx(0.6 / math.sqrt(3), abs=0.05)  # sd of (0, 0, 0.6)
+
+
+def test_the_restart_check_catches_a_fit_stopped_after_a_few_steps():
+    """From the Laplace start a 30-step fit of a correlated regression looks fine to k-hat; restarts drawn from the
+    Laplace Gaussian do not get back in 30 steps, and disagree. At 4,000 steps they agree."""
+    import pyro
+    import pyro.distributions as dist
+
+    import deepprob
+
+    Phi, y = regression()
+    Phi, y = Phi.float(), y.float()
+
+    def model(Phi, y):
+        w = pyro.sample("w", dist.Normal(0.0, ALPHA ** -0.5).expand([3]).to_event(1))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.Normal((Phi * w.unsqueeze(-2)).sum(-1), BETA ** -0.5), obs=y)
+
+    short = deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, steps=30, draws=1000, restarts=3)
+    row = short.rows["fullrank"]
+    assert row["restart_spread"] > 0.3 and row["trust"] == "no" and "restarts disagree" in row["trust_reason"]
+    long = deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, steps=4000, draws=1000, restarts=3)
+    row = long.rows["fullrank"]
+    assert row["restart_spread"] < 0.1 and row["trust"] == "yes", row["trust_reason"]
+    with pytest.raises(deepprob.errors.InputError, match="--restarts -1"):
+        deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, restarts=-1)
+
+
+def test_a_trusted_guide_far_from_most_other_trusted_guides_is_not_trusted():
+    """Four trusted guides, one of them (the richest, as on posteriordb's earnings) 0.5 sds off: it is outvoted and
+    the others stand; a corrected guide votes by its corrected draws; auto follows the row of the family it chose;
+    two trusted guides that disagree are both untrusted (no way to tell which is off)."""
+    from types import SimpleNamespace
+
+    from deepprob.inference.evaluation.compare import _check_families
+    from deepprob.inference.evaluation.trust import downgraded, family_gap
+
+    torch.manual_seed(0)
+    x = torch.randn(4000, 2)
+    assert family_gap(x + torch.tensor([0.3, 0.0]), x) == pytest.approx(0.3, abs=0.01)
+    assert family_gap(x * 1.5, x) == pytest.approx(0.5, abs=0.03)  # in the narrower one's sds: the larger way
+
+    def check(rows, values):
+        runs = {label: SimpleNamespace(compared=(v, ["a", "b"]), corrected=True) for label, v in values.items()}
+        _check_families(runs, rows)
+        return rows
+
+    def trusted(trust="yes", **more):
+        return {"trust": trust, "trust_reason": "r", **more}
+
+    rows = check({"meanfield": trusted(), "laplace": trusted("corrected"),
+                  "laplace+psis": trusted("corrected", corrects="laplace"), "fullrank": trusted(),
+                  "flow": trusted(), "auto": trusted(family="flow"), "delta": trusted("no")},
+                 {"meanfield": x + 0.02, "laplace": x + 2.0, "laplace+psis": x + 0.05, "fullrank": x, "flow": x + 0.5,
+                  "auto": x + 0.5, "delta": x + 3.0})
+    assert rows["flow"]["trust"] == "no" and "most of the other trusted" in rows["flow"]["trust_reason"]
+    assert set(rows["flow"]["family_gaps"]) == {"meanfield", "laplace", "fullrank"}
+    assert rows["auto"]["trust"] == "no"  # as the flow it chose
+    assert rows["meanfield"]["trust"] == rows["fullrank"]["trust"] == "yes"
+    assert rows["laplace"]["trust"] == "corrected" and "laplace+psis" in rows  # by its corrected draws: it agrees
+    assert rows["delta"] == {"trust": "no", "trust_reason": "r"}  # not trusted: nothing to take back
+    rows = check({"meanfield": trusted(), "fullrank": trusted("corrected"),
+                  "fullrank+psis": trusted("corrected", corrects="fullrank")},
+                 {"meanfield": x, "fullrank": x, "fullrank+psis": x * 1.5})
+    assert rows["meanfield"]["trust"] == rows["fullrank"]["trust"] == "no" and "fullrank+psis" not in rows
+    assert downgraded({"trust": "yes", "trust_reason": "r"}, restart=math.inf)["trust_reason"].endswith("failed")
+
+
+def test_vsbc_flags_a_biased_q_and_not_the_exact_posterior():
+    """A q that is the conjugate posterior shifted by one sd (out of the fit's reach: only its width is fitted),
+    against the exact posterior: Pr_q(mu < mu*) piles below 1/2 for the first, is uniform for the second."""
+    import pyro
+    import pyro.distributions as dist
+    from torch.distributions import constraints
+
+    from deepprob.inference.evaluation.vsbc import vsbc
+
+    def exact_family(shift):
+        def build(model):  # model: the model conditioned on a simulated data set, which the guide reads from it
+            def guide(y):
+                with torch.no_grad(), pyro.poutine.block():
+                    y = pyro.poutine.trace(model).get_trace(y).nodes["y"]["value"]
+                precision = 1.0 + len(y)
+                mean, sd = y.sum() / precision, precision ** -0.5
+                scale = pyro.param("scale", torch.tensor(1.0), constraint=constraints.positive)
+                pyro.sample("mu", dist.Normal(mean + shift * sd, sd * scale))
+            return guide
+        return build
+
+    y = torch.zeros(5)
+    pyro.clear_param_store()
+    biased = vsbc(normal_mean_model, y, guide=exact_family(1.0), datasets=60, draws=400, steps=20, engine="pyro",
+                  name="shifted")
+    assert not biased.calibrated and biased.flagged == ["mu"] and biased.p.mean() < 0.4, biased.summary()
+    pyro.clear_param_store()  # the guide's scale, a pyro.param of the global store, starts afresh
+    exact = vsbc(normal_mean_model, y, guide=exact_family(0.0), datasets=60, draws=400, steps=20, engine="pyro")
+    assert exact.calibrated and abs(exact.p.mean() - 0.5) < 0.1, exact.summary()
+    with pytest.raises(ValueError, match="--vsbc 3"):
+        vsbc(normal_mean_model, y, datasets=3)
+
+    def flat_likelihood(y):  # its observations cannot be drawn: one line saying so, before any fit
+        pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.ImproperUniform(constraints.real, (), ()), obs=y)
+
+    with pytest.raises(ValueError, match="cannot simulate its own data for VSBC.*ImproperUniform"):
+        vsbc(flat_likelihood, y, datasets=10)
+
+
+# --- guide="auto" ------------------------------------------------------------------------------------------------
+
+
+def test_the_climb_stops_at_the_first_trusted_rung_and_never_claims_trust_it_has_not_shown():
+    from deepprob.errors import FitDivergedError
+    from deepprob.inference.evaluation.auto import climb
+
+    verdicts = {"a": "no", "b": "corrected", "c": "yes"}
+    tried = []
+
+    def attempt(name):
+        tried.append(name)
+        return {"trust": verdicts[name], "trust_reason": name}
+
+    got = climb(attempt, lambda row: row, ("a", "b", "c"))
+    assert (got.family, got.trust, tried) == ("b", "corrected", ["a", "b"]) and "(a not)" in got.reason
+    verdicts.update(b="no", c="no")
+    got = climb(attempt, lambda row: row, ("a", "b", "c"))
+    assert (got.family, got.trust) == ("c", "no") and "no family" in got.reason and len(got.tried) == 3
+    failing = climb(lambda name: FitDivergedError("nan") if name == "c" else attempt(name), lambda row: row,
+                    ("a", "b", "c"))
+    assert (failing.family, failing.trust) == ("b", "no") and failing.tried[-1]["trust_reason"] == "failed: nan"
+
+
+def test_fit_and_compare_with_guide_auto():
+    """The conjugate normal mean: Laplace is exact, so the ladder's first rung is trusted; a skewed scale is not
+    Gaussian, and the ladder climbs."""
+    import json
+
+    import pyro
+    import pyro.distributions as dist
+
+    import deepprob
+
+    y = torch.tensor([0.5, 1.5, 1.0, 2.0])
+    pyro.set_rng_seed(0)
+    fit = deepprob.fit(normal_mean_model, y, guide="auto", steps=500, progress=False)
+    assert fit.extras["auto"]["family"] == "laplace" and fit.extras["auto"]["trust"] == "yes"
+    assert fit.guide.median(y)["mu"].item() == pytest.approx(y.sum().item() / 5, abs=0.02)
+
+    def scale_model(y):
+        s = pyro.sample("s", dist.HalfNormal(1.0))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.Normal(0.0, s), obs=y)
+
+    result = deepprob.compare(scale_model, torch.tensor([0.3, -0.2, 0.5]), guides=["auto", "laplace"], reference=None,
+                              steps=1000, draws=1000)
+    rows = json.loads(result.to_json())["guides"]
+    auto = rows["auto"]
+    assert auto["family"] == auto["auto_tried"][-1]["guide"] and {"trust", "trust_reason", "mean_err_est",
+                                                                   "sd_err_est"} <= set(auto)
+    assert auto["seconds"] >= sum(t["seconds"] for t in auto["auto_tried"]) * 0.99
+    assert auto["trust"] != "no" or "no family" in auto["trust_reason"]
+    assert [t["guide"] for t in auto["auto_tried"]] == ["laplace", "fullrank", "mixture", "flow"][:len(
+        auto["auto_tried"])]
+    with pytest.raises(deepprob.errors.InputError, match="auto is a ladder"):
+        deepprob.build_guide("auto", scale_model)

@@ -19,7 +19,12 @@ Per guide the table has:
   mixture);
 - PSIS k-hat of the importance weights log p(y, z) - log q(z), z ~ q (Yao et al. 2018): below 0.5
   q is close to the posterior, 0.5-0.7 usable, above 0.7 q misses posterior mass;
-- PSIS-LOO elpd of the observed sites, and whatever ``metrics`` computes from the draws.
+- PSIS-LOO elpd of the observed sites, and whatever ``metrics`` computes from the draws;
+- with or without a reference, the guide's errors estimated from its own PSIS-weighted draws and the verdict
+  ``trust`` (:mod:`.trust`): ``yes``, ``corrected`` (then a ``<guide>+psis`` row of its resampled draws) or ``no``,
+  checked against the other trusted families, and, on request, against ``restarts`` and VSBC (``vsbc``).
+
+``"auto"`` among the guides is the ladder of :mod:`.auto`, a row of its own naming the family it chose.
 
 The reference is ``"nuts"`` (:func:`~.nuts.run_nuts`: started at the mode, run until R-hat < 1.01,
 bulk and tail ESS >= 400 and no divergence, within a time budget; a loud warning where it cannot get there),
@@ -38,7 +43,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +53,9 @@ import torch
 from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
 from deepprob.files import jsonable
 from deepprob.guides.protocol import declared
-from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions, build_guide, checked_guides
+from deepprob.guides.registry import AUTO, DEFAULT_GUIDES, GuideOptions, build_guide, checked_guides
 from deepprob.inference.evaluation.arviz_data import az, save_inference_data, summary_text, to_inference_data
+from deepprob.inference.evaluation.auto import climb
 from deepprob.inference.evaluation.diagnostics import (
     guide_khat,
     loo,
@@ -62,7 +68,15 @@ from deepprob.inference.evaluation.draws import Draws, draws_from_guide, draws_f
 from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
-from deepprob.inference.evaluation.trust import corrected_indices, estimate_errors, verdict
+from deepprob.inference.evaluation.trust import (
+    RESTART_JITTER,
+    corrected_indices,
+    downgraded,
+    outvoted,
+    restart_spread,
+    trust_row,
+)
+from deepprob.inference.evaluation.vsbc import vsbc as run_vsbc
 from deepprob.inference.fitting.engines import will_compile
 from deepprob.inference.fitting.settings import FitSettings, compare_settings
 from deepprob.inference.fitting.svi import FitResult, fit_svi
@@ -84,6 +98,7 @@ COLUMNS = [  # (key, header, format): the shell's table, and the DataFrame's fir
     ("mean_err_est", "mean est", "{:8.3f}"),
     ("sd_err_est", "sd est", "{:7.3f}"),
     ("trust", "trust", "{:>9}"),
+    ("family", "family", "{:>9}"),
     ("elpd_loo", "elpd_loo", "{:9.2f}"),
     ("accuracy", "acc", "{:6.3f}"),
     ("log_loss", "log-loss", "{:8.4f}"),
@@ -104,7 +119,9 @@ COLUMN_NOTES = {  # what each column means, with its units (the tour's page show
                     "PSIS-weighted draws, in posterior sds (as mean err; null where the weights estimate nothing)",
     "sd_err_est": "largest relative error of a posterior sd estimated the same way (as sd err)",
     "trust": "yes: estimated within 0.1 posterior sds and k-hat < 0.7; corrected: off, but its PSIS-resampled draws "
-             "stand in for it; no: k-hat >= 0.7, no density, or too few effective draws (trust_reason says which)",
+             "stand in for it; no: k-hat >= 0.7, no density, too few effective draws, restarts that disagree, or too "
+             "far from most of the other trusted guides (trust_reason says which)",
+    "family": "the family guide auto chose: the first of its ladder (laplace, fullrank, mixture, flow) trusted",
     "elpd_loo": "expected log predictive density by PSIS leave-one-out, nats (higher is better)",
     "accuracy": "share of correctly predicted labels (Bayesian predictive, threshold 0.5)",
     "log_loss": "mean negative log predictive probability of the labels, nats per point",
@@ -157,6 +174,8 @@ class Settings:
     compared_on: str = ""
     batching: str = "plate"  # how the model runs at many draws at once (deepprob.batching): plate, vmap or loop
     batching_note: str | None = None
+    restarts: int = 0
+    vsbc: int = 0
 
 
 @dataclass
@@ -302,6 +321,8 @@ class _Setup:
     progress: bool
     fit: FitSettings
     reference_latents: Callable[[dict], dict] | None = None
+    restarts: int = 0
+    vsbc: int = 0
 
     def compared_values(self, draws: Draws) -> tuple[torch.Tensor, list[str]]:
         if self.quantities is not None:
@@ -334,15 +355,16 @@ class _Setup:
         return save_inference_data(idata, self.out / f"{self.settings.name}_{label}.nc")
 
 
-def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
-    """Fit guide ``name`` from the seed, draw from it, measure what needs no reference (the results do not
-    depend on the order of the guides, nor on the process that runs them)."""
+def _fit_guide(setup: _Setup, name: str, restart: int = 0) -> FitResult | FitDivergedError | ModelError:
+    """Guide ``name`` fitted from the seed (a restart: from the seed + ``restart``, its start displaced)."""
     s = setup.settings
-    pyro.set_rng_seed(s.seed)
-    guide = build_guide(name, setup.model, setup.options)
+    pyro.set_rng_seed(s.seed + restart)
+    options = setup.options if not restart else replace(setup.options, start_jitter=RESTART_JITTER)
+    guide = build_guide(name, setup.model, options)
+    what = f"{name} restart {restart}" if restart else name
     try:
-        settings = setup.fit.replace(objective=_objective_for(guide, s.objective), desc=f"compare {s.name}/{name}")
-        fit = fit_svi(setup.model, guide, *setup.args, settings=settings, **setup.kwargs)
+        settings = setup.fit.replace(objective=_objective_for(guide, s.objective), desc=f"compare {s.name}/{what}")
+        return fit_svi(setup.model, guide, *setup.args, settings=settings, **setup.kwargs)
     except FitDivergedError as err:
         return err
     except (InputError, KeyboardInterrupt):
@@ -350,7 +372,19 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     except Exception as err:  # noqa: BLE001 - the model raised at a point the fit reached: this guide's row says so
         if not raised_at(err, setup.model):
             raise  # not the model's: deepprob's own error, with its traceback
-        return model_raised(setup.model, err, f"(while fitting {name})")
+        return model_raised(setup.model, err, f"(while fitting {what})")
+
+
+def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError | ModelError:
+    """Fit guide ``name`` from the seed, draw from it, measure what needs no reference (the results do not
+    depend on the order of the guides, nor on the process that runs them); with ``restarts``, fit it again that
+    many times from displaced starts, and check that they agree."""
+    if name == AUTO:
+        return _run_auto(setup, exact)
+    s = setup.settings
+    fit = _fit_guide(setup, name)
+    if isinstance(fit, (FitDivergedError, ModelError)):
+        return fit
     draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
     idata = setup.inference_data(draws, {"guide": name})
     row = {"elbo": fit.elbo, "seconds": fit.seconds, "engine": fit.extras.get("engine"),
@@ -365,11 +399,61 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError:
     if exact is not None:
         row["kl_to_exact"] = kl_of_guide(fit.guide, exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
+    if setup.restarts:
+        row = _restart_check(setup, name, compared[0], row)
+    if setup.vsbc:
+        row = _vsbc_check(setup, name, row)
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
     run = GuideRun(fit, draws, idata, compared, row, setup.save(idata, name))
     if row["trust"] == "corrected":
         run.corrected = _corrected_run(setup, name, run)
+    return run
+
+
+def _restart_check(setup: _Setup, name: str, values: torch.Tensor, row: dict) -> dict:
+    """``row`` with the spread of ``setup.restarts`` more fits of ``name`` (:func:`~.trust.restart_spread`), and its
+    verdict "no" where they disagree; a restart that fails counts as a disagreement."""
+    began, runs = time.perf_counter(), [values]
+    for k in range(1, setup.restarts + 1):
+        fit = _fit_guide(setup, name, restart=k)
+        if isinstance(fit, (FitDivergedError, ModelError)):
+            runs = None
+            break
+        draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=setup.settings.draws,
+                                 **setup.kwargs)
+        runs.append(setup.compared_values(draws)[0])
+    row = downgraded(row, restart=math.inf if runs is None else restart_spread(runs))
+    row["restart_seconds"] = time.perf_counter() - began
+    return row
+
+
+def _vsbc_check(setup: _Setup, name: str, row: dict) -> dict:
+    """``row`` with VSBC of ``name`` on ``setup.vsbc`` data sets the model simulates (:mod:`.vsbc`), its verdict "no"
+    where VSBC shows a bias."""
+    began = time.perf_counter()
+    try:
+        result = run_vsbc(setup.model, *setup.args, guide=name, datasets=setup.vsbc, settings=setup.fit,
+                          draws=min(setup.settings.draws, 1000), options=setup.options, seed=setup.settings.seed,
+                          model_kwargs=setup.kwargs)
+        row = downgraded(row, vsbc=(result.flagged, min(result.pvalues.values())))
+    except (FitDivergedError, ModelError) as err:  # a fit to a simulated data set failed: no calibration shown
+        row = downgraded(row, vsbc=([f"a simulated data set ({err})"], 0.0))
+    row["vsbc_seconds"] = time.perf_counter() - began
+    return row
+
+
+def _run_auto(setup: _Setup, exact) -> GuideRun | FitDivergedError | ModelError:
+    """The row ``auto``: the ladder (:mod:`.auto`) climbed with :func:`_run_guide`, the run of the family it chose,
+    named by ``family``, timed from the first rung to the last."""
+    try:
+        chosen = climb(lambda family: _run_guide(setup, family, exact), lambda run: run.row)
+    except (FitDivergedError, ModelError) as err:
+        return err
+    run = chosen.result
+    run.row.update(family=chosen.family, trust_reason=f"{chosen.reason}: {run.row['trust_reason']}",
+                   seconds=chosen.seconds, auto_tried=chosen.tried,
+                   gradient_evaluations=sum(t["gradient_evaluations"] or 0 for t in chosen.tried))
     return run
 
 
@@ -387,18 +471,6 @@ def _corrected_run(setup: _Setup, name: str, run: GuideRun) -> GuideRun:
                     extras={"corrects": name}, model=run.fit.model, args=run.fit.args, kwargs=run.fit.kwargs)
     values, labels = run.compared
     return GuideRun(fit, draws, idata, (values[index], labels), row, setup.save(idata, label))
-
-
-def trust_row(q_density: str, compared: tuple[torch.Tensor, list[str]], log_weights: torch.Tensor) -> dict:
-    """A guide row's errors estimated without a reference and its verdict (:mod:`.trust`): ``mean_err_est``,
-    ``sd_err_est`` (null where k-hat >= 0.7 or the guide has no density: nothing can be estimated), their MCSEs,
-    ``trust`` and ``trust_reason``."""
-    estimate = estimate_errors(*compared, log_weights) if q_density == "density" else None
-    trust, reason = verdict(q_density, estimate)
-    row = {"mean_err_est": None, "sd_err_est": None, "trust": trust, "trust_reason": reason}
-    if estimate is not None and trust != "no":
-        row.update(estimate.row())
-    return row
 
 
 def _objective_for(guide, objective: str) -> str:
@@ -578,6 +650,8 @@ def compare(
     model_kwargs: dict | None = None,
     reference_latents: Callable[[dict], dict] | None = None,
     nuts_row: NUTSBudget | dict | None = None,
+    restarts: int = 0,
+    vsbc: int = 0,
     **fit_options,
 ) -> Comparison:
     """Fit every guide to ``model(*args, **model_kwargs)`` and measure each against ``reference``.
@@ -611,6 +685,16 @@ def compare(
             then the reference too is put through the model (its PSIS-LOO, its deterministic sites).
         nuts_row: also run NUTS on this budget, one more row (``nuts``), measured as the guides are, with
             its time and gradient evaluations: what a user would run instead.
+        restarts: fit each guide this many more times, from starts drawn from the Laplace Gaussian and other seeds,
+            and trust none whose fits disagree (``restart_spread`` > 0.1 sds: stopped early, or a mode found by
+            chance); costs that many more fits. Whatever ``restarts``, each trusted guide is checked against the
+            other trusted families: one far from most of them is not trusted (``family_gaps``, free).
+        vsbc: for a model that can simulate its data, VSBC of each guide (:mod:`.vsbc`) on this many simulated data
+            sets, and trust none that it shows biased (``vsbc_flagged``); costs that many more fits a guide.
+
+    ``guides`` may name ``"auto"``: a row of its own, the ladder laplace -> fullrank -> mixture -> flow climbed
+    until a family is trusted (:mod:`.auto`); its ``family`` column names the one it chose, ``auto_tried`` every
+    rung, ``seconds`` the whole climb.
 
     Raises:
         InputError: an unknown guide, a bad setting, a discrete latent site, reference draws that name
@@ -618,6 +702,10 @@ def compare(
     """
     names = _guide_names(guides)
     options = options or GuideOptions()
+    if not (isinstance(restarts, int) and restarts >= 0):
+        raise InputError(f"--restarts {restarts}: expected 0 (no restart check) or a number of more fits of each guide")
+    if not (isinstance(vsbc, int) and (vsbc == 0 or vsbc >= 10)):
+        raise InputError(f"--vsbc {vsbc}: expected 0 (no VSBC) or at least 10 simulated data sets")
     fit = compare_settings(options.start, settings, **fit_options).replace(progress=progress)
     if draws < 20:
         raise InputError(f"--draws {draws}: expected at least 20 (PSIS fits a Pareto tail to the largest weights, "
@@ -639,11 +727,12 @@ def compare(
                      num_particles=fit.num_particles, engine=fit.engine, seed=seed, start=options.start,
                      objective=fit.objective, jobs=jobs,
                      observations=sum(math.prod(site.shape) for site in structure.observed.values()),
-                     batching=structure.batching, batching_note=structure.batching_note)
+                     batching=structure.batching, batching_note=structure.batching_note, restarts=restarts,
+                     vsbc=vsbc)
     setup = _Setup(model, args, kwargs, structure, asked, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
                    None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress, fit=fit,
-                   reference_latents=reference_latents)
+                   reference_latents=reference_latents, restarts=restarts, vsbc=vsbc)
     if jobs > 1 and will_compile(fit.engine, fit.steps):
         _prepare_inductor_for_workers()
     exact = reference if method == "exact" else None
@@ -664,7 +753,7 @@ def _guide_names(guides: Sequence[str] | None) -> list[str]:
     if guides is None:
         return list(DEFAULT_GUIDES)
     try:
-        return checked_guides(guides)
+        return checked_guides(guides, auto=True)
     except InputError as err:
         raise InputError(f"guides {','.join(guides)!r}: {err}") from None
 
@@ -696,6 +785,7 @@ def _assemble(setup: _Setup, names: list[str], ref_run: ReferenceRun | None, res
             rows[label] = dict(run.row)
             if ref_run is not None and shared:
                 rows[label].update(distances(run.compared, ref_run.compared, shared, seed))
+    _check_families(runs, rows)
     if ref_run is not None and shared:
         n = min(DISTANCE_DRAWS, len(ref_run.compared[0]) // 2)
         ref_values = _shared(ref_run.compared, shared)
@@ -704,6 +794,30 @@ def _assemble(setup: _Setup, names: list[str], ref_run: ReferenceRun | None, res
     setup.settings.compared_on = _describe(shared, setup.quantities is not None)
     files = [p for p in [r.path for r in runs.values()] + [ref_run.path if ref_run else None] if p is not None]
     return Comparison(runs, failed, ref_run, rows, setup.settings, files)
+
+
+def _check_families(runs: dict[str, GuideRun], rows: dict[str, dict]) -> None:
+    """The trusted guides' moments against each other's (:func:`~.trust.outvoted`): a guide far from most of the
+    others is not trusted, and its corrected row goes. ``auto`` votes as the family it chose, unless that family has
+    a row of its own (then it follows that row)."""
+    trusted = [label for label, row in rows.items()
+               if row.get("trust") in ("yes", "corrected") and "corrects" not in row]
+    voters, follows = {}, {}
+    for label in trusted:
+        family = rows[label].get("family", label)
+        if family != label and family in trusted:
+            follows[label] = family
+        else:  # a corrected guide stands by its corrected draws
+            voters[label] = runs[f"{label}+psis" if rows[label]["trust"] == "corrected" else label].compared[0]
+    far = outvoted(voters) if len(voters) > 1 else {}
+    for label in trusted:
+        against = far.get(follows.get(label, label))
+        if not against:
+            continue
+        rows[label] = downgraded(rows[label], far=against)
+        if f"{label}+psis" in rows:
+            del rows[f"{label}+psis"], runs[f"{label}+psis"]
+            runs[label].corrected = None
 
 
 def _shared_labels(reference: ReferenceRun | None, runs: list[GuideRun]) -> list[str]:

@@ -26,7 +26,7 @@ from deepprob.datasets.posteriordb import PosteriorDatabase
 from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.files import jsonable
-from deepprob.guides.registry import DEFAULT_GUIDES, GuideOptions
+from deepprob.guides.registry import AUTO, DEFAULT_GUIDES, GuideOptions
 from deepprob.inference.evaluation.compare import Comparison, compare
 from deepprob.inference.evaluation.nuts import NUTSBudget
 from deepprob.inference.evaluation.posteriors import load_posterior, translated
@@ -110,7 +110,8 @@ class Scoreboard:
         wrong, gaps = [], []
         for name, methods in self.entries().items():
             for method, v in methods.items():
-                if method == "nuts" or v["mean_err_sd"] is None or v.get("trust") is None:
+                if (method == "nuts" or method.split("+")[0] == AUTO  # auto's rows repeat those of its choice
+                        or v["mean_err_sd"] is None or v.get("trust") is None):
                     continue
                 accurate = v["mean_err_sd"] <= ACCURATE and v["sd_err_sd"] <= ACCURATE
                 if method.endswith("+psis"):
@@ -185,11 +186,13 @@ def _cell(value, width: int, digits: int) -> str:
 def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guides: list[str] | None = None, *,
                nuts: NUTSBudget | None = SHORT_NUTS, settings: FitSettings | None = None, draws: int = 2000,
                seed: int = 0, jobs: int = 1, progress: bool = False, out: str | Path | None = None,
-               dtype: torch.dtype = torch.float64, options: GuideOptions | None = None, **fit_options) -> Scoreboard:
+               dtype: torch.dtype = torch.float64, options: GuideOptions | None = None, restarts: int = 0,
+               **fit_options) -> Scoreboard:
     """Every guide (and NUTS on the budget ``nuts``; None: none) on every posterior of ``db`` that has a
     translation (or those of ``posteriors``), against its reference draws, in ``dtype`` (Stan's float64).
     ``options``: the guides' (default: starting at the Laplace approximation); ``settings`` and ``fit_options``:
-    the fits', as :func:`~deepprob.inference.evaluation.compare.compare` takes them.
+    the fits', as :func:`~deepprob.inference.evaluation.compare.compare` takes them; ``restarts``: its restart
+    check of each guide.
 
     Raises:
         InputError: a posterior name that ``db`` does not have, or whose model has no translation.
@@ -213,11 +216,11 @@ def scoreboard(db: PosteriorDatabase, posteriors: list[str] | None = None, guide
                 comparisons[name] = compare(
                     problem.model, problem.data, guides=guides or list(DEFAULT_GUIDES), reference=problem.draws,
                     options=options, reference_latents=problem.reference_latents, nuts_row=nuts, settings=fit,
-                    draws=draws, seed=seed, jobs=jobs, name=name,
+                    draws=draws, seed=seed, jobs=jobs, name=name, restarts=restarts,
                     out=None if out is None else Path(out) / name)
             except (InputError, RuntimeError, ValueError) as err:  # one posterior's failure is reported, not fatal
                 failed[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
     asked = {"guides": guides or list(DEFAULT_GUIDES), "start": options.start, "steps": fit.steps, "lr": fit.lr,
              "num_particles": fit.num_particles, "objective": fit.objective, "draws": draws, "seed": seed,
-             "nuts": None if nuts is None else vars(nuts), "database": str(db.root)}
+             "nuts": None if nuts is None else vars(nuts), "database": str(db.root), "restarts": restarts}
     return Scoreboard(comparisons, failed, time.perf_counter() - start, asked)

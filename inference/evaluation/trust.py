@@ -22,6 +22,23 @@ The verdict (:func:`verdict`): ``"yes"`` where :math:`\hat k < 0.7` and both est
 so that its PSIS-resampled draws (:func:`corrected_indices`) stand in for it; ``"no"`` otherwise (no density,
 :math:`\hat k \ge 0.7`, too few effective draws, or off with weights too heavy-tailed to correct it), each with
 its reason.
+
+Two checks that :math:`\hat k` cannot make, both optional where they cost fits (:func:`downgraded`):
+
+- **restarts** (:func:`restart_spread`): the same family fitted again from starts drawn from the Laplace Gaussian
+  (:data:`RESTART_JITTER`), with other seeds (in the spirit of Vehtari's suggestion in ArviZ #498: an R-hat across
+  independent runs). Converged fits forget their start; a fit stopped early, or one that found a
+  mode by chance, does not: the spread of the restarts' means and sds, in posterior sds, is more than
+  :data:`TRUSTED_ERROR`. Costs one fit a restart.
+- **families** (:func:`family_gap`, :func:`outvoted`): each trusted guide's moments against every other trusted
+  family's; two guides each within 0.1 sds of the posterior are within 0.2 of each other (and the noise of their
+  draws' moments), so a larger gap (:data:`AGREEMENT`: 0.3) says one of them is not. A guide far from most of the
+  others is not trusted (two that disagree: neither). Not the richest family as the judge: on posteriordb's earnings
+  the flow, the richest trusted, was the one off (its sds 0.42 off, estimated 0.10), and four accurate guides agreed
+  with each other against it. Costs nothing beyond the guides already fitted: it needs two.
+
+And where the model can simulate its data, VSBC (:mod:`.vsbc`): a family biased for the model, shown by fits to
+data sets it simulates. Costs one fit a data set.
 """
 
 from __future__ import annotations
@@ -45,6 +62,11 @@ CORRECTED_KHAT = 0.6
 #: the fewest effective draws of the weighted estimates (and of the corrected draws) the verdict rests on
 MIN_ESS = 100
 TRUST_VALUES = ("yes", "corrected", "no")
+#: restarts start at a draw of the Laplace Gaussian widened this many times (1: a draw of it)
+RESTART_JITTER = 1.0
+#: the largest gap between two trusted guides' moments, in posterior sds: each within TRUSTED_ERROR of the truth, and
+#: the Monte Carlo noise of two sets of draws' moments (about 0.05 each for resampled draws, whose ESS is smaller)
+AGREEMENT = 2 * TRUSTED_ERROR + 0.1
 
 
 @dataclass
@@ -135,3 +157,77 @@ def corrected_indices(log_weights: torch.Tensor, num: int, generator: torch.Gene
     corrected draws of a guide whose verdict is ``"corrected"``."""
     w, _ = smoothed_weights(log_weights)
     return torch.multinomial(torch.as_tensor(w), num, replacement=True, generator=generator)
+
+
+def trust_row(q_density: str, compared: tuple[torch.Tensor, list[str]], log_weights: torch.Tensor) -> dict:
+    """A guide row's errors estimated without a reference and its verdict: ``mean_err_est``, ``sd_err_est`` (null
+    where k-hat >= 0.7 or the guide has no density: nothing can be estimated), their MCSEs, ``trust`` and
+    ``trust_reason``."""
+    estimate = estimate_errors(*compared, log_weights) if q_density == "density" else None
+    trust, reason = verdict(q_density, estimate)
+    row = {"mean_err_est": None, "sd_err_est": None, "trust": trust, "trust_reason": reason}
+    if estimate is not None and trust != "no":
+        row.update(estimate.row())
+    return row
+
+
+def _moments(values: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    x = torch.as_tensor(values).detach().double().cpu().numpy()
+    return x.mean(0), x.std(0, ddof=1)
+
+
+def restart_spread(runs: list[torch.Tensor]) -> float:
+    """The spread of independent fits of one family: the largest standard deviation, across the fits, of a
+    quantity's mean or sd, in units of its sd (its root mean square across the fits). ``runs``: each fit's draws of
+    the compared quantities, (S, P) with the same columns. About 1/sqrt(S) for fits that agree."""
+    means, sds = zip(*(_moments(values) for values in runs))
+    means, sds = np.stack(means), np.stack(sds)
+    scale = np.sqrt((sds**2).mean(0))
+    return float(max((means.std(0, ddof=1) / scale).max(), (sds.std(0, ddof=1) / scale).max()))
+
+
+def family_gap(values: torch.Tensor, other: torch.Tensor) -> float:
+    """The largest gap between the means or sds of two guides' draws (S, P) and (S', P) of the same quantities, in
+    units of either's sds (the larger of the two ways)."""
+    (mean, sd), (mean_o, sd_o) = _moments(values), _moments(other)
+    gaps = [max((np.abs(mean - mean_o) / np.maximum(unit, 1e-300)).max(),
+                (np.abs(sd - sd_o) / np.maximum(unit, 1e-300)).max()) for unit in (sd, sd_o)]
+    return float(max(gaps))
+
+
+def outvoted(values: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """The trusted guides (``values``: each one's standing draws (S, P) of the compared quantities) that are further
+    than :data:`AGREEMENT` from more than half of the others, each with those gaps."""
+    labels = list(values)
+    gaps = {(a, b): family_gap(values[a], values[b]) for i, a in enumerate(labels) for b in labels[i + 1:]}
+    out = {}
+    for label in labels:
+        far = {b if a == label else a: gap for (a, b), gap in gaps.items() if label in (a, b) and gap > AGREEMENT}
+        if len(far) > (len(labels) - 1) / 2:
+            out[label] = far
+    return out
+
+
+def downgraded(row: dict, restart: float | None = None, far: dict[str, float] | None = None,
+               vsbc: tuple[list[str], float] | None = None) -> dict:
+    """``row`` with the checks' figures (``restart_spread``, ``family_gaps``, ``vsbc_flagged``, ``vsbc_min_pvalue``),
+    its verdict "no" where a trusted guide fails one of them, and why. ``far``: the trusted families it is too far
+    from, most of them (:func:`outvoted`), with the gaps; ``vsbc``: the parameters VSBC flags (:mod:`.vsbc`) and its
+    smallest p-value."""
+    row = dict(row)
+    failed = []
+    if restart is not None:
+        row["restart_spread"] = restart
+        if restart > TRUSTED_ERROR:
+            failed.append(f"its restarts disagree by {restart:.2f} sds" if math.isfinite(restart)
+                          else "a restart of it failed")
+    if vsbc is not None:
+        row["vsbc_flagged"], row["vsbc_min_pvalue"] = vsbc
+        if vsbc[0]:
+            failed.append(f"VSBC shows it biased on {', '.join(vsbc[0][:3])}")
+    if far:
+        row["family_gaps"] = far
+        failed.append(f"{max(far.values()):.2f} sds from {', '.join(far)}: most of the other trusted guides")
+    if failed and row.get("trust") in ("yes", "corrected"):
+        row.update(trust="no", trust_reason=f"{row['trust_reason']}, but " + " and ".join(failed))
+    return row

@@ -69,7 +69,9 @@ class FitRun:
     def step_scales(self, params: list) -> list[torch.Tensor | None]:
         """The guide's per-coordinate learning rates (its ``step_scales``: parameter name -> tensor, a guide that
         starts at the Laplace approximation gives its locations the posterior's sds there), in ``params``' order."""
-        scales = self.family.step_scales or {}
+        scales = self.family.step_scales
+        if not scales:  # none (a guide of the user's, perhaps a function: it has no named parameters to look up)
+            return [None] * len(params)
         names = {id(p): name for name, p in self.guide.named_parameters()}
         return [scales.get(names.get(id(p))) for p in params]
 

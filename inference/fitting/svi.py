@@ -92,9 +92,10 @@ def fit_svi(model: Callable, guide: Callable, *args, settings: FitSettings | Non
     run = FitRun(model, guide, args, kwargs, settings, structure, validate, None, start)
     if family.fits_itself:  # pathfinder: an optimisation of its own, no SVI steps
         return _fit_itself(run)
-    with torch.no_grad(), invalid_values_at(0):
+    with torch.no_grad(), invalid_values_at(0), pyro.poutine.trace(param_only=True) as created:
         guide(*args, **kwargs)  # create the guide's parameters (on the data's device)
     params = collect_parameters(guide, model)
+    params += [leaf for leaf in _param_store_leaves(created.trace) if all(leaf is not p for p in params)]
     if not params:
         raise InputError("guide: it has no trainable parameters")
     run.batches = minibatches(structure, params[0].device)
@@ -106,6 +107,13 @@ def fit_svi(model: Callable, guide: Callable, *args, settings: FitSettings | Non
     fallback = (report_once(f"the compiled engine cannot fit this: {problem}; Pyro's engine fits it")
                 if problem and loss is None else None)
     return fit_pyro(run, params, loss, fallback)
+
+
+def _param_store_leaves(trace) -> list[torch.Tensor]:
+    """The unconstrained leaves of the param store's parameters in ``trace`` (those a guide written as a function
+    made with ``pyro.param``), as Pyro's SVI collects them; a module's own parameters carry no such leaf."""
+    leaves = [getattr(site["value"], "unconstrained", None) for site in trace.nodes.values()]
+    return [leaf() for leaf in leaves if callable(leaf)]
 
 
 def _compiled_engine_problem(run: FitRun, loss: ELBO | None) -> str | None:
