@@ -135,14 +135,18 @@ class Scoreboard:
 
     def report(self) -> list[str]:
         """The board as text: a line per (posterior, method), the best guides, the k-hat two-by-two."""
-        head = (f"{'posterior':<40} {'method':<10} {'mean err':>8} {'sd err':>7} {'W2':>6} {'(floor)':>7} "
-                f"{'k-hat':>6} {'s':>6} {'grad evals':>10}")
+        head = (f"{'posterior':<40} {'method':<15} {'mean err':>8} {'sd err':>7} {'W2':>6} {'(floor)':>7} "
+                f"{'k-hat':>6} {'mean est':>8} {'sd est':>7} {'trust':>9} {'s':>6} {'grad evals':>10}")
         lines = [head]
         for name, methods in self.entries().items():
             for method, v in methods.items():
-                lines.append(f"{name:<40} {method:<10} {_cell(v['mean_err_sd'], 8, 3)} {_cell(v['sd_err_sd'], 7, 3)} "
+                lines.append(f"{name:<40} {method:<15} {_cell(v['mean_err_sd'], 8, 3)} {_cell(v['sd_err_sd'], 7, 3)} "
                              f"{_cell(v['w2'], 6, 3)} {_cell(v['w2_floor'], 7, 3)} {_cell(v['khat'], 6, 2)} "
-                             f"{_cell(v['seconds'], 6, 1)} {_cell(v['gradient_evaluations'], 10, 0)}")
+                             f"{_cell(v['mean_err_est'], 8, 3)} {_cell(v['sd_err_est'], 7, 3)} "
+                             f"{v.get('trust') or '-':>9} {_cell(v['seconds'], 6, 1)} "
+                             f"{_cell(v['gradient_evaluations'], 10, 0)}")
+        lines.append("mean est, sd est: the errors estimated from each guide's own PSIS-weighted draws (no reference); "
+                     "trust: yes (within 0.1 sds, the checks agree), corrected (its +psis row stands in for it), no")
         for name, error in self.failed.items():
             lines.append(f"{name:<40} failed: {error}")
         lines.append(f"best guide per posterior (goal: both errors <= {GOAL} reference sds):")
