@@ -93,7 +93,7 @@ def test_console_script_help_and_error():
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "deepprob linreg: error: argument --guide: unknown guide 'x'; expected one of laplace, meanfield, fullrank, "
-        "lowrank, mixture, delta, flow, iaf, pathfinder, svgd (see deepprob linreg --help)"]
+        "lowrank, mixture, delta, flow, iaf, pathfinder, svgd, auto (see deepprob linreg --help)"]
 
 
 def test_guide_auto_from_the_shell(tmp_path, capsys):

@@ -435,7 +435,7 @@ def _vsbc_check(setup: _Setup, name: str, row: dict) -> dict:
     try:
         result = run_vsbc(setup.model, *setup.args, guide=name, datasets=setup.vsbc, settings=setup.fit,
                           draws=min(setup.settings.draws, 1000), options=setup.options, seed=setup.settings.seed,
-                          model_kwargs=setup.kwargs)
+                          model_kwargs=setup.kwargs, progress=setup.progress)
         row = downgraded(row, vsbc=(result.flagged, min(result.pvalues.values())))
     except (FitDivergedError, ModelError) as err:  # a fit to a simulated data set failed: no calibration shown
         row = downgraded(row, vsbc=([f"a simulated data set ({err})"], 0.0))

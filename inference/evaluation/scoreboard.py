@@ -92,7 +92,7 @@ class Scoreboard:
         misled = []
         for name, methods in self.entries().items():
             for method, v in methods.items():
-                if method == "nuts" or v["khat"] is None or v["mean_err_sd"] is None:
+                if method == "nuts" or method.split("+")[0] == AUTO or v["khat"] is None or v["mean_err_sd"] is None:
                     continue
                 fine = v["khat"] < KHAT_FINE
                 accurate = v["mean_err_sd"] <= ACCURATE and v["sd_err_sd"] <= ACCURATE
