@@ -25,8 +25,8 @@ class LaplaceGuide(AutoLaplaceApproximation, Family):
 
     Unlike Pyro's ``laplace_approximation`` it does not fail when the Hessian is not positive definite
     (a saddle or an unfinished MAP fit, common in neural networks): eigenvalues that are not positive, or
-    zero to the precision of the Hessian, are raised to a floor (no variance above 1e4;
-    :func:`~deepprob.guides.start.floored_precision`), with a warning saying how many.
+    zero to the precision of the Hessian, are raised to a floor
+    (:func:`~deepprob.guides.start.floored_precision`), with a warning saying how many.
     """
 
     def pure_form(self):

@@ -13,9 +13,9 @@ near its optimum for such posteriors, and SVI refines it from there:
     mixture:   the mode among the starts of the search for modes, the components' sds from H^{-1}
     laplace:   the MAP fit starts at the mode
 
-``H`` is the Hessian of -log p(x, T(u)) - log|J| at the mode, its eigenvalues floored at
-:data:`PRECISION_FLOOR` (no variance above 1e4 in an unconstrained coordinate, where the mode is flat or
-a saddle). Where the search fails (a non-finite density, say), the guide keeps its default start.
+``H`` is the Hessian of -log p(x, T(u)) - log|J| at the mode; its curvature is kept however small (raw-scale
+data), and where the mode is flat or a saddle the eigenvalue is raised to a floor (:func:`floored_precision`).
+Where the search fails (a non-finite density, say), the guide keeps its default start.
 
 Such a guide also sets its ``step_scales``: the locations' learning rates in units of the posterior sds
 at the start (``fit_svi`` multiplies Adam's steps by them), so that a step of ``lr`` moves a location
@@ -183,18 +183,25 @@ def laplace_at_mode(log_joint, start: torch.Tensor) -> LaplaceStart | None:
 
 
 def floored_precision(H: torch.Tensor):
-    """(precision, covariance, how many eigenvalues were raised) of a Hessian H (D, D), symmetrised, its
-    eigenvalues raised to at least max(:data:`PRECISION_FLOOR`, D eps max|lambda|): a flat direction or a
-    saddle (an eigenvalue <= 0, or one that is zero to the precision of H) gets a variance of at most 1e4,
-    a genuinely small one (a correlation of -0.9999 makes some 1e-12 of the largest) is kept. None where H
-    is not finite."""
+    """(precision, covariance, how many eigenvalues were raised) of a Hessian H (D, D), symmetrised.
+
+    An eigenvalue above the noise of H's precision (D eps max|lambda|) is curvature, kept however small: a
+    regression on raw dollars has posterior sds of thousands (precisions of 1e-7), a correlation of -0.9999 makes
+    some 1e-12 of the largest. One at or below it (a flat direction, a saddle) is raised to
+    min(:data:`PRECISION_FLOOR`, the smallest curvature kept), and never below the noise: a variance of at most
+    1e4, or as wide as the widest direction the posterior has. (An absolute floor of 1e-4 on every eigenvalue held
+    a raw-scale regression's Laplace start, and the step sizes scaled to it, at 1% of its sds: every Gaussian guide
+    came out 0.92 off in an sd.) None where H is not finite."""
     H = 0.5 * (H + H.T)
     eigenvalues, vectors = torch.linalg.eigh(H.double())
     if not torch.isfinite(eigenvalues).all():
         return None
-    floor = max(PRECISION_FLOOR, len(H) * torch.finfo(H.dtype).eps * float(eigenvalues.abs().max()))
-    clipped = int((eigenvalues < floor).sum())
-    eigenvalues = eigenvalues.clamp_min(floor)
+    noise = len(H) * torch.finfo(H.dtype).eps * float(eigenvalues.abs().max())
+    curvature = eigenvalues[eigenvalues > noise]
+    floor = PRECISION_FLOOR if len(curvature) == 0 else min(PRECISION_FLOOR, float(curvature.min()))
+    floor = max(floor, noise)
+    clipped = int((eigenvalues <= noise).sum())
+    eigenvalues = torch.where(eigenvalues > noise, eigenvalues, torch.full_like(eigenvalues, floor))
     precision = ((vectors * eigenvalues) @ vectors.T).to(H.dtype)
     covariance = ((vectors / eigenvalues) @ vectors.T).to(H.dtype)
     return precision, covariance, clipped
