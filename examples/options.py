@@ -361,8 +361,7 @@ def add_restarts_argument(group) -> None:
     group.add_argument("--restarts", type=non_negative_int, default=0,
                        help="fit each guide this many more times, from starts drawn from the Laplace Gaussian and "
                        "other seeds, and trust none whose fits disagree by more than 0.1 sds (stopped early, or a mode "
-                       "found by "
-                       "chance); costs that many more fits (default: %(default)s, no restart check)")
+                       "found by chance); costs that many more fits (default: %(default)s, no restart check)")
 
 
 def add_vsbc_argument(group) -> None:
