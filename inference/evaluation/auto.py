@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyro
 import torch
 
 from deepprob.errors import FitDivergedError, ModelError
@@ -117,8 +118,6 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
     seed = torch.initial_seed()
 
     def attempt(family: str):
-        import pyro
-
         pyro.set_rng_seed(seed)  # every rung from the same seed, as compare's rows
         try:
             fitted = fit_family(model, *args, guide=build_guide(family, model, options),

@@ -321,8 +321,6 @@ class _Setup:
     progress: bool
     fit: FitSettings
     reference_latents: Callable[[dict], dict] | None = None
-    restarts: int = 0
-    vsbc: int = 0
 
     def compared_values(self, draws: Draws) -> tuple[torch.Tensor, list[str]]:
         if self.quantities is not None:
@@ -399,9 +397,9 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError |
     if exact is not None:
         row["kl_to_exact"] = kl_of_guide(fit.guide, exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
-    if setup.restarts:
+    if setup.settings.restarts:
         row = _restart_check(setup, name, compared[0], row)
-    if setup.vsbc:
+    if setup.settings.vsbc:
         row = _vsbc_check(setup, name, row)
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
@@ -412,10 +410,10 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError |
 
 
 def _restart_check(setup: _Setup, name: str, values: torch.Tensor, row: dict) -> dict:
-    """``row`` with the spread of ``setup.restarts`` more fits of ``name`` (:func:`~.trust.restart_spread`), and its
-    verdict "no" where they disagree; a restart that fails counts as a disagreement."""
+    """``row`` with the spread of ``restarts`` more fits of ``name`` (:func:`~.trust.restart_spread`), and its verdict
+    "no" where they disagree; a restart that fails counts as a disagreement."""
     began, runs = time.perf_counter(), [values]
-    for k in range(1, setup.restarts + 1):
+    for k in range(1, setup.settings.restarts + 1):
         fit = _fit_guide(setup, name, restart=k)
         if isinstance(fit, (FitDivergedError, ModelError)):
             runs = None
@@ -429,11 +427,11 @@ def _restart_check(setup: _Setup, name: str, values: torch.Tensor, row: dict) ->
 
 
 def _vsbc_check(setup: _Setup, name: str, row: dict) -> dict:
-    """``row`` with VSBC of ``name`` on ``setup.vsbc`` data sets the model simulates (:mod:`.vsbc`), its verdict "no"
-    where VSBC shows a bias."""
+    """``row`` with VSBC of ``name`` on ``vsbc`` data sets the model simulates (:mod:`.vsbc`), its verdict "no" where
+    VSBC shows a bias."""
     began = time.perf_counter()
     try:
-        result = run_vsbc(setup.model, *setup.args, guide=name, datasets=setup.vsbc, settings=setup.fit,
+        result = run_vsbc(setup.model, *setup.args, guide=name, datasets=setup.settings.vsbc, settings=setup.fit,
                           draws=min(setup.settings.draws, 1000), options=setup.options, seed=setup.settings.seed,
                           model_kwargs=setup.kwargs, progress=setup.progress)
         row = downgraded(row, vsbc=(result.flagged, min(result.pvalues.values())))
@@ -732,7 +730,7 @@ def compare(
     setup = _Setup(model, args, kwargs, structure, asked, options,
                    None if var_names is None else list(var_names), quantities, metrics, coords, dims, constant_data,
                    None if out is None else Path(out), keep_guides=jobs <= 1, progress=progress, fit=fit,
-                   reference_latents=reference_latents, restarts=restarts, vsbc=vsbc)
+                   reference_latents=reference_latents)
     if jobs > 1 and will_compile(fit.engine, fit.steps):
         _prepare_inductor_for_workers()
     exact = reference if method == "exact" else None

@@ -92,7 +92,7 @@ class Scoreboard:
         misled = []
         for name, methods in self.entries().items():
             for method, v in methods.items():
-                if method == "nuts" or method.split("+")[0] == AUTO or v["khat"] is None or v["mean_err_sd"] is None:
+                if not _a_guides_own(method) or v["khat"] is None or v["mean_err_sd"] is None:
                     continue
                 fine = v["khat"] < KHAT_FINE
                 accurate = v["mean_err_sd"] <= ACCURATE and v["sd_err_sd"] <= ACCURATE
@@ -110,8 +110,7 @@ class Scoreboard:
         wrong, gaps = [], []
         for name, methods in self.entries().items():
             for method, v in methods.items():
-                if (method == "nuts" or method.split("+")[0] == AUTO  # auto's rows repeat those of its choice
-                        or v["mean_err_sd"] is None or v.get("trust") is None):
+                if not _a_guides_own(method) or v["mean_err_sd"] is None or v.get("trust") is None:
                     continue
                 accurate = v["mean_err_sd"] <= ACCURATE and v["sd_err_sd"] <= ACCURATE
                 if method.endswith("+psis"):
@@ -179,6 +178,12 @@ class Scoreboard:
         from deepprob.inference.evaluation.scoreboard_figure import heat_map
 
         return heat_map(self, Path(out))
+
+
+def _a_guides_own(method: str) -> bool:
+    """Whether a board's row is a guide's own (or its +psis row): not NUTS's, nor auto's, which repeat the rows of
+    the family it chose."""
+    return method != "nuts" and method.split("+")[0] != AUTO
 
 
 def _cell(value, width: int, digits: int) -> str:
