@@ -65,6 +65,7 @@ from deepprob.compiler.c_library import (
     rebuilt_if_broken,
     trusted_cache_dir,
 )
+from deepprob.compiler.tracing import trace
 
 __all__ = ["DENSE_MAX_WORK", "DENSE_MIN_DIM", "MAX_BUFFER_BYTES", "STRIP", "CStep", "Generator", "Ref", "Unsupported",
            "c_compiler", "compile_c", "matmul_plan"]
@@ -107,13 +108,12 @@ def compile_c(step: Callable, example_inputs: Sequence[torch.Tensor]) -> CStep:
         Unsupported: an operation, dtype, device or platform this backend does not handle.
     """
     from torch.func import functionalize
-    from torch.fx.experimental.proxy_tensor import make_fx
 
     if c_compiler() is None:
         raise Unsupported("not a Linux x86-64 machine with a C compiler")
     if any(x.device.type != "cpu" for x in example_inputs):
         raise Unsupported("tensors not on the CPU")
-    gm = make_fx(functionalize(step, remove="mutations_and_views"))(*example_inputs)
+    gm = trace(functionalize(step, remove="mutations_and_views"), example_inputs)
     if any(node.target in AS_STRIDED for node in gm.graph.nodes):
         _check_functionalised(step, gm, example_inputs)
     # the limits as this module has them now (one place to change them: the tests lower MAX_BUFFER_BYTES and

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from deepprob.compiler.tracing import trace
+
 
 @functools.cache
 def prepare_inductor() -> None:
@@ -133,7 +135,6 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     from torch._inductor import config
     from torch._inductor.constant_folding import constant_fold
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     if backend not in BACKENDS:
@@ -154,11 +155,11 @@ def compile_step(step: Callable, example_inputs: list[torch.Tensor], check_input
     prepare_inductor()
 
     def build() -> Compiled:  # from the trace on: Inductor changes the graph it compiles
-        graph = make_fx(step)(*example_inputs)
+        graph = trace(step, example_inputs)
         try:
             constant_fold(graph)
         except Exception:  # noqa: BLE001 - folding is an optimisation (it fails on some captured constants)
-            graph = make_fx(step)(*example_inputs)
+            graph = trace(step, example_inputs)
         for node in list(graph.graph.nodes):
             if node.target is torch.ops.aten._linalg_check_errors.default and all(
                     arg.op == "get_attr" for arg in node.all_input_nodes):

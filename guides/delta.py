@@ -35,6 +35,8 @@ class PointMass(AutoLaplaceApproximation, Family):
 class PointMassAtMode(StartsAtLaplace, PointMass):
     """Starts at the mode L-BFGS found (SVI then has nothing left to do but polish it)."""
 
+    seeks_the_mode = True
+
     def start_from(self, start):
         self.loc.copy_(start.loc)
         self.step_scales = {"loc": start.sds}

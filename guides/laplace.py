@@ -62,6 +62,8 @@ class LaplaceGuide(AutoLaplaceApproximation, Family):
 class LaplaceFromMode(StartsAtLaplace, LaplaceGuide):
     """Its MAP fit starts at the mode L-BFGS found (SVI then polishes it, and the Hessian is taken there)."""
 
+    seeks_the_mode = True
+
     def start_from(self, start):
         self.loc.copy_(start.loc)
         self.step_scales = {"loc": start.sds}

@@ -45,3 +45,29 @@ def test_compiled_step_equals_eager_and_new_data_reuses_the_compile():
     assert counters["inductor"]["fxgraph_cache_hit"] == hits + 1
     for got, want in zip(run(compiled2), run(least_squares_step(X2, y2))):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_one_fake_mode_traces_the_same_graph_as_make_fx(monkeypatch):
+    """compiler/tracing.py offers make_fx one FakeTensorMode for its node metadata (torch's private TracingContext):
+    the same graph as a plain make_fx, and one mode made where the plain trace makes one per operation. If torch
+    stops taking the offer, this fails: the warm compile of every fit would be slower again."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from deepprob.compiler.tracing import trace
+
+    data = torch.randn(50, 3)
+
+    def step(w):
+        return torch.sigmoid(data @ w).log().sum(), (w * w).sum().exp()
+
+    made = []
+    init = FakeTensorMode.__init__
+    monkeypatch.setattr(FakeTensorMode, "__init__", lambda self, *a, **k: (made.append(1), init(self, *a, **k))[1])
+    w = torch.randn(3)
+    plain = make_fx(step)(w)
+    per_operation = len(made)
+    made.clear()
+    ours = trace(step, [w])
+    assert ours.code == plain.code and per_operation > 3 and len(made) == 1
+    assert all(torch.equal(a, b) for a, b in zip(ours(w), step(w)))

@@ -237,3 +237,49 @@ def test_a_regression_on_raw_dollars_needs_no_standardising():
         row = result.rows[name]
         assert row["mean_err_sd"] < 0.1 and row["sd_err_sd"] < 0.1 and row["kl_to_exact"] < 0.01, (name, row)
         assert row["trust"] == "yes", row["trust_reason"]
+
+
+def test_the_elbo_that_judges_a_start_is_zero_for_the_target_itself():
+    """gaussian_elbo of q = p (a normalised Gaussian target): log p - log q is 0 at every draw, so the ELBO is 0;
+    a q shifted by 2 sds is worse."""
+    from deepprob.guides.start import gaussian_elbo
+
+    mean = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    L = torch.tensor([[1.0, 0.0], [2.7, 0.9]], dtype=torch.float64)
+    target = torch.distributions.MultivariateNormal(mean, scale_tril=L)
+    assert gaussian_elbo(target.log_prob, mean, L) == pytest.approx(0.0, abs=1e-9)
+    assert gaussian_elbo(target.log_prob, mean + 2 * L[:, 0], L) < -1.5
+
+
+def centred_eight_schools(y, sigma):
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", len(y)):
+        theta = pyro.sample("theta", dist.Normal(mu, tau))
+        pyro.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+def test_a_degenerate_joint_mode_is_not_where_the_guides_start():
+    """Centred eight schools: the joint density grows without bound as tau -> 0 with every theta at mu, so the
+    joint mode is a funnel's neck and the Gaussian of its curvature a far worse start than the prior's median by
+    their ELBOs: laplace_start declines it. The conjugate regression's Laplace start is kept."""
+    from deepprob.devices import default_dtype
+    from deepprob.guides.start import gaussian_elbo, laplace_at_mode, laplace_start
+    from deepprob.logdensity import ModelStructure
+
+    y = torch.tensor([28.0, 8, -3, 7, -1, 1, 18, 12], dtype=torch.float64)
+    sigma = torch.tensor([15.0, 10, 16, 11, 9, 11, 10, 18], dtype=torch.float64)
+    with default_dtype(torch.float64):
+        structure = ModelStructure.of(centred_eight_schools, y, sigma)
+        log_joint = structure.log_joint_unconstrained(centred_eight_schools, y, sigma)
+        start = structure.initial_point(centred_eight_schools, y, sigma)
+        mode = laplace_at_mode(log_joint, start)
+        assert mode is not None and float(mode.loc[1]) < -3  # log tau, run down the funnel
+        assert gaussian_elbo(log_joint, mode.loc, torch.linalg.cholesky(mode.covariance)) < gaussian_elbo(
+            log_joint, start, 0.1 * torch.eye(len(start), dtype=torch.float64))
+        assert laplace_start(log_joint, start) is None
+
+        model, args, _ = linreg_problem()
+        structure = ModelStructure.of(model, *args)
+        kept = laplace_start(structure.log_joint_unconstrained(model, *args), structure.initial_point(model, *args))
+        assert kept is not None

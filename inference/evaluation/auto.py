@@ -25,8 +25,6 @@ from deepprob.errors import FitDivergedError, ModelError
 from deepprob.guides.fixed import FixedPosterior, Particles
 from deepprob.guides.protocol import declared
 from deepprob.guides.registry import AUTO, AUTO_LADDER, GuideOptions, build_guide
-from deepprob.inference.evaluation.draws import draws_from_guide
-from deepprob.inference.evaluation.trust import corrected_indices, trust_row
 from deepprob.inference.fitting.result import FitResult
 from deepprob.inference.fitting.settings import FitSettings
 from deepprob.inference.fitting.svi import fit as fit_family
@@ -113,6 +111,10 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
     if guide != AUTO:
         return fit_family(model, *args, guide=guide, options=options, settings=settings, model_kwargs=model_kwargs,
                           **svi_options)
+    # the verdict's modules import ArviZ (about a second): a fit of one family does not wait for them
+    from deepprob.inference.evaluation.draws import draws_from_guide
+    from deepprob.inference.evaluation.trust import corrected_indices, trust_row
+
     kwargs = dict(model_kwargs or {})
     settings = FitSettings.of(settings, **svi_options)
     seed = torch.initial_seed()

@@ -1,7 +1,7 @@
 """NUTS as a reference posterior: started well, adapted well, run until its draws pass the checks.
 
 A reference that calls itself unconverged leaves a user unable to tell whether to believe the comparison.
-:func:`run_nuts` runs Pyro's NUTS kernel (Hoffman and Gelman 2014, with Stan's windowed adaptation) so that
+:func:`run_nuts` runs multinomial NUTS with Stan's windowed adaptation (:mod:`.nuts_kernel`) so that
 its draws pass posteriordb's standard by default: split R-hat < 1.01, bulk and tail ESS >= 400 for every
 latent scalar, no divergent transition after warmup.
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pyro
 import torch
-from pyro.infer import NUTS
 
 from deepprob.errors import InputError
+from deepprob.inference.evaluation.nuts_kernel import NUTS
 from deepprob.logdensity import ModelStructure, init_uniform
 from deepprob.progress import bar as progress_bar
 from deepprob.progress import report_once
@@ -109,28 +109,15 @@ class NutsRun:
     target_accept: float | None = None
 
 
-class _Compiled(torch.autograd.Function):
-    """A potential whose value and gradient one compiled function gives: autograd sees the gradient it saved."""
-
-    @staticmethod
-    def forward(ctx, v, fn):
-        grad, value = fn(v.detach().contiguous())
-        ctx.save_for_backward(grad)
-        return value
-
-    @staticmethod
-    def backward(ctx, upstream):
-        (grad,) = ctx.saved_tensors
-        return upstream * grad, None
-
-
 class Potential:
-    """-log p(x, T(mode + L v)) - log|J| at whitened coordinates v (D,), as Pyro's NUTS takes it
-    (``{"v": v} -> energy``), counting its evaluations; compiled to C where the compiled engine takes it."""
+    """-log p(x, T(mode + L v)) - log|J| and its gradient at whitened coordinates v, a float64 NumPy vector (D,),
+    as :class:`~deepprob.inference.evaluation.nuts_kernel.NUTS` takes it, counting its evaluations; compiled to C
+    where the compiled engine takes it, else torch's autograd in the log density's own dtype."""
 
     def __init__(self, log_joint: Callable, mode: torch.Tensor, scale_tril: torch.Tensor, compile: bool = True):
         self.log_joint, self.mode, self.scale_tril = log_joint, mode, scale_tril
         self.evaluations, self.compiled, self.compiled_by = 0, None, None
+        self._eager = torch.func.grad_and_value(self.energy)
         if compile:
             self._compile()
 
@@ -165,18 +152,23 @@ class Potential:
                         "evaluated eagerly, several times slower")
             self.compiled = None
 
-    def __call__(self, params: dict) -> torch.Tensor:
+    def __call__(self, v: np.ndarray) -> tuple[float, np.ndarray]:
         self.evaluations += 1
-        v = params["v"]
-        if self.compiled is not None:
-            return _Compiled.apply(v, self.compiled)
-        with pyro.validation_enabled(False):
-            return self.energy(v)
+        x = torch.from_numpy(v).to(device=self.mode.device, dtype=self.mode.dtype)
+        try:
+            if self.compiled is not None:
+                grad, value = self.compiled(x)
+            else:
+                with pyro.validation_enabled(False):
+                    grad, value = self._eager(x)
+        except torch.linalg.LinAlgError:  # a covariance no longer positive definite out there: a divergence
+            return math.inf, np.zeros_like(v)
+        return float(value), grad.detach().to(device="cpu", dtype=torch.float64).numpy()
 
 
 def _frame(structure: ModelStructure, log_joint: Callable, budget: NUTSBudget, model, args, kwargs):
     """(mode, L, evaluations): where the whitened coordinates are centred and how they are scaled."""
-    from deepprob.guides.start import laplace_at_mode
+    from deepprob.guides.start import laplace_start
 
     start = structure.initial_point(model, *args, **kwargs)
     # the chains move in the log density's precision: float64 data make a float64 density of float32 latent
@@ -186,7 +178,7 @@ def _frame(structure: ModelStructure, log_joint: Callable, budget: NUTSBudget, m
     D = len(start)
     if budget.start == "laplace":
         with pyro.validation_enabled(False):
-            found = laplace_at_mode(log_joint, start)
+            found = laplace_start(log_joint, start)
         if found is not None:
             try:
                 return found.loc, torch.linalg.cholesky(found.covariance), found.evaluations
@@ -211,6 +203,7 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
     structure = ModelStructure.of(model, *args, **kwargs).check()
     log_joint = structure.log_joint_unconstrained(model, *args, **kwargs)
     with rng_untouched(_device(args, kwargs)):
+        pyro.set_rng_seed(seed)  # the start's prior medians are medians of draws: the same from the same seed
         mode, scale_tril, evaluations = _frame(structure, log_joint, budget, model, args, kwargs)
     # a model run draw by draw in a Python loop may branch on its latent values: a trace would fix the branches
     potential = Potential(log_joint, mode, scale_tril, compile=compile and structure.batching != "loop")
@@ -232,7 +225,7 @@ def run_nuts(model: Callable, *args, budget: NUTSBudget = NUTSBudget(), seed: in
                  and time.perf_counter() - began + 1.5 * (time.perf_counter() - attempt_began) < budget.max_seconds)
         if not retry:
             break
-        starts = [chain.params["v"].detach() for chain in chains]  # in the posterior's bulk by now
+        starts = [chain.position for chain in chains]  # in the posterior's bulk by now
     evaluations += potential.evaluations
     problems = run["problems"]
     advice = advice_for(problems, replace(budget, target_accept=target)) if problems else ""
@@ -257,7 +250,7 @@ def _sample(chains: list[_Chain], structure, mode, scale_tril, budget: NUTSBudge
                                            enabled=progress))
         latents = _latents(structure, mode, scale_tril, chains)
         checks = convergence_of(latents, n)
-        divergences = [len(chain.kernel.diagnostics()["divergences"]) for chain in chains]
+        divergences = [chain.kernel.divergences for chain in chains]
         problems = failed_checks(checks, sum(divergences), budget.min_ess)
         elapsed = time.perf_counter() - began
         if not problems or not budget.until_converged or sum(divergences) or not math.isfinite(checks["rhat_max"]):
@@ -275,37 +268,28 @@ def _sample(chains: list[_Chain], structure, mode, scale_tril, budget: NUTSBudge
 
 
 class _Chain:
-    """One chain: its NUTS kernel on ``potential``, its draws of v, its random numbers (its own, kept between
-    rounds: a chain's draws do not depend on the others')."""
+    """One chain: its NUTS kernel on ``potential`` (:mod:`.nuts_kernel`), its draws of v, its random numbers (its
+    own, kept between rounds: a chain's draws do not depend on the others')."""
 
     def __init__(self, potential: Potential, start: torch.Tensor, seed: int, budget: NUTSBudget, target: float):
-        self.kernel = NUTS(potential_fn=potential, target_accept_prob=target, max_tree_depth=budget.max_tree_depth,
-                           full_mass=len(start) <= budget.dense_up_to)
-        self.kernel.initial_params = {"v": start}
-        self.warmup, self.target, self.draws = budget.warmup, target, []
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.kernel.setup(self.warmup)
-            self.params = self.kernel.initial_params
-            self.rng = torch.get_rng_state()
+        self.kernel = NUTS(potential, start.detach().cpu().double().numpy(), seed=seed, warmup=budget.warmup,
+                           target_accept=target, max_tree_depth=budget.max_tree_depth,
+                           dense=len(start) <= budget.dense_up_to)
+        self.target, self.draws = target, []
+        self.dtype, self.device = start.dtype, start.device
 
-    def _steps(self, n: int, keep: bool, bar) -> None:
-        with torch.random.fork_rng():
-            torch.set_rng_state(self.rng)
-            for _ in range(n):
-                self.params = self.kernel.sample(self.params)
-                if keep:
-                    self.draws.append(self.params["v"].detach().clone())
-                bar.update(1)
-            self.rng = torch.get_rng_state()
+    @property
+    def position(self) -> torch.Tensor:
+        return torch.from_numpy(self.kernel.point.q).to(self.dtype).to(self.device)
 
     def warm_up(self, bar) -> None:
-        self._steps(self.warmup, False, bar)
+        self.kernel.warm_up(lambda: bar.update(1))
         bar.close(f"step size {self.kernel.step_size:.3g}")
 
     def draw(self, n: int, bar) -> None:
-        self._steps(n, True, bar)
-        bar.close(f"{len(self.kernel.diagnostics()['divergences'])} divergences")
+        draws = self.kernel.draw(n, lambda: bar.update(1))
+        self.draws.extend(torch.from_numpy(draws).to(self.dtype).to(self.device))
+        bar.close(f"{self.kernel.divergences} divergences")
 
 
 def _latents(structure: ModelStructure, mode, scale_tril, chains: list[_Chain]) -> dict[str, torch.Tensor]:
