@@ -228,6 +228,10 @@ class NUTS:
 
     def _transition(self) -> tuple[float, int]:
         """One NUTS draw from ``self.point``: (acceptance statistic, tree depth)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging trajectory's energy overflows: inf, as meant
+            return self._trajectory()
+
+    def _trajectory(self) -> tuple[float, int]:
         start = self._fresh_momentum(self.point)
         H0 = start.energy()
         tree = _Tree(start, start, start, 0.0, start.p)
