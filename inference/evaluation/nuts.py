@@ -272,9 +272,12 @@ class _Chain:
     own, kept between rounds: a chain's draws do not depend on the others')."""
 
     def __init__(self, potential: Potential, start: torch.Tensor, seed: int, budget: NUTSBudget, target: float):
-        self.kernel = NUTS(potential, start.detach().cpu().double().numpy(), seed=seed, warmup=budget.warmup,
-                           target_accept=target, max_tree_depth=budget.max_tree_depth,
-                           dense=len(start) <= budget.dense_up_to)
+        options = dict(seed=seed, warmup=budget.warmup, target_accept=target, max_tree_depth=budget.max_tree_depth,
+                       dense=len(start) <= budget.dense_up_to)
+        try:
+            self.kernel = NUTS(potential, start.detach().cpu().double().numpy(), **options)
+        except ValueError:  # a draw of the start's Gaussian where the density is 0: the frame's centre instead
+            self.kernel = NUTS(potential, np.zeros(len(start)), **options)
         self.target, self.draws = target, []
         self.dtype, self.device = start.dtype, start.device
 
