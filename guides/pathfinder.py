@@ -36,7 +36,7 @@ from deepprob.errors import FitDivergedError
 from deepprob.guides.fixed import FixedPosterior, Particles
 from deepprob.guides.mixture import MixtureOfGaussians
 from deepprob.guides.protocol import Family
-from deepprob.guides.start import OptimisationPath, lbfgs_path
+from deepprob.guides.start import OptimisationPath, gaussian_elbo, lbfgs_path
 from deepprob.logdensity import ModelStructure, init_median, init_sample
 
 CURVATURE_EPS = 2.2e-16
@@ -83,20 +83,13 @@ def best_gaussian(log_joint, path: OptimisationPath, *, history: int, elbo_draws
         except RuntimeError:
             elbos.append(-math.inf)
             continue
-        loc = path.points[l].double() + sigma @ path.gradients[l].double()
-        q = MultivariateNormal(loc.to(dtype), scale_tril=tril.to(dtype))
-        with torch.no_grad():
-            u = q.sample((elbo_draws,))
-            try:
-                log_p = log_joint(u)
-            except (RuntimeError, ValueError):
-                log_p = torch.full((elbo_draws,), -math.inf, dtype=dtype)
-            evaluations += elbo_draws
-            log_w = torch.where(torch.isfinite(log_p), log_p, torch.full_like(log_p, -math.inf)) - q.log_prob(u)
-        elbo = float(log_w.mean())
-        elbos.append(elbo if math.isfinite(elbo) else -math.inf)
+        loc = (path.points[l].double() + sigma @ path.gradients[l].double()).to(dtype)
+        tril = tril.to(dtype)
+        elbo = gaussian_elbo(log_joint, loc, tril, elbo_draws)
+        evaluations += elbo_draws
+        elbos.append(elbo)
         if math.isfinite(elbo) and (best is None or elbo > best["elbo"]):
-            best = {"loc": q.loc, "scale_tril": q.scale_tril, "elbo": elbo, "iteration": l}
+            best = {"loc": loc, "scale_tril": tril, "elbo": elbo, "iteration": l}
     if best is None:
         return None
     return {**best, "elbos": elbos, "density_evaluations": evaluations}

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from pyro.ops.hessian import hessian
 
+from deepprob.guides.protocol import gaussian_log_q
 from deepprob.logdensity import ModelStructure
 from deepprob.progress import report_once
 
@@ -71,19 +72,18 @@ def find_mode(model, prototype_trace, *args, judged: bool = True, **kwargs) -> L
     return laplace_start(log_joint, start) if judged else laplace_at_mode(log_joint, start)
 
 
-def gaussian_elbo(log_joint, loc: torch.Tensor, scale_tril: torch.Tensor, draws: int = ELBO_CHECK_DRAWS) -> float:
-    """The ELBO of N(loc, L Lᵀ) (``scale_tril`` L, (D, D)) for ``log_joint`` by ``draws`` draws of a fixed seed;
+def gaussian_elbo(log_joint, loc: torch.Tensor, scale_tril: torch.Tensor, draws: int = ELBO_CHECK_DRAWS,
+                  generator: torch.Generator | None = None) -> float:
+    """The ELBO of N(loc, L Lᵀ) (``scale_tril`` L, (D, D)) for ``log_joint`` by ``draws`` draws of ``generator``
+    (a CPU generator; None: torch's global one), E[log p(z) - log q(z)]: exactly 0 where q is a normalised target.
     -inf where the log density is not finite at some draw or cannot be computed."""
-    D = len(loc)
-    eps = torch.randn(draws, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(loc)
+    eps = torch.randn(draws, len(loc), generator=generator, dtype=loc.dtype).to(loc.device)
     try:
         with torch.no_grad():
             log_p = log_joint(loc + eps @ scale_tril.T)
     except (RuntimeError, ValueError):
         return -math.inf
-    log_q = (-0.5 * (eps ** 2).sum(-1) - 0.5 * D * math.log(2 * math.pi)
-             - scale_tril.diagonal().abs().log().sum())  # at the draws: no noise where q is the target
-    value = float((log_p - log_q).mean())
+    value = float((log_p - gaussian_log_q(eps, scale_tril.diagonal().abs().log().sum())).mean())
     return value if math.isfinite(value) else -math.inf
 
 
@@ -99,12 +99,15 @@ def laplace_start(log_joint, start: torch.Tensor) -> LaplaceStart | None:
     laplace = laplace_at_mode(log_joint, start)
     if laplace is None:
         return None
+    seed = torch.Generator().manual_seed(0)  # the same draws every time: the choice is the same from every seed
     try:
-        laplace_elbo = gaussian_elbo(log_joint, laplace.loc, torch.linalg.cholesky(laplace.covariance))
+        laplace_elbo = gaussian_elbo(log_joint, laplace.loc, torch.linalg.cholesky(laplace.covariance),
+                                     generator=seed)
     except RuntimeError:  # not positive definite to working precision
         laplace_elbo = -math.inf
     default_elbo = gaussian_elbo(log_joint, start, DEFAULT_SCALE * torch.eye(len(start), dtype=start.dtype,
-                                                                             device=start.device))
+                                                                             device=start.device),
+                                 generator=seed.manual_seed(0))
     if laplace_elbo >= default_elbo - ELBO_MARGIN_PER_DIMENSION * len(start):
         return laplace
     report_once(f"the Laplace start (the joint mode and its curvature) is a worse start than the prior's median by "

@@ -176,7 +176,7 @@ class NUTS:
             raise ValueError(f"NUTS: the log density is not finite at the start ({-U})")
         self.step_size = step_size
         self.divergences, self.leapfrogs, self.tree_depths = 0, 0, []
-        self._accept_sum = 0.0  # of the current transition
+        self._accept_sum, self._leaves = 0.0, 0  # of the current transition: Σ min(1, exp(H0 - H)), leapfrog steps
         self._divergent = False
 
     # --- the integrator ------------------------------------------------------------------------------------------
