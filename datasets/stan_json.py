@@ -93,3 +93,19 @@ def read_draws(path: str | Path, option: str = "--reference-draws") -> dict[str,
     if len(lengths) != 1:
         raise InputError(f"{option} {path}: the parameters have different numbers of draws ({sorted(lengths)})")
     return out
+
+
+def read_npz_draws(path: str | Path, option: str = "--reference-draws") -> dict[str, np.ndarray]:
+    """Draws saved by NumPy (``np.savez``: one array (chains, draws, ...) a site, as
+    ``bench/corpus_reference.py`` ships them) as {name: float64 array}; entries that are not numbers (the run's
+    checks, as text) are left out."""
+    if not Path(path).is_file():
+        raise InputError(f"{option} {path}: no such file")
+    try:
+        with np.load(path) as saved:
+            out = {k: saved[k].astype(np.float64) for k in saved.files if saved[k].dtype.kind in "fiu"}
+    except (OSError, ValueError) as err:
+        raise InputError(f"{option} {path}: not a NumPy .npz file ({err})") from None
+    if not out or any(a.ndim < 2 for a in out.values()):
+        raise InputError(f"{option} {path}: expected arrays (chains, draws, ...) of numbers, one a site")
+    return out

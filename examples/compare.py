@@ -5,8 +5,8 @@ data as a JSON object (a .json file, or a .json.zip holding one, as posteriordb 
 arrive as Python numbers and arrays as float tensors (float64 by default, as in Stan). Flat priors
 (``dist.ImproperUniform``, as in Stan models that declare none) are fine: no guide samples a prior to
 start. The reference is NUTS (R-hat and ESS checked), none, or draws made elsewhere
-(--reference-draws: posteriordb's JSON, a list of chains each {"name" or "name[i]": [draws]}, or an
-ArviZ NetCDF file).
+(--reference-draws: posteriordb's JSON, a list of chains each {"name" or "name[i]": [draws]}, an
+ArviZ NetCDF file, or NumPy's .npz, an array (chains, draws, ...) a site).
 
     deepprob compare --model eight_schools.py:model --data eight_schools.json
     deepprob compare --model m.py:model --data d.json.zip --reference-draws draws.json.zip --json
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from deepprob.datasets.stan_json import load_model_data, read_draws
+from deepprob.datasets.stan_json import load_model_data, read_draws, read_npz_draws
 from deepprob.devices import default_dtype
 from deepprob.errors import InputError
 from deepprob.examples import problems
@@ -157,7 +157,10 @@ def load_model(spec: str):
 
 
 def load_reference_draws(path: str):
-    """--reference-draws: posteriordb's JSON draws, or an ArviZ NetCDF file."""
+    """--reference-draws: posteriordb's JSON draws, an ArviZ NetCDF file, or NumPy's .npz (an array (chains,
+    draws, ...) a site)."""
+    if Path(path).suffix == ".npz":
+        return read_npz_draws(path)
     if Path(path).suffix == ".nc":
         from deepprob.inference.evaluation.arviz_data import az
 

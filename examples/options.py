@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from deepprob.errors import InputError
-from deepprob.guides.registry import AUTO_LADDER, DEFAULT_GUIDES, GUIDES, GuideOptions, checked_guides
+from deepprob.guides.registry import AUTO_LADDER_TEXT, DEFAULT_GUIDES, GUIDES, GuideOptions, checked_guides
 from deepprob.inference.fitting.engines import ENGINES
 from deepprob.inference.fitting.settings import COMPARE, COMPARE_EXAMPLES, EXAMPLES, FitSettings, compare_lr
 
@@ -146,12 +146,12 @@ def add_guide_arguments(parser: argparse.ArgumentParser, *, default: str | None 
     group = parser.add_argument_group("guide (variational family)")
     if default is not None:
         group.add_argument("--guide", type=guide_name, default=default,
-                           help=f"one of {', '.join(GUIDES)}, or auto: the ladder {' -> '.join(AUTO_LADDER)} "
+                           help=f"one of {', '.join(GUIDES)}, or auto: the ladder {AUTO_LADDER_TEXT} "
                            "fitted until the trust verdict (no reference needed) trusts one (default: %(default)s)")
     else:
         group.add_argument("--guides", type=guide_names, default=list(DEFAULT_GUIDES),
                            help=f"comma-separated guides to fit, from {', '.join(GUIDES)}, or 'all'; 'auto' is a "
-                           f"row of its own: the ladder {' -> '.join(AUTO_LADDER)} fitted until one is trusted "
+                           f"row of its own: the ladder {AUTO_LADDER_TEXT} fitted until one is trusted "
                            f"(default: {','.join(DEFAULT_GUIDES)})")
         # --guide (one family) is the single examples' option; here it is refused with a pointer
         group.add_argument("--guide", default=None, help=argparse.SUPPRESS)

@@ -74,7 +74,8 @@ class FlowGuide(AutoContinuous, Family):
         model: the Pyro model.
         kind: ``"spline"`` or ``"affine"`` (IAF) autoregressive transforms.
         depth: the number of transforms L.
-        width: hidden units of each transform's autoregressive network (None: Pyro's default).
+        width: hidden units of each of the two layers of each transform's autoregressive network, at least D
+            (None: Pyro's default).
         init_loc_fn, init_scale: the frame's start (Pyro's start: loc at the initial point, sd ``init_scale``).
 
     Parameters after the first call: ``flows`` (the transforms' networks) and ``frame`` (loc, L).
@@ -92,7 +93,9 @@ class FlowGuide(AutoContinuous, Family):
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
         loc = self._init_loc()
-        hidden = None if self.width is None else [self.width, self.width]
+        # at least one unit an input: Pyro's masks give each hidden unit one input's degree, and fewer units than
+        # inputs leave some inputs' conditionals without any
+        hidden = None if self.width is None else [max(self.width, self.latent_dim)] * 2
         with warnings.catch_warnings():  # Pyro warns that an autoregressive network of one input is degenerate
             warnings.simplefilter("ignore")
             self.flows = torch.nn.ModuleList([FLOWS[self.kind](self.latent_dim, hidden_dims=hidden)

@@ -47,8 +47,10 @@ def test_compare_linreg_tiny(capsys, tmp_path):
     out = run_json(capsys, "compare", "linreg", "--guides", "laplace,meanfield,mixture", "--num-points", "15",
                    "--steps", "200", "--draws", "300", "--out", str(tmp_path))
     assert (out["example"], out["model"], out["reference"]) == ("compare", "linreg", "exact")
-    assert list(out["guides"]) == ["laplace", "meanfield", "mixture"]
-    for row in out["guides"].values():
+    # (300 draws may not show a guide within 0.1 sds with confidence: a guide may come with its corrected row)
+    own = {name: row for name, row in out["guides"].items() if not name.endswith("+psis")}
+    assert list(own) == ["laplace", "meanfield", "mixture"]
+    for row in own.values():
         for key in ("elbo", "seconds", "khat", "elpd_loo", "kl_to_exact", "mean_err_sd", "sd_err_sd", "w2"):
             assert isinstance(row[key], float), key
         assert row["kl_to_exact"] >= 0
@@ -177,9 +179,11 @@ def test_a_figure_that_cannot_be_drawn_loses_no_result(capsys, tmp_path, monkeyp
                      "--json", "--out", str(tmp_path), "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     out = json.loads(captured.out.strip().splitlines()[-1])
-    assert set(out["guides"]) == {"meanfield", "fullrank"} and out["guides"]["fullrank"]["kl_to_exact"] >= 0
+    # (200 draws may not show a guide within 0.1 sds with confidence: then its corrected row comes too)
+    assert {g for g in out["guides"] if not g.endswith("+psis")} == {"meanfield", "fullrank"}
+    assert out["guides"]["fullrank"]["kl_to_exact"] >= 0
     skipped = [line for line in captured.err.splitlines() if "skipped" in line]
-    assert len(skipped) == 2 and all("Too many bins" in line and "_pair_" in line for line in skipped)
+    assert len(skipped) == len(out["guides"]) and all("Too many bins" in line and "_pair_" in line for line in skipped)
     assert (tmp_path / "linreg_meanfield.nc").exists() and (tmp_path / "linreg_forest.png").exists()
     assert not (tmp_path / "linreg_pair_fullrank.png").exists()
     assert "linreg_forest.png" in " ".join(out["files"]) and "pair" not in " ".join(out["files"])

@@ -1,6 +1,7 @@
 """Hard posteriors against references that no guide made: the corpus's stochastic volatility model (100 latent
-log-volatilities, a posterior far from Gaussian in φ and σ) against its long NUTS run, made once by
-``bench/corpus_reference.py`` and shipped thinned (``tests/corpus/references/stochastic_volatility.npz``).
+log-volatilities, a posterior far from Gaussian in φ and σ) and its latent GP (Poisson counts, written centred)
+against their long NUTS runs, made once by ``bench/corpus_reference.py`` and shipped thinned
+(``tests/corpus/references/NAME.npz``, with the data as the shell reads it, ``NAME.json``).
 
 The fits are slow (a minute each): they run with ``-m slow``. The shipped reference's own checks run always."""
 
@@ -41,6 +42,34 @@ def test_the_shipped_reference_passed_its_checks():
     assert 0.2 < draws["phi"].std() < 0.5  # far from a point: the data leave φ broad, skewed towards its bound
 
 
+def test_the_latent_gp_reference_is_the_centred_models_posterior():
+    """Made on the model's non-centred form and mapped to its sites: the score of the centred model (the one users
+    write) has mean zero under the shipped draws in every coordinate, as it must under its own posterior; the same
+    draws with f's map left out (f_white taken for f) fail it."""
+    from deepprob.inference.evaluation.score_identity import score_z
+
+    spec = importlib.util.spec_from_file_location("corpus_latent_gp", CORPUS / "latent_gp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with np.load(CORPUS / "references" / "latent_gp.npz") as shipped:
+        draws = {k: shipped[k].astype(np.float64) for k in shipped.files if k != "checks"}
+        checks = json.loads(str(shipped["checks"]))
+    assert checks["converged"] and checks["divergences"] == 0 and draws["f"].shape[::2] == (4, 30)
+    data = json.loads((CORPUS / "references" / "latent_gp.json").read_text())
+    assert data == {k: v.tolist() for k, v in module.data(0).items()}  # the data the run was made on
+    with default_dtype(torch.float64):
+        data = module.data(0)
+        z, labels = score_z(module.model, data, draws=draws, num_draws=1000)
+        assert z.abs().max() < 4.5, (z.abs().max(), labels[int(z.abs().argmax())])
+        f = draws["f"]
+        white = np.linalg.solve(np.linalg.cholesky(np.stack([
+            module.kernel(data["X"], torch.tensor(v), torch.tensor(l)).numpy()
+            for v, l in zip(draws["kernel_var"].ravel(), draws["kernel_length"].ravel())])),
+            f.reshape(-1, 30, 1))[..., 0].reshape(f.shape)
+        z, _ = score_z(module.model, data, draws={**draws, "f": white}, num_draws=1000)
+        assert z.abs().max() > 10
+
+
 def compared(guides, **options):
     module = volatility()
     draws, _ = reference()
@@ -68,3 +97,21 @@ def test_with_default_settings_no_guide_is_trusted_and_none_is_accurate():
             continue
         accurate = max(row["mean_err_sd"], row["sd_err_sd"]) <= ACCURATE
         assert not accurate and row["trust"] == "no", (name, row)
+
+
+@pytest.mark.slow
+def test_auto_reaches_the_latent_gp_of_posteriordb_within_0_1_sds():
+    """gp_pois_regr: no Gaussian nor the mixture comes within 0.4 sds; auto climbs to its deep IAF, which does (as it
+    is, or through its corrected draws), and says which rung it chose."""
+    from deepprob.inference.evaluation.posteriors import database, load_posterior
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "posteriordb" / "posterior_database"
+    if not shared.is_dir():
+        pytest.skip("posteriordb's posteriors are not beside the repository (../shared)")
+    problem = load_posterior("gp_pois_regr-gp_pois_regr", database(shared))
+    result = deepprob.compare(problem.model, problem.data, guides=["auto"], reference=problem.draws,
+                              reference_latents=problem.reference_latents)
+    auto = result.rows["auto"]
+    stands_by = result.rows.get("auto+psis", auto) if auto["trust"] == "corrected" else auto
+    assert auto["family"] == "iaf:deep" and auto["trust"] in ("yes", "corrected"), auto["trust_reason"]
+    assert max(stands_by["mean_err_sd"], stands_by["sd_err_sd"]) <= 0.1, stands_by

@@ -220,6 +220,9 @@ def test_a_flat_prior_model_with_a_nuts_reference(flat_model, tmp_path, capsys):
     ("missing data", "--data {folder}/nope.json: no such file"),
     ("bad model", "has no function 'modle' (it has model)"),
     ("bad json", "not valid JSON"),
+    ("npz missing", "--reference-draws {tmp}/draws.npz: no such file"),
+    ("npz not numpy", "--reference-draws {tmp}/draws.npz: not a NumPy .npz file"),
+    ("npz no chains", "expected arrays (chains, draws, ...) of numbers, one a site"),
 ])
 def test_bad_files_are_one_line_and_exit_2(flat_model, tmp_path, capsys, case, message):
     folder = flat_model
@@ -240,6 +243,12 @@ def test_bad_files_are_one_line_and_exit_2(flat_model, tmp_path, capsys, case, m
     if case == "bad json":
         data = str(tmp_path / "bad.json")
         (tmp_path / "bad.json").write_text("{'N': 3}")
+    if case.startswith("npz"):
+        draws = tmp_path / "draws.npz"
+        if case == "npz not numpy":
+            draws.write_text("mu,sigma\n0,1\n")
+        if case == "npz no chains":
+            np.savez(draws, mu=np.zeros(3), checks="{}")
     argv = ["compare", "--model", model, "--data", data, "--reference-draws", str(draws), "--quiet", "--out",
             str(tmp_path / "out")]
     assert cli_main(argv) == 2

@@ -26,7 +26,7 @@ NAMES = sorted(path.stem for path in CORPUS.glob("*.py"))
 BATCHING = {
     "autoregressive": "plate", "changepoint": "vmap", "crossed_effects": "vmap", "deterministic_regression": "vmap",
     "gaussian_mixture": "plate", "gaussian_process": "vmap", "hierarchical_logistic": "vmap",
-    "lkj_correlation": "vmap", "negative_binomial_offset": "vmap", "radon_varying_slopes": "vmap",
+    "latent_gp": "vmap", "lkj_correlation": "vmap", "negative_binomial_offset": "vmap", "radon_varying_slopes": "vmap",
     "stochastic_volatility": "vmap", "volatility_in_place": "loop",
 }
 SHORT = {"steps": 40, "elbo_particles": 20, "progress": False, "num_particles": 2}

@@ -83,3 +83,13 @@ def test_page_renders_in_chromium(tmp_path, capsys):
         capture_output=True, text=True, timeout=120).stdout
     widths = re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")
     assert widths and all(int(w) > 0 for w in widths)
+
+
+def test_the_hard_posterior_claim_holds_only_where_no_trusted_guide_is_off():
+    honest = {"guides": {"fullrank": {"trust": "no", "mean_err_sd": 17.7, "sd_err_sd": 4.2},
+                         "auto": {"trust": "yes", "mean_err_sd": 0.05, "sd_err_sd": 0.08},
+                         "auto+psis": {"trust": "corrected", "mean_err_sd": 9.0, "sd_err_sd": 9.0}}}
+    text, holds = tour.CLAIMS["hard-latent-gp"](honest, {})
+    assert holds and "trusted: auto (0.08 sds off)" in text and "fullrank (17.70)" in text
+    honest["guides"]["fullrank"]["trust"] = "corrected"  # a verdict that trusts a guide 17 sds off: caught
+    assert not tour.CLAIMS["hard-latent-gp"](honest, {})[1]

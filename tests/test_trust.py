@@ -126,7 +126,7 @@ def test_every_guide_row_carries_the_verdict_with_or_without_a_reference():
     y = torch.tensor([0.5, 1.5, 1.0, 2.0])
     exact = {"mu": Normal(y.sum() / (len(y) + 1 / 25), (len(y) + 1 / 25) ** -0.5)}
     for reference in (None, exact):
-        result = deepprob.compare(model, y, guides=["fullrank", "delta"], reference=reference, steps=300, draws=500)
+        result = deepprob.compare(model, y, guides=["fullrank", "delta"], reference=reference, steps=300, draws=2000)
         rows = json.loads(result.to_json())["guides"]
         for name in ("fullrank", "delta"):
             assert {"trust", "trust_reason", "mean_err_est", "sd_err_est"} <= set(rows[name]), name
@@ -227,7 +227,7 @@ def test_the_restart_check_catches_a_fit_stopped_after_a_few_steps():
     short = deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, steps=30, draws=1000, restarts=3)
     row = short.rows["fullrank"]
     assert row["restart_spread"] > 0.3 and row["trust"] == "no" and "restarts disagree" in row["trust_reason"]
-    long = deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, steps=4000, draws=1000, restarts=3)
+    long = deepprob.compare(model, Phi, y, guides=["fullrank"], reference=None, steps=4000, draws=2000, restarts=3)
     row = long.rows["fullrank"]
     assert row["restart_spread"] < 0.1 and row["trust"] == "yes", row["trust_reason"]
     with pytest.raises(deepprob.errors.InputError, match="--restarts -1"):
@@ -320,23 +320,59 @@ def test_vsbc_flags_a_biased_q_and_not_the_exact_posterior():
 
 def test_the_climb_stops_at_the_first_trusted_rung_and_never_claims_trust_it_has_not_shown():
     from deepprob.errors import FitDivergedError
+    from deepprob.guides.registry import Rung
     from deepprob.inference.evaluation.auto import climb
 
     verdicts = {"a": "no", "b": "corrected", "c": "yes"}
+    estimates = {}
     tried = []
+    ladder = (Rung("a"), Rung("b"), Rung("c", "long", steps=5.0))
 
-    def attempt(name):
-        tried.append(name)
-        return {"trust": verdicts[name], "trust_reason": name}
+    def attempt(rung):
+        tried.append(rung.label)
+        return {"trust": verdicts[rung.family], "trust_reason": rung.family, **estimates.get(rung.family, {})}
 
-    got = climb(attempt, lambda row: row, ("a", "b", "c"))
-    assert (got.family, got.trust, tried) == ("b", "corrected", ["a", "b"]) and "(a not)" in got.reason
+    got = climb(attempt, lambda row: row, ladder)  # a rung trusted as it is beats an earlier corrected one
+    assert (got.family, got.trust, tried) == ("c:long", "yes", ["a", "b", "c:long"]) and "(a, b not)" in got.reason
+    verdicts.update(c="no")
+    assert climb(attempt, lambda row: row, ladder).family == "b"  # else the corrected
+    tried.clear()
+    got = climb(attempt, lambda row: row, (Rung("a"), Rung("b"), Rung("c", last_resort=True)))
+    assert (got.family, got.trust, tried) == ("b", "corrected", ["a", "b"])  # a last resort is not climbed to
     verdicts.update(b="no", c="no")
-    got = climb(attempt, lambda row: row, ("a", "b", "c"))
-    assert (got.family, got.trust) == ("c", "no") and "no family" in got.reason and len(got.tried) == 3
-    failing = climb(lambda name: FitDivergedError("nan") if name == "c" else attempt(name), lambda row: row,
-                    ("a", "b", "c"))
+    got = climb(attempt, lambda row: row, ladder)
+    assert (got.family, got.trust) == ("c:long", "no") and "the richest" in got.reason and len(got.tried) == 3
+    # none trusted: the rung whose own draws say it is nearest is kept, not the richest; an estimate from too few
+    # effective draws does not count
+    estimates.update(a={"mean_err_est": 0.4, "sd_err_est": 0.2, "ess": 500.0},
+                     b={"mean_err_est": 0.1, "sd_err_est": 0.15, "ess": 300.0},
+                     c={"mean_err_est": 0.01, "sd_err_est": 0.01, "ess": 50.0})
+    got = climb(attempt, lambda row: row, ladder)
+    assert (got.family, got.trust) == ("b", "no") and "estimated 0.15 sds off" in got.reason
+    assert [t["estimated_error"] for t in got.tried] == [0.4, 0.15, None]
+    # none can be checked: the most effective draws of those with k-hat < 0.7 (a rung with none: k-hat >= 0.7)
+    estimates.update(a={"mean_err_est": 0.4, "sd_err_est": 0.2, "ess": 30.0}, b={}, c={"mean_err_est": 2.0,
+                                                                                    "sd_err_est": 0.1, "ess": 60.0})
+    got = climb(attempt, lambda row: row, ladder)
+    assert (got.family, got.trust) == ("c:long", "no") and "60 effective draws" in got.reason
+    estimates.update(c={})
+    assert climb(attempt, lambda row: row, ladder).family == "a"
+    estimates.clear()
+    failing = climb(lambda rung: FitDivergedError("nan") if rung.family == "c" else attempt(rung), lambda row: row,
+                    ladder)
     assert (failing.family, failing.trust) == ("b", "no") and failing.tried[-1]["trust_reason"] == "failed: nan"
+
+
+def test_a_rung_changes_the_fit_and_the_options_it_names():
+    from deepprob.guides.registry import AUTO_LADDER, GuideOptions, Rung
+    from deepprob.inference.fitting.settings import FitSettings
+
+    rung = Rung("iaf", "deep", {"depth": 4}, steps=5.0, lr=0.4, particles=2.0, objective="iwae:8")
+    settings = rung.settings(FitSettings(steps=1000, lr=0.01, num_particles=3))
+    assert (settings.steps, settings.lr, settings.num_particles, settings.objective) == (5000, 0.004, 6, "iwae:8")
+    assert rung.guide_options(GuideOptions(components=3)) == GuideOptions(components=3, depth=4)
+    assert Rung("fullrank").settings(FitSettings()) == FitSettings() and rung.label == "iaf:deep"
+    assert len({r.label for r in AUTO_LADDER}) == len(AUTO_LADDER)  # rows and reports name rungs by label
 
 
 def test_fit_and_compare_with_guide_auto():
@@ -348,6 +384,7 @@ def test_fit_and_compare_with_guide_auto():
     import pyro.distributions as dist
 
     import deepprob
+    from deepprob.guides.registry import AUTO_LADDER
 
     y = torch.tensor([0.5, 1.5, 1.0, 2.0])
     pyro.set_rng_seed(0)
@@ -367,8 +404,7 @@ def test_fit_and_compare_with_guide_auto():
     assert auto["family"] == auto["auto_tried"][-1]["guide"] and {"trust", "trust_reason", "mean_err_est",
                                                                    "sd_err_est"} <= set(auto)
     assert auto["seconds"] >= sum(t["seconds"] for t in auto["auto_tried"]) * 0.99
-    assert auto["trust"] != "no" or "no family" in auto["trust_reason"]
-    assert [t["guide"] for t in auto["auto_tried"]] == ["laplace", "fullrank", "mixture", "flow"][:len(
-        auto["auto_tried"])]
+    assert auto["trust"] != "no" or "no rung" in auto["trust_reason"]
+    assert [t["guide"] for t in auto["auto_tried"]] == [r.label for r in AUTO_LADDER][:len(auto["auto_tried"])]
     with pytest.raises(deepprob.errors.InputError, match="auto is a ladder"):
         deepprob.build_guide("auto", scale_model)

@@ -3,13 +3,18 @@ r"""``guide="auto"``: a ladder of families, cheap to rich, fitted until one is t
     fit = deepprob.fit(model, data, guide="auto")
     fit.extras["auto"]            # {"family": "fullrank", "trust": "yes", "reason": ..., "tried": [...]}
     result = deepprob.compare(model, data, guides=["auto", "meanfield"], reference=None)
-    result.rows["auto"]["family"] # the family it chose
+    result.rows["auto"]["family"] # the rung it chose
 
-The ladder (:data:`~deepprob.guides.registry.AUTO_LADDER`: laplace, fullrank, mixture, flow) is climbed one rung at
-a time; each rung is fitted, drawn from, and judged by the verdict of :mod:`.trust` (no reference needed). The climb
-stops at the first rung trusted as it is (``"yes"``) or through its PSIS-corrected draws (``"corrected"``), and says
-why it stopped. Where no rung is trusted it says so (trust ``"no"``) and keeps the richest rung's fit: it never
-claims a trust it has not shown.
+The ladder (:data:`~deepprob.guides.registry.AUTO_LADDER`: laplace, fullrank, mixture, then full rank by the
+importance-weighted bound and a deeper IAF trained longer, :class:`~deepprob.guides.registry.Rung`) is climbed one
+rung at a time; each rung is fitted, drawn from, and judged by the verdict of :mod:`.trust` (no reference needed).
+The climb stops at the first rung trusted as it is (``"yes"``); a rung trusted only through its PSIS-corrected draws
+(``"corrected"``) is kept where no rung before the last resorts (:attr:`~deepprob.guides.registry.Rung.last_resort`)
+is trusted as it is (of several, the one estimated nearest), and the climb says why it stopped. Where no rung is
+trusted it says so (trust ``"no"``) and keeps the rung whose own draws come nearest to trusting it (:func:`nearest`:
+of those whose weights can check it, k-hat < 0.7 and enough effective draws, the smallest estimated error; else
+the most effective draws; else the richest that fitted).
+It never claims a trust it has not shown.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from deepprob.errors import FitDivergedError, ModelError
 from deepprob.guides.fixed import FixedPosterior, Particles
 from deepprob.guides.protocol import declared
-from deepprob.guides.registry import AUTO, AUTO_LADDER, GuideOptions, build_guide
+from deepprob.guides.registry import AUTO, AUTO_LADDER, GuideOptions, Rung, build_guide
 from deepprob.inference.fitting.result import FitResult
 from deepprob.inference.fitting.settings import FitSettings
 from deepprob.inference.fitting.svi import fit as fit_family
@@ -32,8 +37,6 @@ from deepprob.logdensity import ModelStructure
 from deepprob.names import flatten
 
 __all__ = ["Climb", "climb", "fit"]
-
-TRUSTED = ("yes", "corrected")
 
 
 @dataclass
@@ -53,35 +56,93 @@ class Climb:
                 "seconds": self.seconds}
 
 
-def climb(attempt: Callable[[str], object], row_of: Callable[[object], dict],
-          ladder: tuple[str, ...] = AUTO_LADDER) -> Climb:
-    """Fit ``attempt(family)`` up ``ladder`` until ``row_of(result)["trust"]`` is ``"yes"`` or ``"corrected"``.
+def climb(attempt: Callable[[Rung], object], row_of: Callable[[object], dict],
+          ladder: tuple[Rung, ...] = AUTO_LADDER) -> Climb:
+    """Fit ``attempt(rung)`` up ``ladder`` until ``row_of(result)["trust"]`` is ``"yes"``; where only ``"corrected"``
+    rungs are found before the last resorts (or at the end), keep the corrected one estimated nearest.
 
     ``attempt`` returns a fit's result, or a :class:`~deepprob.errors.FitDivergedError` / ``ModelError`` (that rung
-    failed: the climb goes on). Raises the last rung's error where every rung failed.
+    failed: the climb goes on). Where no rung is trusted, the one kept is the nearest to it (:func:`nearest`).
+    Raises the last rung's error where every rung failed.
     """
-    began, tried, fitted, error = time.perf_counter(), [], None, None
-    for family in ladder:
+    began, tried, fitted, error = time.perf_counter(), [], [], None
+
+    def done(label, result, trust, reason):
+        return Climb(label, result, trust, reason, tried, time.perf_counter() - began)
+
+    for rung in ladder:
+        corrected = [entry for entry in fitted if entry[2]["trust"] == "corrected"]
+        if rung.last_resort and corrected:
+            return done(*least_corrected(corrected, tried))
         start = time.perf_counter()
-        result = attempt(family)
+        result = attempt(rung)
         seconds = time.perf_counter() - start
         if isinstance(result, (FitDivergedError, ModelError)):
-            tried.append({"guide": family, "trust": "no", "trust_reason": f"failed: {result}", "seconds": seconds})
+            tried.append({"guide": rung.label, "trust": "no", "trust_reason": f"failed: {result}", "seconds": seconds})
             error = result
             continue
         row = row_of(result)
-        tried.append({"guide": family, "trust": row["trust"], "trust_reason": row["trust_reason"],
-                      "seconds": seconds, "gradient_evaluations": row.get("gradient_evaluations")})
-        fitted = (family, result)
-        if row["trust"] in TRUSTED:
-            how = "trusted" if row["trust"] == "yes" else "trusted through its PSIS-corrected draws"
+        tried.append({"guide": rung.label, "trust": row["trust"], "trust_reason": row["trust_reason"],
+                      "seconds": seconds, "gradient_evaluations": row.get("gradient_evaluations"),
+                      "estimated_error": checked_error(row), "ess": row.get("ess")})
+        fitted.append((rung.label, result, row))
+        if row["trust"] == "yes":
             cheaper = f" ({', '.join(t['guide'] for t in tried[:-1])} not)" if len(tried) > 1 else ""
-            return Climb(family, result, row["trust"], f"{family} is the first {how}{cheaper}", tried,
-                         time.perf_counter() - began)
-    if fitted is None:
+            return done(rung.label, result, "yes", f"{rung.label} is the first trusted{cheaper}")
+    corrected = [entry for entry in fitted if entry[2]["trust"] == "corrected"]
+    if corrected:
+        return done(*least_corrected(corrected, tried))
+    if not fitted:
         raise error
-    return Climb(fitted[0], fitted[1], "no", f"no family of {', '.join(ladder)} was trusted; {fitted[0]} kept, the "
-                 "richest that fitted", tried, time.perf_counter() - began)
+    label, result, why = nearest(fitted)
+    rungs = ", ".join(rung.label for rung in ladder)
+    return done(label, result, "no", f"no rung of {rungs} was trusted; {why}")
+
+
+def least_corrected(corrected: list[tuple[str, object, dict]], tried: list[dict]) -> tuple[str, object, str, str]:
+    """Of rungs trusted only through their PSIS-corrected draws, the one estimated nearest already (its resampled
+    draws lean least on the weights): ``(label, result, "corrected", why)``."""
+    def estimated(entry):
+        error = checked_error(entry[2])
+        return float("inf") if error is None else error
+
+    label, result, row = min(corrected, key=estimated)
+    others = [t["guide"] for t in tried if t["guide"] != label]
+    why = (f"{label} is trusted through its PSIS-corrected draws, none as it is"
+           + (f" ({', '.join(others)} not; of the corrected, the one estimated nearest)" if others else ""))
+    return label, result, "corrected", why
+
+
+def nearest(fitted: list[tuple[str, object, dict]]) -> tuple[str, object, str]:
+    """Of untrusted rungs ``(label, result, row)``, the one whose own draws come nearest to trusting it, and why:
+
+    1. of those whose weights can check them (:func:`checked_error`), the smallest estimated error;
+    2. else, of those whose weights have k-hat < 0.7 but too few effective draws to check them, the most effective
+       draws (the self-normalised weights' ESS / S is about 1 / (1 + chi^2(p || q)): a q too narrow and a q too wide
+       both have few);
+    3. else the richest (the last) that fitted.
+    """
+    checked = [(label, result, checked_error(row)) for label, result, row in fitted if checked_error(row) is not None]
+    if checked:
+        label, result, worst = min(checked, key=lambda entry: entry[2])
+        return label, result, f"{label} kept, estimated {worst:.2f} sds off, the nearest of those its draws could check"
+    weighed = [(label, result, row["ess"]) for label, result, row in fitted if row.get("ess") is not None]
+    if weighed:
+        label, result, ess = max(weighed, key=lambda entry: entry[2])
+        return label, result, (f"{label} kept, its weights the least heavy-tailed ({ess:.0f} effective draws, too few "
+                               "to check it)")
+    label, result, _ = fitted[-1]
+    return label, result, f"{label} kept, the richest that fitted (no rung's draws could check it)"
+
+
+def checked_error(row: dict) -> float | None:
+    """A rung's worst estimated error (:mod:`.trust`), where its draws can check it (k-hat below the limit and enough
+    effective draws, the estimate in ``row``), else None."""
+    from deepprob.inference.evaluation.trust import MIN_ESS  # imports ArviZ: where a ladder is climbed only
+
+    if row.get("mean_err_est") is None or row.get("ess", 0) < MIN_ESS:
+        return None
+    return max(row["mean_err_est"], row["sd_err_est"])
 
 
 def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None = None,
@@ -113,17 +174,18 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
                           **svi_options)
     # the verdict's modules import ArviZ (about a second): a fit of one family does not wait for them
     from deepprob.inference.evaluation.draws import draws_from_guide
-    from deepprob.inference.evaluation.trust import corrected_indices, trust_row
+    from deepprob.inference.evaluation.trust import RESAMPLING_POOL, corrected_indices, trust_row
 
     kwargs = dict(model_kwargs or {})
     settings = FitSettings.of(settings, **svi_options)
     seed = torch.initial_seed()
 
-    def attempt(family: str):
+    def attempt(rung: Rung):
         pyro.set_rng_seed(seed)  # every rung from the same seed, as compare's rows
         try:
-            fitted = fit_family(model, *args, guide=build_guide(family, model, options),
-                                settings=settings.replace(desc=f"auto/{family}"), model_kwargs=kwargs)
+            guide = build_guide(rung.family, model, rung.guide_options(options or GuideOptions()))
+            fitted = fit_family(model, *args, guide=guide, model_kwargs=kwargs,
+                                settings=rung.settings(settings).replace(desc=f"auto/{rung.label}"))
         except FitDivergedError as err:
             return err
         sampled = draws_from_guide(model, fitted.guide, *args, num_samples=draws, **kwargs)
@@ -132,7 +194,9 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
 
     chosen = climb(attempt, lambda result: result[2])
     fitted, sampled, _ = chosen.result
-    if chosen.trust == "corrected":
+    if chosen.trust == "corrected":  # resampled from a larger pool of the guide's draws
+        more = draws_from_guide(model, fitted.guide, *args, num_samples=(RESAMPLING_POOL - 1) * draws, **kwargs)
+        sampled = sampled.joined(more)
         index = corrected_indices(sampled.log_weights, draws, torch.Generator().manual_seed(seed))
         structure = ModelStructure.of(model, *args, **kwargs)
         particles = structure.pack_draws(sampled.take(index).latents)

@@ -53,7 +53,7 @@ import torch
 from deepprob.errors import FitDivergedError, InputError, ModelError, model_raised, raised_at
 from deepprob.files import jsonable
 from deepprob.guides.protocol import declared
-from deepprob.guides.registry import AUTO, DEFAULT_GUIDES, GuideOptions, build_guide, checked_guides
+from deepprob.guides.registry import AUTO, DEFAULT_GUIDES, GuideOptions, Rung, build_guide, checked_guides
 from deepprob.inference.evaluation.arviz_data import az, save_inference_data, summary_text, to_inference_data
 from deepprob.inference.evaluation.auto import climb
 from deepprob.inference.evaluation.diagnostics import (
@@ -69,6 +69,7 @@ from deepprob.inference.evaluation.kl import kl_of_guide
 from deepprob.inference.evaluation.nuts import NUTSBudget, advice_for, convergence, failed_checks, run_nuts
 from deepprob.inference.evaluation.references import Exact, check_convergence, exact_latents, given_draws
 from deepprob.inference.evaluation.trust import (
+    RESAMPLING_POOL,
     RESTART_JITTER,
     corrected_indices,
     downgraded,
@@ -118,10 +119,11 @@ COLUMN_NOTES = {  # what each column means, with its units (the tour's page show
     "mean_err_est": "largest error of a posterior mean estimated without a reference, from the guide's own "
                     "PSIS-weighted draws, in posterior sds (as mean err; null where the weights estimate nothing)",
     "sd_err_est": "largest relative error of a posterior sd estimated the same way (as sd err)",
-    "trust": "yes: estimated within 0.1 posterior sds and k-hat < 0.7; corrected: off, but its PSIS-resampled draws "
-             "stand in for it; no: k-hat >= 0.7, no density, too few effective draws, restarts that disagree, or too "
-             "far from most of the other trusted guides (trust_reason says which)",
-    "family": "the family guide auto chose: the first of its ladder (laplace, fullrank, mixture, flow) trusted",
+    "trust": "yes: estimated within 0.1 posterior sds with its Monte Carlo error, and k-hat < 0.7; corrected: not "
+             "shown within 0.1, but its PSIS-resampled draws stand in for it; no: k-hat >= 0.7, no density, too few "
+             "effective draws, restarts that disagree, or too far from most of the other trusted guides (trust_reason "
+             "says which)",
+    "family": "the rung guide auto chose (its family, and how the rung trains it): the first of its ladder trusted",
     "elpd_loo": "expected log predictive density by PSIS leave-one-out, nats (higher is better)",
     "accuracy": "share of correctly predicted labels (Bayesian predictive, threshold 0.5)",
     "log_loss": "mean negative log predictive probability of the labels, nats per point",
@@ -353,15 +355,18 @@ class _Setup:
         return save_inference_data(idata, self.out / f"{self.settings.name}_{label}.nc")
 
 
-def _fit_guide(setup: _Setup, name: str, restart: int = 0) -> FitResult | FitDivergedError | ModelError:
-    """Guide ``name`` fitted from the seed (a restart: from the seed + ``restart``, its start displaced)."""
+def _fit_guide(setup: _Setup, rung: Rung, restart: int = 0) -> FitResult | FitDivergedError | ModelError:
+    """The guide of ``rung`` (a family of the registry, as the rung changes its options and fit) fitted from the seed
+    (a restart: from the seed + ``restart``, its start displaced)."""
     s = setup.settings
     pyro.set_rng_seed(s.seed + restart)
-    options = setup.options if not restart else replace(setup.options, start_jitter=RESTART_JITTER)
-    guide = build_guide(name, setup.model, options)
-    what = f"{name} restart {restart}" if restart else name
+    options = rung.guide_options(setup.options)
+    options = options if not restart else replace(options, start_jitter=RESTART_JITTER)
+    guide = build_guide(rung.family, setup.model, options)
+    what = f"{rung.label} restart {restart}" if restart else rung.label
     try:
-        settings = setup.fit.replace(objective=_objective_for(guide, s.objective), desc=f"compare {s.name}/{what}")
+        fit = rung.settings(setup.fit)
+        settings = fit.replace(objective=_objective_for(guide, fit.objective), desc=f"compare {s.name}/{what}")
         return fit_svi(setup.model, guide, *setup.args, settings=settings, **setup.kwargs)
     except FitDivergedError as err:
         return err
@@ -373,14 +378,14 @@ def _fit_guide(setup: _Setup, name: str, restart: int = 0) -> FitResult | FitDiv
         return model_raised(setup.model, err, f"(while fitting {what})")
 
 
-def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError | ModelError:
-    """Fit guide ``name`` from the seed, draw from it, measure what needs no reference (the results do not
+def _run_guide(setup: _Setup, rung: Rung, exact) -> GuideRun | FitDivergedError | ModelError:
+    """Fit ``rung``'s guide from the seed, draw from it, measure what needs no reference (the results do not
     depend on the order of the guides, nor on the process that runs them); with ``restarts``, fit it again that
     many times from displaced starts, and check that they agree."""
-    if name == AUTO:
+    if rung.family == AUTO:
         return _run_auto(setup, exact)
-    s = setup.settings
-    fit = _fit_guide(setup, name)
+    s, name = setup.settings, rung.label
+    fit = _fit_guide(setup, rung)
     if isinstance(fit, (FitDivergedError, ModelError)):
         return fit
     draws = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=s.draws, **setup.kwargs)
@@ -398,23 +403,28 @@ def _run_guide(setup: _Setup, name: str, exact) -> GuideRun | FitDivergedError |
         row["kl_to_exact"] = kl_of_guide(fit.guide, exact.over_latent_vector(setup.structure))
     row.update(setup.own_metrics(draws, idata))
     if setup.settings.restarts:
-        row = _restart_check(setup, name, compared[0], row)
+        row = _restart_check(setup, rung, compared[0], row)
     if setup.settings.vsbc:
-        row = _vsbc_check(setup, name, row)
+        row = _vsbc_check(setup, rung, row)
+    pool = None
+    if row["trust"] == "corrected":  # its corrected draws are resampled from a larger pool of the guide's draws
+        more = draws_from_guide(setup.model, fit.guide, *setup.args, num_samples=(RESAMPLING_POOL - 1) * s.draws,
+                                **setup.kwargs)
+        pool = draws.joined(more)
     if not setup.keep_guides:
         fit.guide = None  # fitted in a worker: the guide (its model, perhaps a closure) stays there
     run = GuideRun(fit, draws, idata, compared, row, setup.save(idata, name))
-    if row["trust"] == "corrected":
-        run.corrected = _corrected_run(setup, name, run)
+    if pool is not None:
+        run.corrected = _corrected_run(setup, name, run, pool)
     return run
 
 
-def _restart_check(setup: _Setup, name: str, values: torch.Tensor, row: dict) -> dict:
-    """``row`` with the spread of ``restarts`` more fits of ``name`` (:func:`~.trust.restart_spread`), and its verdict
+def _restart_check(setup: _Setup, rung: Rung, values: torch.Tensor, row: dict) -> dict:
+    """``row`` with the spread of ``restarts`` more fits of ``rung`` (:func:`~.trust.restart_spread`), and its verdict
     "no" where they disagree; a restart that fails counts as a disagreement."""
     began, runs = time.perf_counter(), [values]
     for k in range(1, setup.settings.restarts + 1):
-        fit = _fit_guide(setup, name, restart=k)
+        fit = _fit_guide(setup, rung, restart=k)
         if isinstance(fit, (FitDivergedError, ModelError)):
             runs = None
             break
@@ -426,13 +436,14 @@ def _restart_check(setup: _Setup, name: str, values: torch.Tensor, row: dict) ->
     return row
 
 
-def _vsbc_check(setup: _Setup, name: str, row: dict) -> dict:
-    """``row`` with VSBC of ``name`` on ``vsbc`` data sets the model simulates (:mod:`.vsbc`), its verdict "no" where
-    VSBC shows a bias."""
+def _vsbc_check(setup: _Setup, rung: Rung, row: dict) -> dict:
+    """``row`` with VSBC of ``rung``'s guide on ``vsbc`` data sets the model simulates (:mod:`.vsbc`), its verdict
+    "no" where VSBC shows a bias."""
     began = time.perf_counter()
     try:
-        result = run_vsbc(setup.model, *setup.args, guide=name, datasets=setup.settings.vsbc, settings=setup.fit,
-                          draws=min(setup.settings.draws, 1000), options=setup.options, seed=setup.settings.seed,
+        result = run_vsbc(setup.model, *setup.args, guide=rung.family, datasets=setup.settings.vsbc,
+                          settings=rung.settings(setup.fit), draws=min(setup.settings.draws, 1000),
+                          options=rung.guide_options(setup.options), seed=setup.settings.seed,
                           model_kwargs=setup.kwargs, progress=setup.progress)
         row = downgraded(row, vsbc=(result.flagged, min(result.pvalues.values())))
     except (FitDivergedError, ModelError) as err:  # a fit to a simulated data set failed: no calibration shown
@@ -445,7 +456,7 @@ def _run_auto(setup: _Setup, exact) -> GuideRun | FitDivergedError | ModelError:
     """The row ``auto``: the ladder (:mod:`.auto`) climbed with :func:`_run_guide`, the run of the family it chose,
     named by ``family``, timed from the first rung to the last."""
     try:
-        chosen = climb(lambda family: _run_guide(setup, family, exact), lambda run: run.row)
+        chosen = climb(lambda rung: _run_guide(setup, rung, exact), lambda run: run.row)
     except (FitDivergedError, ModelError) as err:
         return err
     run = chosen.result
@@ -455,20 +466,21 @@ def _run_auto(setup: _Setup, exact) -> GuideRun | FitDivergedError | ModelError:
     return run
 
 
-def _corrected_run(setup: _Setup, name: str, run: GuideRun) -> GuideRun:
-    """The row ``<name>+psis``: the guide's draws resampled by their PSIS-smoothed weights (as many as it drew; from a
-    generator of the seed's own, so the other rows' random numbers are untouched)."""
-    index = corrected_indices(run.draws.log_weights, len(run.draws), torch.Generator().manual_seed(setup.settings.seed))
-    draws = run.draws.take(index)
+def _corrected_run(setup: _Setup, name: str, run: GuideRun, pool: Draws) -> GuideRun:
+    """The row ``<name>+psis``: as many draws as the guide's row has, resampled by their PSIS-smoothed weights from
+    ``pool`` (:data:`~.trust.RESAMPLING_POOL` times as many draws of the guide; from a generator of the seed's own, so
+    the other rows' random numbers are untouched)."""
+    index = corrected_indices(pool.log_weights, len(run.draws), torch.Generator().manual_seed(setup.settings.seed))
+    draws = pool.take(index)
     label = f"{name}+psis"
     idata = setup.inference_data(draws, {"guide": label})
     row = {"seconds": run.row["seconds"], "engine": run.row.get("engine"), "trust": "corrected",
-           "trust_reason": f"{name}'s draws resampled by their PSIS weights (k-hat {run.row['khat']:.2f})",
+           "trust_reason": f"{name}'s draws resampled by their PSIS weights from {len(pool)} (k-hat "
+                           f"{run.row['khat']:.2f})",
            "corrects": name, **setup.own_metrics(draws, idata)}
     fit = FitResult(guide=None, losses=np.zeros(0), seconds=run.fit.seconds, elbo=math.nan,
                     extras={"corrects": name}, model=run.fit.model, args=run.fit.args, kwargs=run.fit.kwargs)
-    values, labels = run.compared
-    return GuideRun(fit, draws, idata, (values[index], labels), row, setup.save(idata, label))
+    return GuideRun(fit, draws, idata, setup.compared_values(draws), row, setup.save(idata, label))
 
 
 def _objective_for(guide, objective: str) -> str:
@@ -690,7 +702,7 @@ def compare(
         vsbc: for a model that can simulate its data, VSBC of each guide (:mod:`.vsbc`) on this many simulated data
             sets, and trust none that it shows biased (``vsbc_flagged``); costs that many more fits a guide.
 
-    ``guides`` may name ``"auto"``: a row of its own, the ladder laplace -> fullrank -> mixture -> flow climbed
+    ``guides`` may name ``"auto"``: a row of its own, the ladder (``AUTO_LADDER``) climbed
     until a family is trusted (:mod:`.auto`); its ``family`` column names the one it chose, ``auto_tried`` every
     rung, ``seconds`` the whole climb.
 
@@ -740,7 +752,7 @@ def compare(
             return _run_reference(setup, reference, budget)
         if task == "nuts":
             return _run_nuts_row(setup, nuts_row)
-        return _run_guide(setup, task, exact)
+        return _run_guide(setup, Rung(task), exact)
 
     results = map_forked(run, tasks, jobs)
     ref_run = results.pop(0) if method != "none" else None

@@ -71,6 +71,10 @@ class Draws:
         return Draws(pick(self.latents), pick(self.deterministic), pick(self.log_lik), pick(self.y_rep), self.observed,
                      self.log_joint[index])
 
+    def joined(self, *others: Draws) -> Draws:
+        """These draws and ``others`` (of the same model, one chain) as one set, in that order."""
+        return _concat([self, *others], self.chains)
+
     def sites(self) -> dict[str, torch.Tensor]:
         """The latent and deterministic sites."""
         return {**self.latents, **self.deterministic}

@@ -265,7 +265,8 @@ class NUTS:
         H0 = start.energy()
 
         def log_accept() -> float:
-            H = self._leapfrog(start, self.step_size).energy()
+            with np.errstate(over="ignore", invalid="ignore"):  # a step far too long overflows: inf, rejected
+                H = self._leapfrog(start, self.step_size).energy()
             return H0 - H if math.isfinite(H) else -math.inf
 
         direction = 1 if log_accept() > math.log(0.8) else -1

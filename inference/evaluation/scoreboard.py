@@ -38,7 +38,7 @@ KHAT_FINE = 0.7
 # NUTS as a user runs it to look before they leap: two short chains, trees capped at 2^8 steps
 SHORT_NUTS = NUTSBudget(chains=2, warmup=300, samples=300, max_tree_depth=8, target_accept=0.8, until_converged=False)
 ENTRIES = ("mean_err_sd", "sd_err_sd", "w2", "khat", "seconds", "gradient_evaluations", "mean_err_est", "sd_err_est",
-           "trust")
+           "trust", "family")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class Scoreboard:
     settings: dict = field(default_factory=dict)
 
     def entries(self) -> dict[str, dict[str, dict]]:
-        """{posterior: {method: {mean_err_sd, sd_err_sd, w2, w2_floor, khat, seconds, gradient_evaluations}}}."""
+        """{posterior: {method: {mean_err_sd, sd_err_sd, w2, w2_floor, khat, seconds, gradient_evaluations, the
+        estimated errors, trust, and auto's family}}}."""
         out = {}
         for name, result in self.comparisons.items():
             floor = result.reference_stats.get("w2_floor")
