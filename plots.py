@@ -8,7 +8,15 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+
+def use_headless_backend() -> None:
+    """Agg (no display), except in a notebook's kernel: there the inline backend stays, so that the figures a user
+    draws beside deepprob's still show."""
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+
+
+use_headless_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 
 from deepprob.errors import one_line  # noqa: E402

@@ -22,6 +22,15 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "rel
     them and none after the last (outputs are logits, critic values or unconstrained points).
 
     >>> mlp(2, [300, 300, 150], 1)  # the seed's discriminator: 2-300-300-150-1
+    Sequential(
+      (0): Linear(in_features=2, out_features=300, bias=True)
+      (1): ReLU(inplace=True)
+      (2): Linear(in_features=300, out_features=300, bias=True)
+      (3): ReLU(inplace=True)
+      (4): Linear(in_features=300, out_features=150, bias=True)
+      (5): ReLU(inplace=True)
+      (6): Linear(in_features=150, out_features=1, bias=True)
+    )
     """
     if activation not in ACTIVATIONS:
         raise InputError(f"activation {activation!r}: expected one of {', '.join(ACTIVATIONS)}")

@@ -9,10 +9,7 @@ import torch
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from deepprob.plots import plt  # Agg, but in a notebook's kernel
 
     return plt
 

@@ -116,7 +116,7 @@ def evaluate_on_grid(model: RatioDensity, resolution: int = 200, true_log_prob=N
 
     Returns a dict with ``x``, ``y`` (R,), ``density`` (R, R) (indexed [y, x]), ``integral`` (the
     midpoint rule: Σ p̂ · cell area, ≈ 1 when the ratio is right), and when ``true_log_prob`` is given
-    ``truth`` (R, R), ``mae`` = mean |p̂ − p| over the grid and ``tv`` = ½ Σ |p̂ − p| · cell area
+    ``truth`` (R, R), ``mae`` = mean ``|p̂ − p|`` over the grid and ``tv`` = ½ Σ ``|p̂ − p|`` · cell area
     (the total variation distance on the box).
     """
     low, high = model.reference.low, model.reference.high

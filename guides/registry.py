@@ -56,8 +56,8 @@ class GuideOptions:
 
 STARTS = ("laplace", "prior")
 
-# name -> "module:function" that builds the guide from (model, GuideOptions).
-# Adding a guide = one file + one line here.
+#: Every guide by name: ``name -> "module:function"`` that builds it from ``(model, GuideOptions)``. Adding a guide
+#: is one file and one line here.
 GUIDES: dict[str, str] = {
     "laplace": "deepprob.guides.laplace:build",
     "meanfield": "deepprob.guides.meanfield:build",
@@ -70,7 +70,7 @@ GUIDES: dict[str, str] = {
     "pathfinder": "deepprob.guides.pathfinder:build",
     "svgd": "deepprob.guides.svgd:build",
 }
-# what compare and the scoreboard fit unless told: the Gaussian families and the mixture
+#: What ``compare`` and the scoreboard fit unless told: the Gaussian families and the mixture.
 DEFAULT_GUIDES = ("laplace", "meanfield", "fullrank", "lowrank", "mixture")
 #: not one family but a ladder of them, cheap to rich, fitted until one is trusted (deepprob.fit, compare)
 AUTO = "auto"
@@ -115,14 +115,14 @@ class Rung:
                                 objective=self.objective or settings.objective)
 
 
-#: cheap to rich. The last two are for the posteriors that no Gaussian fitted by the ELBO covers:
-#: - full rank by the importance-weighted bound (K = 128 draws a step; twice the steps at twice the learning rate),
-#:   mass covering where the ELBO's mode seeking leaves a Gaussian too narrow (a latent volatility series of 100
-#:   states: the ELBO's full rank 0.9 sds off in sd, this one within 0.15);
-#: - IAF of 4 transforms of two 64-unit layers (at least D), trained five times as long at 0.4 times the learning
-#:   rate with twice the particles: a flow's networks start near the identity and have far to go, in small steps
-#:   (posteriordb's latent GP gp_pois_regr: 0.03 / 0.08 sds, where the Gaussians and the mixture were 0.4-0.6 off,
-#:   and the registry's iaf, 2 transforms over the same steps as the Gaussians, 0.12 / 0.33).
+#: ``guide="auto"``'s ladder, cheap to rich. The last two rungs are for the posteriors that no Gaussian fitted by the
+#: ELBO covers. Full rank by the importance-weighted bound (K = 128 draws a step; twice the steps at twice the
+#: learning rate) covers the mass where the ELBO's mode seeking leaves a Gaussian too narrow (a latent volatility
+#: series of 100 states: the ELBO's full rank 0.9 sds off in sd, this one within 0.15). An IAF of 4 transforms of
+#: two 64-unit layers (at least D), trained five times as long at 0.4 times the learning rate with twice the
+#: particles: a flow's networks start near the identity and have far to go, in small steps (posteriordb's latent GP
+#: gp_pois_regr: 0.03 / 0.08 sds, where the Gaussians and the mixture were 0.4-0.6 off, and the registry's iaf,
+#: 2 transforms over the same steps as the Gaussians, 0.12 / 0.33).
 AUTO_LADDER = (
     Rung("laplace"),
     Rung("fullrank"),

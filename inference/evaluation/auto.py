@@ -108,8 +108,9 @@ def least_corrected(corrected: list[tuple[str, object, dict]], tried: list[dict]
 
     label, result, row = min(corrected, key=estimated)
     others = [t["guide"] for t in tried if t["guide"] != label]
+    nearest_of = "; of the corrected, the one estimated nearest" if len(corrected) > 1 else ""
     why = (f"{label} is trusted through its PSIS-corrected draws, none as it is"
-           + (f" ({', '.join(others)} not; of the corrected, the one estimated nearest)" if others else ""))
+           + (f" ({', '.join(others)} not{nearest_of})" if others else ""))
     return label, result, "corrected", why
 
 
@@ -166,8 +167,15 @@ def fit(model: Callable, *args, guide="fullrank", options: GuideOptions | None =
         and every rung tried; where the verdict is ``"corrected"`` the guide is its PSIS-resampled draws (a guide of
         ``draws`` particles, no density).
 
-        >>> fit = deepprob.fit(model, data, guide="meanfield", steps=5000)
-        >>> fit.elbo, fit.guide.median(data)
+        With ``model`` the normal mean (``mu ~ N(0, 5)``, ``y ~ N(mu, 1)``) and ``data`` four observations that sum
+        to 5 (the posterior mean is 5 / 4.04):
+
+        >>> fit = deepprob.fit(model, data, guide="meanfield", steps=2000, progress=False)
+        >>> round(fit.guide.median(data)["mu"].item(), 1)
+        1.2
+        >>> auto = deepprob.fit(model, data, guide="auto", steps=2000, progress=False)
+        >>> auto.extras["auto"]["family"], auto.extras["auto"]["trust"]  # Laplace is exact here
+        ('laplace', 'yes')
     """
     if guide != AUTO:
         return fit_family(model, *args, guide=guide, options=options, settings=settings, model_kwargs=model_kwargs,
