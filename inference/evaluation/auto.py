@@ -123,7 +123,8 @@ def nearest(fitted: list[tuple[str, object, dict]]) -> tuple[str, object, str]:
        both have few);
     3. else the richest (the last) that fitted.
     """
-    checked = [(label, result, checked_error(row)) for label, result, row in fitted if checked_error(row) is not None]
+    errors = [(label, result, checked_error(row)) for label, result, row in fitted]
+    checked = [entry for entry in errors if entry[2] is not None]
     if checked:
         label, result, worst = min(checked, key=lambda entry: entry[2])
         return label, result, f"{label} kept, estimated {worst:.2f} sds off, the nearest of those its draws could check"
