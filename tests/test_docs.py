@@ -16,7 +16,9 @@ import deepprob
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 NOTEBOOKS = sorted((DOCS / "notebooks").glob("*.ipynb"))
+GUIDES = sorted((DOCS / "guide").glob("*.md"))
 BUILD = os.environ.get("DEEPPROB_DOCS_BUILD")
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_twelve_notebooks_each_a_chapter_of_the_index_and_none_with_outputs():
@@ -28,6 +30,20 @@ def test_twelve_notebooks_each_a_chapter_of_the_index_and_none_with_outputs():
         code = [c for c in cells if c["cell_type"] == "code"]
         assert code and cells[0]["cell_type"] == "markdown", path.name
         assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{path.name} has outputs"
+
+
+def test_the_readme_is_what_a_newcomer_needs_first_and_the_measured_pages_are_in_the_docs():
+    readme = README.read_text()
+    assert len(readme.splitlines()) < 150  # what it is, two commands, the library in ten lines, the docs
+    commands = re.findall(r"^python3 -m venv .venv && .*$", readme, re.M)
+    assert len(commands) == 2 and "deepprob tour" in commands[0] and "pytest" in commands[1], commands
+    assert "python -m sphinx -W -b html docs" in readme
+    index = (DOCS / "index.md").read_text()
+    assert len(GUIDES) >= 4
+    for page in GUIDES:  # every guide page is in a toctree, so the build renders and links it
+        assert re.search(rf"^guide/{page.stem}$", index, re.M), page.name
+        for image in re.findall(r"\]\((\.\./img/[^)]+)\)", page.read_text()):
+            assert (page.parent / image).resolve().is_file(), (page.name, image)
 
 
 def test_the_api_reference_names_every_export():
@@ -83,6 +99,8 @@ def test_the_built_pages_load_in_chromium_with_their_figures_and_the_notebooks_e
     browser = find_browser()
     if browser is None:
         pytest.skip("no Chromium on PATH (Debian: apt-get install chromium)")
-    for page in [build / "index.html", build / "api.html", *pages.values()]:
+    guides = sorted((build / "guide").glob("*.html"))
+    assert {p.stem for p in guides} == {p.stem for p in GUIDES}
+    for page in [build / "index.html", build / "api.html", *guides, *pages.values()]:
         loaded, total = images_loaded(page, browser)
         assert loaded == total, (page.name, loaded, total)
