@@ -324,7 +324,8 @@ class ModelStructure:
         way = ("torch.func.vmap over the draws" if probe["how"] == "vmap"
                else "a Python loop over the draws (vmap could not batch it): slower")
         return (f"model {self.name} does not broadcast over a leading dim of draws ({probe['why']}); its draws run "
-                f"one by one, by {way} (a model that broadcasts runs them in one pass: README, 'Models as written')")
+                f"one by one, by {way} (a model that broadcasts runs them in one pass: the docs' guide/own_model, "
+                "'Models as written')")
 
     def broadcasting(self, model: Callable | None = None) -> Callable:
         """``model`` (default: the one this structure is of) as a model that broadcasts over a plate of draws:

@@ -36,8 +36,9 @@ def nearest_mode(samples: torch.Tensor, centres: torch.Tensor, sigma: float, cov
 def mode_metrics(
     samples: torch.Tensor, centres: torch.Tensor, sigma: float, cov: torch.Tensor | None = None, min_count: int = 20
 ) -> dict:
-    """``modes_covered``, ``num_modes``, ``high_quality_fraction`` and the per-mode counts of high-quality
-    samples (``mode_counts``) for generated ``samples`` (N, 2)."""
+    """``modes_covered``, ``num_modes``, ``high_quality_fraction``, the per-mode counts of high-quality
+    samples (``mode_counts``) and their ``reverse_kl`` (:func:`mode_reverse_kl`) for generated ``samples``
+    (N, 2)."""
     distance, index = nearest_mode(samples, centres, sigma, cov)
     good = distance <= 3.0
     counts = torch.bincount(index[good], minlength=centres.shape[0])
@@ -46,7 +47,21 @@ def mode_metrics(
         "num_modes": int(centres.shape[0]),
         "high_quality_fraction": float(good.double().mean()),
         "mode_counts": counts.tolist(),
+        "reverse_kl": mode_reverse_kl(counts),
     }
+
+
+def mode_reverse_kl(counts: torch.Tensor) -> float | None:
+    r"""KL(q ‖ p) between the generated mode distribution q (the high-quality samples' shares of the
+    modes, ``counts`` (K,)) and the data's, uniform over the K modes: :math:`\sum_k q_k \log(K q_k)`, as
+    PacGAN's Table 1 reports it. 0 when every mode gets its share; log K when one mode gets all;
+    None without any high-quality sample (there is no q)."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if counts.sum() <= 0:
+        return None
+    q = counts / counts.sum()
+    q = q[q > 0]
+    return float((q * (q * len(counts)).log()).sum())
 
 
 def moment_errors(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> dict:

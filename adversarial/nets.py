@@ -17,9 +17,12 @@ ACTIVATIONS = {
 }
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu") -> nn.Sequential:
+def mlp(
+    in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu", batch_norm: bool = False
+) -> nn.Sequential:
     """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim``: Linear layers with ``activation`` between
-    them and none after the last (outputs are logits, critic values or unconstrained points).
+    them and none after the last (outputs are logits, critic values or unconstrained points); with
+    ``batch_norm``, a ``BatchNorm1d`` before each hidden activation (PacGAN's generator).
 
     >>> mlp(2, [300, 300, 150], 1)  # the seed's discriminator: 2-300-300-150-1
     Sequential(
@@ -39,8 +42,34 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "rel
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(b)] if batch_norm else []
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+class Maxout(nn.Module):
+    """``max_k (x W_k^T + b_k)`` over ``pieces`` affine maps (Goodfellow et al. 2013): (N, in) -> (N, out).
+
+    One Linear layer of ``out * pieces`` units, its output viewed as (N, out, pieces) and maxed over the last.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, pieces: int):
+        super().__init__()
+        if pieces < 1:
+            raise InputError(f"maxout pieces {pieces}: expected an integer >= 1")
+        self.out_dim, self.pieces = out_dim, pieces
+        self.linear = nn.Linear(in_dim, out_dim * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(x.shape[0], self.out_dim, self.pieces).amax(-1)
+
+
+def maxout_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, pieces: int = 5) -> nn.Sequential:
+    """Maxout hidden layers of widths ``hidden`` (``pieces`` each), then a Linear output layer: PacGAN's
+    discriminator is ``maxout_mlp(2 * pack, [200, 200, 200], 1, pieces=5)``."""
+    sizes = [in_dim, *hidden]
+    layers: list[nn.Module] = [Maxout(a, b, pieces) for a, b in zip(sizes[:-1], sizes[1:])]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], out_dim))
 
 
 class Affine(nn.Module):

@@ -1,17 +1,21 @@
-"""Mode coverage of the standard GAN and its remedies over several seeds, beside PacGAN's published table.
+"""Mode coverage of the standard GAN and its remedies over several trials, beside the published tables.
 
-The protocol of VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018, Table 1): 2,500 generated
-points; a point is high quality within 3 sigma of its nearest mode; a mode is covered with at least 20
-high-quality points. Data: PacGAN's 2D-ring (8 modes on the unit circle, sigma 0.01: ``ring-pacgan``)
-and 2D-grid (25 modes on {-4, -2, 0, 2, 4}^2, sigma 0.05: ``grid``). Each method trains with
-``deepprob gan``'s settings for it on that data set (:func:`deepprob.adversarial.point_gan.preset`; the
-grid's are longer runs with one discriminator step of batch 100), our MLPs (2 hidden layers of 128, latent
-8), not the papers' larger networks (generator 4x400 with batch norm, maxout discriminator). Each
-(data set, method, seed) is one run, side by side over ``--jobs`` processes. Prints a table of mean +- sd
-over seeds and the published figures, then one JSON line with every run.
+``--protocol ours`` (the default): each method with ``deepprob gan``'s defaults on the data
+(:func:`deepprob.adversarial.point_gan.preset`: the settings follow the number of modes), our MLPs.
 
-    python bench/mode_coverage.py                       # 5 seeds, both data sets, four methods
-    python bench/mode_coverage.py --datasets grid --methods pack4 --seeds 3
+``--protocol pacgan`` | ``veegan`` | ``gdpp``: each paper's networks, optimiser, batch and budget
+(:mod:`deepprob.adversarial.protocols`), beside its published rows. ``--budget F`` runs the fraction F of
+the published iterations where the full budget does not fit (the table says what was run), and the step's
+throughput is measured first against a plain PyTorch loop of the same networks, side by side.
+
+Metrics as VEEGAN and PacGAN: 2,500 samples; high quality within 3σ of a mode; a mode covered with at
+least 20 high-quality samples; reverse KL of the high-quality samples' mode shares against the uniform.
+Every ± is a standard error over trials, as in the papers' tables. Each (data set, method, trial) is one run,
+side by side over ``--jobs`` processes; the last line printed is JSON with every run.
+
+    python bench/mode_coverage.py                                  # ours: 5 trials, grid and rings
+    python bench/mode_coverage.py --protocol pacgan --budget 0.05 --trials 3 --methods standard,pack4
+    python bench/mode_coverage.py --protocol gdpp --budget 0.2 --trials 3
 """
 
 from __future__ import annotations
@@ -22,70 +26,173 @@ import statistics
 import time
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
+from deepprob.adversarial.losses import pack
 from deepprob.adversarial.point_gan import evaluate_points, preset, train_point_gan
-from deepprob.adversarial.trainer import GANConfig
+from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run
+from deepprob.adversarial.trainer import GANConfig, GANTrainer
 from deepprob.datasets.points import POINT_SETS
 from deepprob.pool import available_cores, map_forked
 
-METHODS = {  # name -> (preset, GANConfig changes)
-    "standard": ("gan", {}),
-    "pack4": ("gan", {"pack": 4}),
-    "unrolled5": ("unrolled", {"unrolled": 5}),
-    "wgan-gp": ("wgan-gp", {"loss": "wgan-gp"}),
-}
-# PacGAN (Lin et al. 2018) Table 1, 10 trials: (modes, high-quality %); VEEGAN's and unrolled GAN's rows are
-# VEEGAN's own paper's, as PacGAN quotes them. WGAN-GP was not in that table.
-PUBLISHED = {
-    "grid": {"standard": (17.3, 94.8), "pack4": (24.8, 93.6), "unrolled5": (23.6, 16.0), "veegan": (24.6, 40.0)},
-    "ring-pacgan": {"standard": (6.3, 98.2), "pack4": (7.8, 95.9), "unrolled5": (7.6, 35.6), "veegan": (8.0, 52.9)},
-}
+OURS_METHODS = {"standard": ("gan", {}), "pack4": ("gan", {"pack": 4}), "unrolled5": ("unrolled", {"unrolled": 5}),
+                "wgan-gp": ("wgan-gp", {"loss": "wgan-gp"})}
 
 
-def run(task: tuple[str, str, int]) -> dict:
+def run_ours(task: tuple[str, str, int]) -> dict:
     dataset, method, seed = task
-    torch.set_num_threads(1)
     cloud = POINT_SETS[dataset](seed=seed)
-    base, changes = METHODS[method]
-    settings = preset(base, dataset)
+    base, changes = OURS_METHODS[method]
+    settings = preset(base, cloud)
     iterations = settings.pop("iterations")
     fit = train_point_gan(cloud, GANConfig(**{**settings, **changes}), iterations, seed=seed, progress=False)
     metrics = evaluate_points(cloud, fit["trainer"].generate(2500).cpu())
-    return {"dataset": dataset, "method": method, "seed": seed, "iterations": iterations,
+    return {"protocol": "ours", "dataset": dataset, "method": method, "seed": seed, "iterations": iterations,
             "modes": metrics["modes_covered"], "num_modes": metrics["num_modes"],
-            "high_quality": metrics["high_quality_fraction"], "seconds": round(fit["seconds"], 1)}
+            "high_quality": metrics["high_quality_fraction"], "reverse_kl": metrics["reverse_kl"],
+            "seconds": round(fit["seconds"], 1), "seconds_per_iteration": fit["seconds"] / iterations}
 
 
-def mean_sd(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+class PlainLoop:
+    """The standard GAN (the trainer's algorithm) written plainly, as PyTorch's DCGAN tutorial writes a step: a
+    generator pass with autograd, the discriminator on the detached fakes and on the real points in two passes,
+    ``zero_grad``/``backward``/``step`` with ``torch.optim.Adam``; then fresh noise for the generator's step,
+    its loss back-propagated through the discriminator (whose weight gradients are computed and unused)."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, config: GANConfig, sample_real, latent_dim):
+        self.G, self.D, self.config = generator, discriminator, config
+        self.sample_real, self.latent_dim = sample_real, latent_dim
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas)
+        self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
+
+    def step(self) -> None:
+        cfg = self.config
+        n = cfg.pack * cfg.batch_size
+        for _ in range(cfg.d_steps):
+            fake = self.G(torch.randn(n, self.latent_dim))
+            real_logits = self.D(pack(self.sample_real(n), cfg.pack))
+            fake_logits = self.D(pack(fake.detach(), cfg.pack))
+            loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                      + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+            self.opt_d.zero_grad()
+            loss_d.backward()
+            self.opt_d.step()
+        logits = self.D(pack(self.G(torch.randn(n, self.latent_dim)), cfg.pack))
+        loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        self.opt_g.zero_grad()
+        loss_g.backward()
+        self.opt_g.step()
+
+
+def throughput(proto, dataset: str, method: str, blocks: int, iterations: int) -> dict:
+    """Iterations a second of our trainer and of :class:`PlainLoop` on the protocol's networks, from the same
+    weights, in alternating blocks in this process; medians, and the median of adjacent blocks' ratios."""
+    import copy
+
+    cloud = POINT_SETS[dataset](seed=0)
+    config = GANConfig(**{**proto.config, **proto.methods[method]})
+    torch.manual_seed(0)
+    generator, discriminator = proto.networks.build(config.pack)
+    plain = PlainLoop(copy.deepcopy(generator), copy.deepcopy(discriminator), config, cloud.sample,
+                      proto.networks.latent_dim)
+    ours = GANTrainer(generator, discriminator, cloud.sample, proto.networks.latent_dim, config)
+    sides = {"ours": ours.step, "plain": plain.step}
+    for step in sides.values():
+        for _ in range(3):
+            step()
+    speeds: dict[str, list[float]] = {name: [] for name in sides}
+    for block in range(blocks):
+        for name in (list(sides) if block % 2 == 0 else list(sides)[::-1]):
+            start = time.perf_counter()
+            for _ in range(iterations):
+                sides[name]()
+            speeds[name].append(iterations / (time.perf_counter() - start))
+    return {"method": method, "ours_its": statistics.median(speeds["ours"]),
+            "plain_its": statistics.median(speeds["plain"]),
+            "ratio": statistics.median(a / b for a, b in zip(speeds["ours"], speeds["plain"]))}
+
+
+def cell(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    mean, se = mean_se([scale * v for v in values])
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def published_text(row) -> str:
+    if row is None:
+        return "-"
+    modes = f"{row.modes} ± {row.modes_se}" if row.modes_se is not None else f"{row.modes}"
+    kl = f" / {row.reverse_kl:.2f}" if row.reverse_kl is not None else ""
+    return f"{modes} / {row.high_quality}%{kl}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="ring-pacgan,grid")
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--protocol", default="ours", choices=["ours", *PROTOCOLS])
+    parser.add_argument("--datasets", help="comma-separated point sets (default: the protocol's; ours: "
+                        "grid,ring-pacgan,ring16)")
+    parser.add_argument("--methods", help="comma-separated (default: the protocol's; ours: standard,pack4)")
+    parser.add_argument("--trials", type=int, help="seeds 0..N-1 (default: the protocol's; ours: 5)")
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="fraction of the protocol's published iterations to run (default: %(default)s)")
+    parser.add_argument("--throughput-blocks", type=int, default=5,
+                        help="timed blocks per side of the step's throughput against a plain loop (0: skip)")
     parser.add_argument("--jobs", type=int, default=0, help="processes (0: one per core)")
     args = parser.parse_args()
-    datasets, methods = args.datasets.split(","), args.methods.split(",")
-    # the slowest first (unrolled), so that the processes finish together
-    tasks = [(d, m, s) for m in sorted(methods, key=lambda m: m != "unrolled5") for d in datasets
-             for s in range(args.seeds)]
+    torch.set_num_threads(1)
+    if args.protocol == "ours":
+        datasets = (args.datasets or "grid,ring-pacgan,ring16").split(",")
+        methods = (args.methods or "standard,pack4").split(",")
+        trials, proto = args.trials or 5, None
+    else:
+        proto = protocol(args.protocol)
+        datasets = args.datasets.split(",") if args.datasets else list(proto.datasets)
+        methods = args.methods.split(",") if args.methods else list(proto.methods)
+        trials = args.trials or proto.trials
+        bad = [m for m in methods if m not in proto.methods]
+        if bad:
+            parser.error(f"--methods {bad[0]}: expected one of {', '.join(proto.methods)} for --protocol {proto.name}")
+    unknown = [d for d in datasets if d not in POINT_SETS]
+    if unknown:
+        parser.error(f"--datasets {unknown[0]}: expected one of {', '.join(POINT_SETS)}")
+
+    # the plain loop is the standard loss's (PacGAN's protocol): WGAN-GP and unrolled steps have no plain twin here
+    plain = [m for m in methods if not proto.methods[m].get("unrolled")] if proto and "loss" not in proto.config else []
+    if plain and args.throughput_blocks:
+        method = plain[0]
+        t = throughput(proto, datasets[0], method, args.throughput_blocks, 5)
+        print(f"step throughput ({proto.name} networks, {method}, one thread): ours {t['ours_its']:.1f} it/s, "
+              f"plain PyTorch loop {t['plain_its']:.1f} it/s, ratio {t['ratio']:.2f}x", flush=True)
+
+    tasks = [(d, m, s) for m in methods for d in datasets for s in range(trials)]
     start = time.perf_counter()
-    results = map_forked(run, tasks, args.jobs or available_cores())
-    print(f"{len(tasks)} runs in {time.perf_counter() - start:.0f} s; mean ± sd over {args.seeds} seeds "
-          "(published: PacGAN Table 1, mean of 10 trials)")
-    print(f"{'data':<12}{'method':<11}{'iterations':>11}{'modes':>16}{'high quality %':>17}{'published':>18}")
+    if proto is None:
+        results = map_forked(run_ours, tasks, args.jobs or available_cores())
+    else:
+        iterations = proto.budget(args.budget)
+        results = map_forked(lambda t: train_protocol_run(proto, *t, iterations), tasks,
+                             args.jobs or available_cores())
+    wall = time.perf_counter() - start
+    name = proto.paper if proto else "deepprob gan's defaults on the data"
+    print(f"{name}: {len(tasks)} runs in {wall:.0f} s; mean ± standard error over {trials} trials")
+    if proto is not None:
+        per_it = statistics.median(r["seconds_per_iteration"] for r in results)
+        full = per_it * proto.iterations
+        full_text = f"{full / 3600:.1f} h" if full >= 3600 else f"{full / 60:.0f} min"
+        print(f"budget: {iterations:,} of the published {proto.iterations:,} iterations ({100 * args.budget:g}%); "
+              f"{1000 * per_it:.1f} ms an iteration here, so the full budget is {full_text} a trial on one core")
+    print(f"{'data':<12}{'method':<11}{'iterations':>11}{'modes':>16}{'high quality %':>17}{'reverse KL':>15}"
+          f"   published (modes / HQ % / KL)")
     for dataset in datasets:
         for method in methods:
             rows = [r for r in results if r["dataset"] == dataset and r["method"] == method]
-            published = PUBLISHED.get(dataset, {}).get(method)
-            text = f"{published[0]} / {published[1]}%" if published else "-"
-            print(f"{dataset:<12}{method:<11}{rows[0]['iterations']:>11}"
-                  f"{mean_sd([r['modes'] for r in rows]) + ' /' + str(rows[0]['num_modes']):>16}"
-                  f"{mean_sd([100 * r['high_quality'] for r in rows]):>17}{text:>18}")
-    print(json.dumps({"runs": results}))
+            kls = [r["reverse_kl"] for r in rows if r["reverse_kl"] is not None]
+            published = proto.published.get((dataset, method)) if proto else None
+            print(f"{dataset:<12}{method:<11}{rows[0]['iterations']:>11,}"
+                  f"{cell([r['modes'] for r in rows]) + ' /' + str(rows[0]['num_modes']):>16}"
+                  f"{cell([r['high_quality'] for r in rows], 100):>17}"
+                  f"{cell(kls, digits=2) if kls else '-':>15}   {published_text(published)}")
+    print(json.dumps({"protocol": args.protocol, "budget": args.budget, "runs": results}))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,14 @@ def ring_pacgan(n: int = 5000, seed: int = 0) -> PointCloud:
     return cloud
 
 
+def ring16(n: int = 5000, seed: int = 0) -> PointCloud:
+    """Sixteen Gaussians on a circle of radius 4, σ = 0.05: twice the modes of the usual ring, on the grid's
+    scale and spread (adjacent modes 31σ apart, the grid's 40σ)."""
+    cloud = ring_metz(n, seed, modes=16, radius=4.0, sigma=0.05)
+    cloud.name = "ring16"
+    return cloud
+
+
 GRID_LEVELS = (-4.0, -2.0, 0.0, 2.0, 4.0)
 
 
@@ -165,7 +173,7 @@ def grid(n: int = 5000, seed: int = 0, sigma: float = 0.05) -> PointCloud:
 
 
 POINT_SETS = {"gaussian": correlated_gaussian, "ring": ring, "ring-metz": ring_metz, "ring-pacgan": ring_pacgan,
-              "grid": grid}
+              "ring16": ring16, "grid": grid}
 
 
 def _fixed_sample(dist: Distribution, n: int, seed: int) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """Implicit distributions and mode dropping: GANs on 2-D point clouds and a DCGAN on digit images.
 
-2-D data (--dataset gaussian | ring | ring-metz | ring-pacgan | grid, or --data FILE.csv [--modes CENTRES.csv
---mode-sigma S]; ring-pacgan and grid are PacGAN's 2D-ring, 8 modes on the unit circle with sigma 0.01, and
-2D-grid, 25 modes on {-4, -2, 0, 2, 4}^2 with sigma 0.05):
-MLP generator and discriminator (2 hidden layers of 128, ReLU). Metrics on 2,500 generated points:
+2-D data (--dataset gaussian | ring | ring-metz | ring-pacgan | ring16 | grid, or --data FILE.csv [--modes
+CENTRES.csv --mode-sigma S]; ring-pacgan and grid are PacGAN's 2D-ring, 8 modes on the unit circle with sigma
+0.01, and 2D-grid, 25 modes on {-4, -2, 0, 2, 4}^2 with sigma 0.05; ring16 is 16 modes on a circle of radius 4,
+sigma 0.05): MLP generator and discriminator (2 hidden layers of 128, ReLU) in the data's standardised
+coordinates, so that the settings below suit any scale of points. Metrics on 2,500 generated points:
 modes covered (a mode counts when at least --min-count samples lie within 3 sigma of it), the fraction of
 high-quality samples (within 3 sigma of some mode), and the errors of the generated mean and covariance.
 Remedies for mode dropping, each a flag, trained side by side with the standard GAN (same seed, same
@@ -13,8 +14,10 @@ Lin et al. 2018), --loss wgan-gp (Gulrajani et al. 2017). Defaults follow each m
       betas (0.5, 0.999) ((0.5, 0.9) for WGAN-GP), 8,000 iterations;
   --unrolled: 1 discriminator step, batch 256, Adam lr 1e-3 (generator) and 1e-4 (discriminator),
       betas (0.5, 0.999), 3,000 iterations, as in the unrolled-GAN paper;
-  --dataset grid, standard and --pack: 1 discriminator step of batch 100 and 20,000 iterations (the ring's
-      settings cover a quarter of the 25 modes); --unrolled: 10,000 iterations.
+  many known modes (12 or more: grid, ring16, or a --modes file with as many), standard and --pack: 1
+      discriminator step of batch 200, 40,000 iterations, both learning rates decaying to a tenth (the
+      ring's settings cover a fraction of the modes and spread samples between them);
+      --unrolled: 10,000 iterations.
 Figure: snapshots.png (the generated cloud during training, one row per run).
 
 Images (--dataset digits | mnist): a DCGAN, checkpointed every epoch to checkpoint.pt; figures
@@ -97,25 +100,26 @@ def variant_name(loss: str, unrolled: int, pack: int) -> str:
     return ", ".join(parts) or "standard"
 
 
-def resolve_config(args: argparse.Namespace, dataset: str | None = None):
-    """The GANConfig and iteration count: the method's preset on ``dataset``, overridden by any option given."""
+def resolve_config(args: argparse.Namespace, cloud=None):
+    """The GANConfig, iteration count and noise dimension: the method's preset on ``cloud`` (it follows the
+    data's modes), overridden by any option given."""
     from deepprob.adversarial.point_gan import preset
     from deepprob.adversarial.trainer import GANConfig
 
-    settings = preset("unrolled" if args.unrolled else args.loss, dataset)
-    iterations = settings.pop("iterations")
+    settings = preset("unrolled" if args.unrolled else args.loss, cloud)
+    iterations, latent_dim = settings.pop("iterations"), settings.pop("latent_dim")
     overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d", "final_lr_fraction")
                  if getattr(args, k) is not None}
     config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**settings, **overrides})
     config.validate()
-    return config, args.iterations or iterations
+    return config, args.iterations or iterations, args.latent_dim or latent_dim
 
 
-def run_point_gan(args, cloud, config, iterations: int, name: str) -> tuple[dict, list]:
+def run_point_gan(args, cloud, config, iterations: int, latent_dim: int, name: str) -> tuple[dict, list]:
     """Train one GAN from ``args.seed``; returns its metrics and its snapshots [(iteration, points)]."""
     from deepprob.adversarial.point_gan import evaluate_points, train_point_gan
 
-    run = train_point_gan(cloud, config, iterations, latent_dim=args.latent_dim or 8, hidden=args.hidden,
+    run = train_point_gan(cloud, config, iterations, latent_dim=latent_dim, hidden=args.hidden,
                           seed=args.seed, device=args.device, snapshots=args.snapshots, progress=not args.quiet,
                           desc=name)
     history = run["history"]
@@ -130,18 +134,22 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
 
     if args.epochs is not None or args.width is not None or args.arithmetic is not None:
         raise InputError("--epochs/--width/--arithmetic: only used with --dataset digits or mnist")
-    config, iterations = resolve_config(args, cloud.name)
+    from deepprob.adversarial.point_gan import preset_basis
+
+    config, iterations, latent_dim = resolve_config(args, cloud)
     name = variant_name(args.loss, args.unrolled, args.pack)
     runs, snapshots = {}, {}
     if name != "standard" and not args.no_baseline:
         baseline = replace(config, loss="gan", unrolled=0, pack=1)
-        runs["standard"], snapshots["standard"] = run_point_gan(args, cloud, baseline, iterations, "standard")
-    runs[name], snapshots[name] = run_point_gan(args, cloud, config, iterations, name)
+        runs["standard"], snapshots["standard"] = run_point_gan(args, cloud, baseline, iterations, latent_dim,
+                                                                 "standard")
+    runs[name], snapshots[name] = run_point_gan(args, cloud, config, iterations, latent_dim, name)
     figure = plot_snapshots(snapshots, cloud.points, cloud.centres, args.out / "snapshots.png", runs)
     metrics = {
         "dataset": cloud.name,
         **runs[name],
-        "config": {**config.to_dict(), "latent_dim": args.latent_dim or 8, "hidden": args.hidden},
+        "config": {**config.to_dict(), "latent_dim": latent_dim, "hidden": args.hidden},
+        "settings_basis": preset_basis(cloud),
         "figure": str(figure),
     }
     if "standard" in runs and name != "standard":
@@ -149,7 +157,8 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
     if not (args.json or args.quiet):
         print(
             f"{cloud.name}: {len(cloud.points)} data points; {iterations} iterations, "
-            f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}"
+            f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}, noise of {latent_dim} "
+            f"dimensions ({preset_basis(cloud)})"
         )
         for run, m in runs.items():
             modes = (

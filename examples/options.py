@@ -561,7 +561,7 @@ def ratio_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis for the metrics")
 
 
-GAN_POINT_DATASETS = ("gaussian", "ring", "ring-metz", "ring-pacgan", "grid")
+GAN_POINT_DATASETS = ("gaussian", "ring", "ring-metz", "ring-pacgan", "ring16", "grid")
 GAN_IMAGE_DATASETS = ("digits", "mnist")
 
 

@@ -13,10 +13,11 @@ from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
 from deepprob.adversarial.fast_gan import ReluMLP, bce_targets, gan_iteration
 from deepprob.adversarial.losses import discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.nets import Affine, mlp
+from deepprob.adversarial.point_gan import preset
 from deepprob.adversarial.trainer import GANConfig, GANTrainer
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.cli import main as cli_main
-from deepprob.datasets.points import ring
+from deepprob.datasets.points import grid, ring
 from deepprob.errors import InputError
 from deepprob.optim import AdamStepper, make_adam
 
@@ -285,6 +286,25 @@ def test_cli_csv_points_and_modes(tmp_path, capsys):
         str(tmp_path),
     )
     assert code == 0 and m["num_modes"] == 8
+    assert m["config"]["d_steps"] == 5 and "8 known modes" in m["settings_basis"]  # the ring's settings
+
+
+def test_cli_settings_follow_the_modes_of_the_users_csv(tmp_path, capsys):
+    """The grid given as a CSV with its 25 modes trains with the settings for many narrow modes, as the built-in
+    grid does; an option given overrides them."""
+    cloud = grid(n=500)
+    data, modes = tmp_path / "p.csv", tmp_path / "m.csv"
+    data.write_text("\n".join(f"{a},{b}" for a, b in cloud.points.tolist()))
+    modes.write_text("\n".join(f"{a},{b}" for a, b in cloud.centres.tolist()))
+    argv = ["gan", "--data", str(data), "--modes", str(modes), "--pack", "4", "--no-baseline", "--iterations", "5",
+            "--json", "--quiet", "--out", str(tmp_path)]
+    code, m, _ = _run(capsys, *argv)
+    assert code == 0 and m["num_modes"] == 25 and "25 known modes" in m["settings_basis"]
+    expected = {k: v for k, v in preset("gan", cloud).items() if k not in ("iterations", "latent_dim")}
+    assert {k: m["config"][k] for k in expected} == {**expected, "betas": list(expected["betas"])}
+    assert m["config"]["final_lr_fraction"] == 0.1 and m["config"]["batch_size"] == 200
+    code, m, _ = _run(capsys, *argv, "--batch-size", "50")
+    assert code == 0 and m["config"]["batch_size"] == 50
 
 
 @pytest.mark.parametrize("option", [["--unrolled", "-1"], ["--pack", "0"]])

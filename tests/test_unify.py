@@ -12,9 +12,9 @@ from torch.distributions import MultivariateNormal
 
 from deepprob.adversarial.kde import GaussianKDE
 from deepprob.adversarial.metrics import kl_both_ways
-from deepprob.adversarial.point_gan import preset
+from deepprob.adversarial.point_gan import preset, preset_basis
 from deepprob.cli import main as cli_main
-from deepprob.datasets.points import POINT_SETS, grid, ring_pacgan
+from deepprob.datasets.points import POINT_SETS, grid, load_points_csv, ring, ring16, ring_pacgan
 from deepprob.inference.generative.point_vae import fit_point_vae
 from deepprob.inference.generative.vae_eval import grid_log_likelihood
 
@@ -32,10 +32,17 @@ def test_grid_is_pacgans_five_by_five_mixture():
     assert ring.mode_sigma == 0.01 and "grid" in POINT_SETS and "ring-pacgan" in POINT_SETS
 
 
-def test_grid_has_its_own_settings_where_the_rings_fall_short():
-    assert preset("gan", "grid")["iterations"] > preset("gan", "ring")["iterations"]
-    assert preset("gan", "ring") == preset("gan")
-    assert preset("unrolled", "ring")["d_steps"] == 1
+def test_many_known_modes_get_their_own_settings_from_the_data_not_its_name(tmp_path):
+    assert preset("gan", grid())["iterations"] > preset("gan", ring())["iterations"]
+    assert preset("gan", ring()) == preset("gan") and preset("gan", ring16()) == preset("gan", grid())
+    assert preset("unrolled", ring())["d_steps"] == 1
+    # the same grid as a user's CSV with its modes: the same settings; without --modes, the ring's
+    cloud = grid()
+    (tmp_path / "points.csv").write_text("x,y\n" + "\n".join(f"{x},{y}" for x, y in cloud.points.tolist()))
+    (tmp_path / "modes.csv").write_text("\n".join(f"{x},{y}" for x, y in cloud.centres.tolist()))
+    user = load_points_csv(tmp_path / "points.csv", tmp_path / "modes.csv")
+    assert preset("gan", user) == preset("gan", grid()) and "25 known modes" in preset_basis(user)
+    assert preset("gan", load_points_csv(tmp_path / "points.csv")) == preset("gan")
 
 
 def test_kde_of_many_normal_draws_is_the_normal_density():

@@ -1,0 +1,97 @@
+"""The published mode-coverage protocols: the papers' networks as built, the reverse KL of mode shares against
+its closed form, and one trial's plumbing end to end."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from deepprob.adversarial.metrics import mode_metrics, mode_reverse_kl
+from deepprob.adversarial.nets import Maxout, maxout_mlp, mlp
+from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run
+from deepprob.datasets.points import grid, ring16
+from deepprob.errors import InputError
+
+
+def test_reverse_kl_of_mode_shares_is_zero_for_uniform_and_log_k_for_one_mode():
+    assert mode_reverse_kl(torch.full((25,), 100)) == pytest.approx(0.0, abs=1e-12)
+    assert mode_reverse_kl(torch.tensor([0, 0, 50, 0])) == pytest.approx(math.log(4))
+    # half the modes, evenly: KL = log 2
+    assert mode_reverse_kl(torch.tensor([10, 10, 0, 0])) == pytest.approx(math.log(2))
+    assert mode_reverse_kl(torch.zeros(8)) is None  # no high-quality sample: no q
+    # true samples of the grid: every mode its share, so a KL near 0 (multinomial noise ~ (K-1)/2N)
+    torch.manual_seed(0)
+    cloud = grid()
+    kl = mode_metrics(cloud.sample(20000), cloud.centres, cloud.mode_sigma)["reverse_kl"]
+    assert 0 <= kl < 0.003
+
+
+def test_maxout_is_the_max_over_its_pieces():
+    torch.manual_seed(0)
+    layer = Maxout(3, 4, pieces=5)
+    x = torch.randn(7, 3)
+    pieces = (x @ layer.linear.weight.T + layer.linear.bias).view(7, 4, 5)
+    torch.testing.assert_close(layer(x), pieces.max(-1).values)
+    with pytest.raises(InputError, match="pieces 0"):
+        Maxout(3, 4, pieces=0)
+
+
+def test_pacgan_networks_are_the_papers():
+    proto = PROTOCOLS["pacgan"]
+    generator, discriminator = proto.networks.build(pack=4)
+    linears = [m for m in generator if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2, 400), (400, 400), (400, 400), (400, 400),
+                                                                   (400, 2)]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in generator) == 4
+    maxouts = [m for m in discriminator if isinstance(m, Maxout)]
+    assert [(m.linear.in_features, m.out_dim, m.pieces) for m in maxouts] == [(8, 200, 5), (200, 200, 5),
+                                                                               (200, 200, 5)]
+    assert discriminator(torch.randn(3, 8)).shape == (3, 1)
+    assert proto.iterations == 400_000 and proto.config["betas"] == (0.8, 0.999) and proto.trials == 10
+    assert proto.budget(0.01) == 4000
+    assert [type(m).__name__ for m in mlp(2, [4], 1, batch_norm=True)] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert isinstance(maxout_mlp(2, [3], 1)[0], Maxout)
+
+
+def test_mean_se_is_the_standard_error():
+    mean, se = mean_se([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and se == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert mean_se([3.0]) == (3.0, 0.0)
+
+
+def test_unknown_protocol_is_one_line():
+    with pytest.raises(InputError, match="--protocol nope: expected one of pacgan, veegan, gdpp"):
+        protocol("nope")
+
+
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_one_trial_of_each_protocol_runs_and_measures(name):
+    proto = PROTOCOLS[name]
+    method = next(iter(proto.methods))
+    result = train_protocol_run(proto, proto.datasets[0], method, seed=0, iterations=3)
+    assert result["iterations"] == 3 and result["num_modes"] == 25
+    assert 0 <= result["high_quality"] <= 1 and result["seconds_per_iteration"] > 0
+
+
+def test_ring16_is_sixteen_modes_on_a_circle_of_radius_4():
+    cloud = ring16()
+    torch.testing.assert_close(cloud.centres.norm(dim=1), torch.full((16,), 4.0))
+    assert cloud.mode_sigma == 0.05 and cloud.name == "ring16"
+
+
+def test_the_bench_prints_each_protocol_row_beside_the_published_one():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "mode_coverage.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--protocol", "pacgan", "--budget", "0.00001", "--trials", "2",
+         "--methods", "pack4", "--datasets", "grid", "--throughput-blocks", "1", "--jobs", "1"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "plain PyTorch loop" in out and "budget: 4 of the published 400,000 iterations" in out
+    row = next(line for line in out.splitlines() if line.startswith("grid") and "pack4" in line)
+    assert "24.8 ± 0.2 / 93.6% / 0.04" in row and "/25" in row
+    runs = json.loads(out.splitlines()[-1])["runs"]
+    assert [(r["method"], r["seed"], r["iterations"]) for r in runs] == [("pack4", 0, 4), ("pack4", 1, 4)]
