@@ -43,10 +43,10 @@ def many_modes(cloud) -> bool:
 
 def preset(method: str, cloud=None) -> dict:
     """The training settings of ``method`` ("gan", "wgan-gp", "unrolled") on ``cloud`` (a PointCloud, or None
-    for the method's own): GANConfig fields, ``iterations`` and ``latent_dim``. They follow the data: the
+    for the method's own): GANConfig fields and ``iterations``. They follow the data: the
     networks work in the cloud's standardised coordinates (:func:`build_point_gan`), and many known modes
     (:func:`many_modes`) get longer runs that settle on narrow modes."""
-    settings = {**METHOD_PRESETS[method], "latent_dim": LATENT_DIM}
+    settings = dict(METHOD_PRESETS[method])
     if many_modes(cloud):
         settings.update(MANY_MODES_PRESETS.get(method, {}))
     return settings

@@ -134,7 +134,7 @@ def train_protocol_run(proto: Protocol, dataset: str, method: str, seed: int, it
                        progress: bool = False) -> dict:
     """One trial of ``method`` under ``proto`` on ``dataset`` (a built-in point set) from ``seed``: its
     metrics (modes, high-quality share, reverse KL, moments) and its training seconds."""
-    from deepprob.adversarial.point_gan import evaluate_points, train_point_gan
+    from deepprob.adversarial.point_gan import train_point_gan
     from deepprob.adversarial.trainer import GANConfig
     from deepprob.datasets.points import POINT_SETS
 
@@ -144,10 +144,17 @@ def train_protocol_run(proto: Protocol, dataset: str, method: str, seed: int, it
     networks = proto.networks.build(config.pack)
     fit = train_point_gan(cloud, config, iterations, networks=networks, latent_dim=proto.networks.latent_dim,
                           seed=seed, progress=progress, desc=f"{proto.name} {method} seed {seed}")
-    trainer = fit["trainer"]
-    samples = trainer.generate(proto.samples).cpu()
-    metrics = evaluate_points(cloud, samples, proto.min_count)
-    return {"protocol": proto.name, "dataset": dataset, "method": method, "seed": seed, "iterations": iterations,
+    return trial_record(proto.name, dataset, method, seed, cloud, fit, iterations, proto.samples, proto.min_count)
+
+
+def trial_record(protocol_name: str, dataset: str, method: str, seed: int, cloud, fit: dict, iterations: int,
+                 samples: int = 2500, min_count: int = 20) -> dict:
+    """One trial's row: ``samples`` fresh points of the fitted generator (``fit``: :func:`train_point_gan`'s
+    result) scored on ``cloud`` (modes, high-quality share, reverse KL), and the training seconds."""
+    from deepprob.adversarial.point_gan import evaluate_points
+
+    metrics = evaluate_points(cloud, fit["trainer"].generate(samples).cpu(), min_count)
+    return {"protocol": protocol_name, "dataset": dataset, "method": method, "seed": seed, "iterations": iterations,
             "modes": metrics["modes_covered"], "num_modes": metrics["num_modes"],
             "high_quality": metrics["high_quality_fraction"], "reverse_kl": metrics["reverse_kl"],
             "seconds": round(fit["seconds"], 1), "seconds_per_iteration": fit["seconds"] / iterations}

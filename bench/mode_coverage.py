@@ -30,8 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepprob.adversarial.losses import pack
-from deepprob.adversarial.point_gan import evaluate_points, preset, train_point_gan
-from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run
+from deepprob.adversarial.point_gan import preset, train_point_gan
+from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run, trial_record
 from deepprob.adversarial.trainer import GANConfig, GANTrainer
 from deepprob.datasets.points import POINT_SETS
 from deepprob.pool import available_cores, map_forked
@@ -47,11 +47,7 @@ def run_ours(task: tuple[str, str, int]) -> dict:
     settings = preset(base, cloud)
     iterations = settings.pop("iterations")
     fit = train_point_gan(cloud, GANConfig(**{**settings, **changes}), iterations, seed=seed, progress=False)
-    metrics = evaluate_points(cloud, fit["trainer"].generate(2500).cpu())
-    return {"protocol": "ours", "dataset": dataset, "method": method, "seed": seed, "iterations": iterations,
-            "modes": metrics["modes_covered"], "num_modes": metrics["num_modes"],
-            "high_quality": metrics["high_quality_fraction"], "reverse_kl": metrics["reverse_kl"],
-            "seconds": round(fit["seconds"], 1), "seconds_per_iteration": fit["seconds"] / iterations}
+    return trial_record("ours", dataset, method, seed, cloud, fit, iterations)
 
 
 class PlainLoop:

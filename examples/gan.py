@@ -103,16 +103,16 @@ def variant_name(loss: str, unrolled: int, pack: int) -> str:
 def resolve_config(args: argparse.Namespace, cloud=None):
     """The GANConfig, iteration count and noise dimension: the method's preset on ``cloud`` (it follows the
     data's modes), overridden by any option given."""
-    from deepprob.adversarial.point_gan import preset
+    from deepprob.adversarial.point_gan import LATENT_DIM, preset
     from deepprob.adversarial.trainer import GANConfig
 
     settings = preset("unrolled" if args.unrolled else args.loss, cloud)
-    iterations, latent_dim = settings.pop("iterations"), settings.pop("latent_dim")
+    iterations = settings.pop("iterations")
     overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d", "final_lr_fraction")
                  if getattr(args, k) is not None}
     config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**settings, **overrides})
     config.validate()
-    return config, args.iterations or iterations, args.latent_dim or latent_dim
+    return config, args.iterations or iterations, args.latent_dim or LATENT_DIM
 
 
 def run_point_gan(args, cloud, config, iterations: int, latent_dim: int, name: str) -> tuple[dict, list]:

@@ -69,7 +69,6 @@ def compare_on(cloud, args: argparse.Namespace) -> tuple[dict, dict]:
     device = args.device
     settings = preset("gan", cloud)  # `deepprob gan`'s standard GAN on this data set
     default_iterations = settings.pop("iterations")
-    settings.pop("latent_dim")  # the GAN's noise is the VAE's latent size here (--latent-dim), as its prior
     iterations = args.iterations or default_iterations
     gan = train_point_gan(cloud, GANConfig(**settings), iterations, latent_dim=args.latent_dim, hidden=args.hidden,
                           seed=args.seed, device=device, progress=not args.quiet, desc=f"{cloud.name} GAN")
