@@ -49,3 +49,9 @@ def default_dtype(dtype: torch.dtype):
         yield
     finally:
         torch.set_default_dtype(before)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a CUDA device's kernels run asynchronously): before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -22,7 +22,8 @@ def mlp(
 ) -> nn.Sequential:
     """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim``: Linear layers with ``activation`` between
     them and none after the last (outputs are logits, critic values or unconstrained points); with
-    ``batch_norm``, a ``BatchNorm1d`` before each hidden activation (PacGAN's generator).
+    ``batch_norm``, a ``BatchNorm1d`` before each hidden activation (PacGAN's generator), and no bias in the
+    Linear layers it follows (the normalisation subtracts it again).
 
     >>> mlp(2, [300, 300, 150], 1)  # the seed's discriminator: 2-300-300-150-1
     Sequential(
@@ -40,8 +41,9 @@ def mlp(
     sizes = [in_dim, *hidden, out_dim]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
+        hidden_layer = i < len(sizes) - 2
+        layers.append(nn.Linear(a, b, bias=not (batch_norm and hidden_layer)))
+        if hidden_layer:
             layers += [nn.BatchNorm1d(b)] if batch_norm else []
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
@@ -61,7 +63,7 @@ class Maxout(nn.Module):
         self.linear = nn.Linear(in_dim, out_dim * pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x).view(x.shape[0], self.out_dim, self.pieces).amax(-1)
+        return self.linear(x).view(x.shape[0], self.out_dim, self.pieces).max(-1).values
 
 
 def maxout_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, pieces: int = 5) -> nn.Sequential:
@@ -70,6 +72,28 @@ def maxout_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, pieces: int = 5
     sizes = [in_dim, *hidden]
     layers: list[nn.Module] = [Maxout(a, b, pieces) for a, b in zip(sizes[:-1], sizes[1:])]
     return nn.Sequential(*layers, nn.Linear(sizes[-1], out_dim))
+
+
+INITIALISERS = ("normal", "orthogonal")
+
+
+def init_linear_(module: nn.Module, kind: str, scale: float) -> nn.Module:
+    """Every Linear layer of ``module`` (Maxout's among them) re-initialised in place from torch's current
+    seed, biases zero; returns ``module``. ``kind="normal"``: weights ~ N(0, scale²) (PacGAN's code, scale
+    0.02); ``"orthogonal"``: an orthogonal matrix times the gain ``scale`` (the unrolled GAN's and GDPP's
+    code, gain 1.4). torch's default scales the weights by 1/sqrt(fan_in) instead."""
+    if kind not in INITIALISERS:
+        raise InputError(f"initialiser {kind!r}: expected one of {', '.join(INITIALISERS)}")
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                if kind == "normal":
+                    layer.weight.normal_(0.0, scale)
+                else:
+                    nn.init.orthogonal_(layer.weight, gain=scale)
+                if layer.bias is not None:
+                    layer.bias.zero_()
+    return module
 
 
 class Affine(nn.Module):

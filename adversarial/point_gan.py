@@ -85,13 +85,13 @@ def evaluate_points(cloud, samples: torch.Tensor, min_count: int = 20) -> dict:
 def train_point_gan(cloud, config: GANConfig, iterations: int, *, latent_dim: int = LATENT_DIM,
                     hidden: Sequence[int] = (128, 128), seed: int = 0, device="cpu", snapshots: int = 0,
                     progress: bool = True, desc: str = "GAN",
-                    networks: tuple[nn.Module, nn.Module] | None = None) -> dict:
+                    networks: tuple[nn.Module, nn.Module] | None = None, snapshot_size: int = 1000) -> dict:
     """Train one GAN on ``cloud`` from ``seed`` (networks, noise and data draws all follow it).
 
     The networks are :func:`build_point_gan`'s of ``latent_dim`` and ``hidden``, or ``networks``
     (generator, discriminator) built elsewhere (a paper's: :mod:`deepprob.adversarial.protocols`).
 
-    Returns ``{"trainer": GANTrainer, "history": ..., "snapshots": [(iteration, points (1000, 2))],
+    Returns ``{"trainer": GANTrainer, "history": ..., "snapshots": [(iteration, points (snapshot_size, 2))],
     "seconds": ...}``; ``snapshots`` evenly spaced clouds, the last the final state.
     """
     torch.manual_seed(seed)
@@ -102,7 +102,7 @@ def train_point_gan(cloud, config: GANConfig, iterations: int, *, latent_dim: in
     every = max(1, -(-iterations // snapshots)) if snapshots else 0  # ceil: the last snapshot is the final state
 
     def snapshot(t: GANTrainer) -> None:
-        shots.append((t.iteration, t.generate(1000).cpu()))
+        shots.append((t.iteration, t.generate(snapshot_size).cpu()))
 
     start = time.perf_counter()
     history = trainer.train(iterations, callback=snapshot, callback_every=every, progress=progress, desc=desc)

@@ -9,6 +9,9 @@ One generator iteration = ``d_steps`` discriminator steps, then one generator st
   samples of each kind.
 - ``unrolled=K``: the generator's loss looks K discriminator Adam steps ahead, differentiating through
   them (Metz et al. 2017; see :mod:`deepprob.adversarial.unrolled`).
+- ``simultaneous=True``: both networks step from one pass over one batch, each gradient taken at the
+  parameters before either step (the update of ALI's code, which PacGAN's experiments ran): one generator
+  pass and one discriminator pass an iteration instead of two of each.
 
 The loop is written for throughput on a CPU, where a step of small MLPs costs little more than the
 operations it launches: the real points and the noise for all ``d_steps`` are drawn in one call each,
@@ -56,6 +59,8 @@ class GANConfig:
         lr_g, lr_d: Adam learning rates of the generator and the discriminator.
         betas: Adam's (β1, β2) for both.
         gp_weight: λ of the WGAN gradient penalty.
+        simultaneous: update both networks at once from one batch (see the module docstring); with
+            ``d_steps=1`` and no ``unrolled`` steps.
         final_lr_fraction: both learning rates decay exponentially to this fraction of their start over
             the iterations given to :meth:`GANTrainer.train` (1: constant). A smaller step at the end
             lets the generated points settle on the modes instead of jittering around them.
@@ -75,6 +80,7 @@ class GANConfig:
     lr_d: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     gp_weight: float = 10.0
+    simultaneous: bool = False
     final_lr_fraction: float = 1.0
     compile: bool = False
 
@@ -87,6 +93,9 @@ class GANConfig:
             raise InputError(f"--unrolled {self.unrolled}: expected an integer >= 0 (look-ahead steps)")
         if self.unrolled and self.loss != "gan":
             raise InputError(f"--unrolled {self.unrolled}: implemented for --loss gan, not {self.loss}")
+        if self.simultaneous and (self.d_steps != 1 or self.unrolled):
+            raise InputError(f"--simultaneous with --d-steps {self.d_steps} --unrolled {self.unrolled}: "
+                             "expected one discriminator step and no unrolled steps")
         if not 0 < self.final_lr_fraction <= 1:
             raise InputError(f"--final-lr-fraction {self.final_lr_fraction}: expected a number in (0, 1]")
         for name in ("lr_g", "lr_d"):
@@ -131,7 +140,8 @@ class GANTrainer:
         # discriminator's steps whenever it is one, the whole iteration when both are and not unrolled
         self._gen = ReluMLP.of(generator) if config.loss == "gan" else None
         self._disc = ReluMLP.of(discriminator) if config.loss == "gan" else None
-        self._by_hand = self._gen is not None and self._disc is not None and not config.unrolled
+        self._by_hand = (self._gen is not None and self._disc is not None and not config.unrolled
+                         and not config.simultaneous)
         self._compile_pending = config.compile and self._by_hand  # compiled at the first step
         if config.compile and not self._by_hand:
             warnings.warn(
@@ -153,8 +163,14 @@ class GANTrainer:
 
     @torch.no_grad()
     def generate(self, n: int, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """``n`` generated points (n, D), without gradients."""
-        return self.generator(self.noise(n) if noise is None else noise)
+        """``n`` generated points (n, D), without gradients; in eval mode (batch norm layers use their
+        running statistics, so a point does not depend on the others drawn with it)."""
+        training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(self.noise(n) if noise is None else noise)
+        finally:
+            self.generator.train(training)
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One generator iteration; returns the last discriminator loss and the generator loss (0-d
@@ -162,7 +178,7 @@ class GANTrainer:
         cfg = self.config
         n = cfg.pack * cfg.batch_size  # samples per discriminator step, of each kind
         real = self.sample_real(cfg.d_steps * n)
-        noise = self.noise((cfg.d_steps + 1) * n)
+        noise = self.noise((cfg.d_steps + (0 if cfg.simultaneous else 1)) * n)
         if self._compile_pending:
             self._compile(real, noise)
         if self._compiled is not None:
@@ -173,6 +189,8 @@ class GANTrainer:
                 pack_size=cfg.pack, targets=self._bce_targets(cfg.batch_size, real), update_d=self.step_d.step,
                 update_g=self.step_g.step,
             )  # fmt: skip
+        elif cfg.simultaneous:
+            d_loss, g_loss = self._simultaneous_iteration(real, noise)
         else:
             d_loss, g_loss = self._autograd_iteration(real, noise)
         self.iteration += 1
@@ -223,6 +241,23 @@ class GANTrainer:
             g_loss = generator_loss(self.discriminator(pack(fake, m)), cfg.loss)
         # only the generator's gradients: autograd then skips the discriminator's weight gradients
         self.step_g.step(torch.autograd.grad(g_loss, self.params_g))
+        return d_loss, g_loss
+
+    def _simultaneous_iteration(self, real: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass of both networks over (real, G(noise)); both gradients at the present parameters, then
+        both steps."""
+        cfg = self.config
+        real, fake = pack(real, cfg.pack), pack(self.generator(noise), cfg.pack)
+        out = self.discriminator(torch.cat([real, fake]))
+        out_real, out_fake = out[: real.shape[0]], out[real.shape[0] :]
+        d_loss = discriminator_loss(out_real, out_fake, cfg.loss)
+        if cfg.loss == "wgan-gp":
+            d_loss = d_loss + cfg.gp_weight * gradient_penalty(self.discriminator, real, fake.detach())
+        g_loss = generator_loss(out_fake, cfg.loss)
+        grads_d = torch.autograd.grad(d_loss, self.params_d, retain_graph=True)
+        grads_g = torch.autograd.grad(g_loss, self.params_g)
+        self.step_d.step(grads_d)
+        self.step_g.step(grads_g)
         return d_loss, g_loss
 
     def _discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,8 @@
 # Without a GPU the CUDA parts are skipped, saying so, and the CPU parts still run: this script's own
 # plumbing, the CUDA tests' skips, and a CPU twin of the engine check.
 # Sections: the machine; the CUDA tests; every example's quick run (the tour) on cuda; the VAE's MNIST
-# epoch time; the SVI scale bench and the VAE throughput bench on cuda; the compiled engine on CUDA
-# (Inductor: it must work or decline loudly). Each section prints its wall time; a failing section is
+# epoch time; the SVI scale bench and the VAE throughput bench on cuda; PacGAN's protocol at 2.5% of its
+# budget on cuda; the compiled engine on CUDA (Inductor: it must work or decline loudly). Each section prints its wall time; a failing section is
 # reported and the script goes on, and exits non-zero at the end if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,10 @@ if [ "$GPU" = 1 ]; then
     --quiet --out "$OUT/logreg_cuda"
   section scale_bench_cuda "$PY" bench/scale.py --device cuda --rows 10000,1000000 --repeats 1 --accuracy-rows 0
   section vae_bench_cuda "$PY" bench/vae_throughput.py --device cuda --epochs 2
+  # PacGAN's protocol (Table 1) on the GPU: its step against a plain loop, and its ms an iteration, which
+  # say whether the full 400,000-iteration protocol fits there (it takes ~2 h a trial on one CPU core)
+  section pacgan_protocol_cuda "$PY" bench/mode_coverage.py --protocol pacgan --device cuda --budget 0.025 \
+    --trials 2 --methods standard,pack4 --datasets grid --throughput-blocks 3
 else
   section engine_compiled_cpu "$PY" -m deepprob logreg --engine compiled --guide meanfield --steps 2000 --json \
     --quiet --out "$OUT/logreg_cpu"

@@ -8,13 +8,15 @@
 the published iterations where the full budget does not fit (the table says what was run), and the step's
 throughput is measured first against a plain PyTorch loop of the same networks, side by side.
 
-Metrics as VEEGAN and PacGAN: 2,500 samples; high quality within 3σ of a mode; a mode covered with at
-least 20 high-quality samples; reverse KL of the high-quality samples' mode shares against the uniform.
+Metrics as the papers' code computes them: 2,500 samples; high quality within 3σ of a mode; a mode covered
+by at least 20 high-quality samples, or by one where the paper's code counts so (PacGAN's, GDPP's); reverse
+KL of the high-quality samples' mode shares against the uniform. ``--curve K`` also scores every trial at K
+evenly spaced iterations: how the numbers grow with the budget. ``--device cuda`` runs the trials there.
 Every ± is a standard error over trials, as in the papers' tables. Each (data set, method, trial) is one run,
 side by side over ``--jobs`` processes; the last line printed is JSON with every run.
 
     python bench/mode_coverage.py                                  # ours: 5 trials, grid and rings
-    python bench/mode_coverage.py --protocol pacgan --budget 0.05 --trials 3 --methods standard,pack4
+    python bench/mode_coverage.py --protocol pacgan --budget 0.05 --trials 3 --methods standard,pack4 --curve 5
     python bench/mode_coverage.py --protocol gdpp --budget 0.2 --trials 3
 """
 
@@ -34,19 +36,22 @@ from deepprob.adversarial.point_gan import preset, train_point_gan
 from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run, trial_record
 from deepprob.adversarial.trainer import GANConfig, GANTrainer
 from deepprob.datasets.points import POINT_SETS
+from deepprob.devices import resolve_device, synchronize
+from deepprob.errors import InputError
 from deepprob.pool import available_cores, map_forked
 
 OURS_METHODS = {"standard": ("gan", {}), "pack4": ("gan", {"pack": 4}), "unrolled5": ("unrolled", {"unrolled": 5}),
                 "wgan-gp": ("wgan-gp", {"loss": "wgan-gp"})}
 
 
-def run_ours(task: tuple[str, str, int]) -> dict:
+def run_ours(task: tuple[str, str, int], device: torch.device, progress: bool = False) -> dict:
     dataset, method, seed = task
     cloud = POINT_SETS[dataset](seed=seed)
     base, changes = OURS_METHODS[method]
     settings = preset(base, cloud)
     iterations = settings.pop("iterations")
-    fit = train_point_gan(cloud, GANConfig(**{**settings, **changes}), iterations, seed=seed, progress=False)
+    fit = train_point_gan(cloud, GANConfig(**{**settings, **changes}), iterations, seed=seed, progress=progress,
+                          device=device, desc=f"ours {dataset} {method} seed {seed}")
     return trial_record("ours", dataset, method, seed, cloud, fit, iterations)
 
 
@@ -54,19 +59,25 @@ class PlainLoop:
     """The standard GAN (the trainer's algorithm) written plainly, as PyTorch's DCGAN tutorial writes a step: a
     generator pass with autograd, the discriminator on the detached fakes and on the real points in two passes,
     ``zero_grad``/``backward``/``step`` with ``torch.optim.Adam``; then fresh noise for the generator's step,
-    its loss back-propagated through the discriminator (whose weight gradients are computed and unused)."""
+    its loss back-propagated through the discriminator (whose weight gradients are computed and unused).
+    With ``config.simultaneous`` (PacGAN's update), one generator pass and the discriminator on real and
+    generated points, both losses' gradients, then both steps."""
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, config: GANConfig, sample_real, latent_dim):
-        self.G, self.D, self.config = generator, discriminator, config
-        self.sample_real, self.latent_dim = sample_real, latent_dim
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, config: GANConfig, sample_real, latent_dim,
+                 device: torch.device):
+        self.G, self.D, self.config = generator.to(device), discriminator.to(device), config
+        self.sample_real, self.latent_dim, self.device = sample_real, latent_dim, device
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
 
     def step(self) -> None:
         cfg = self.config
         n = cfg.pack * cfg.batch_size
+        if cfg.simultaneous:
+            self.simultaneous_step(n)
+            return
         for _ in range(cfg.d_steps):
-            fake = self.G(torch.randn(n, self.latent_dim))
+            fake = self.G(torch.randn(n, self.latent_dim, device=self.device))
             real_logits = self.D(pack(self.sample_real(n), cfg.pack))
             fake_logits = self.D(pack(fake.detach(), cfg.pack))
             loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
@@ -74,14 +85,28 @@ class PlainLoop:
             self.opt_d.zero_grad()
             loss_d.backward()
             self.opt_d.step()
-        logits = self.D(pack(self.G(torch.randn(n, self.latent_dim)), cfg.pack))
+        logits = self.D(pack(self.G(torch.randn(n, self.latent_dim, device=self.device)), cfg.pack))
         loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
 
+    def simultaneous_step(self, n: int) -> None:
+        cfg = self.config
+        real_logits = self.D(pack(self.sample_real(n), cfg.pack))
+        fake_logits = self.D(pack(self.G(torch.randn(n, self.latent_dim, device=self.device)), cfg.pack))
+        loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        loss_g = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+        self.opt_d.zero_grad()
+        self.opt_g.zero_grad()
+        loss_d.backward(retain_graph=True, inputs=list(self.D.parameters()))
+        loss_g.backward(inputs=list(self.G.parameters()))
+        self.opt_d.step()
+        self.opt_g.step()
 
-def throughput(proto, dataset: str, method: str, blocks: int, iterations: int) -> dict:
+
+def throughput(proto, dataset: str, method: str, blocks: int, iterations: int, device: torch.device) -> dict:
     """Iterations a second of our trainer and of :class:`PlainLoop` on the protocol's networks, from the same
     weights, in alternating blocks in this process; medians, and the median of adjacent blocks' ratios."""
     import copy
@@ -90,9 +115,12 @@ def throughput(proto, dataset: str, method: str, blocks: int, iterations: int) -
     config = GANConfig(**{**proto.config, **proto.methods[method]})
     torch.manual_seed(0)
     generator, discriminator = proto.networks.build(config.pack)
-    plain = PlainLoop(copy.deepcopy(generator), copy.deepcopy(discriminator), config, cloud.sample,
-                      proto.networks.latent_dim)
-    ours = GANTrainer(generator, discriminator, cloud.sample, proto.networks.latent_dim, config)
+    def sample(n: int) -> torch.Tensor:
+        return cloud.sample(n, device=device)
+
+    plain = PlainLoop(copy.deepcopy(generator), copy.deepcopy(discriminator), config, sample,
+                      proto.networks.latent_dim, device)
+    ours = GANTrainer(generator, discriminator, sample, proto.networks.latent_dim, config, device)
     sides = {"ours": ours.step, "plain": plain.step}
     for step in sides.values():
         for _ in range(3):
@@ -100,9 +128,11 @@ def throughput(proto, dataset: str, method: str, blocks: int, iterations: int) -
     speeds: dict[str, list[float]] = {name: [] for name in sides}
     for block in range(blocks):
         for name in (list(sides) if block % 2 == 0 else list(sides)[::-1]):
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(iterations):
                 sides[name]()
+            synchronize(device)
             speeds[name].append(iterations / (time.perf_counter() - start))
     return {"method": method, "ours_its": statistics.median(speeds["ours"]),
             "plain_its": statistics.median(speeds["plain"]),
@@ -112,6 +142,14 @@ def throughput(proto, dataset: str, method: str, blocks: int, iterations: int) -
 def cell(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     mean, se = mean_se([scale * v for v in values])
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def table_cells(rows: list[dict]) -> str:
+    """Iterations, then modes, high-quality % and reverse KL as mean ± standard error over ``rows`` (trials)."""
+    kls = [r["reverse_kl"] for r in rows if r["reverse_kl"] is not None]
+    modes = cell([r["modes"] for r in rows]) + " /" + str(rows[0]["num_modes"])
+    return (f"{rows[0]['iterations']:>11,}{modes:>16}{cell([r['high_quality'] for r in rows], 100):>17}"
+            f"{cell(kls, digits=2) if kls else '-':>15}")
 
 
 def published_text(row) -> str:
@@ -133,8 +171,17 @@ def main() -> None:
                         help="fraction of the protocol's published iterations to run (default: %(default)s)")
     parser.add_argument("--throughput-blocks", type=int, default=5,
                         help="timed blocks per side of the step's throughput against a plain loop (0: skip)")
-    parser.add_argument("--jobs", type=int, default=0, help="processes (0: one per core)")
+    parser.add_argument("--curve", type=int, default=0,
+                        help="also score each trial at this many evenly spaced iterations (the learning curve)")
+    parser.add_argument("--jobs", type=int, default=0, help="processes (0: one per core; 1 on a GPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (one per run, drawn here)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
     args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except InputError as err:
+        parser.error(str(err))
+    jobs = args.jobs or (1 if device.type != "cpu" else available_cores())
     torch.set_num_threads(1)
     if args.protocol == "ours":
         datasets = (args.datasets or "grid,ring-pacgan,ring16").split(",")
@@ -156,18 +203,19 @@ def main() -> None:
     plain = [m for m in methods if not proto.methods[m].get("unrolled")] if proto and "loss" not in proto.config else []
     if plain and args.throughput_blocks:
         method = plain[0]
-        t = throughput(proto, datasets[0], method, args.throughput_blocks, 5)
-        print(f"step throughput ({proto.name} networks, {method}, one thread): ours {t['ours_its']:.1f} it/s, "
+        t = throughput(proto, datasets[0], method, args.throughput_blocks, 5, device)
+        where = "one thread" if device.type == "cpu" else str(device)
+        print(f"step throughput ({proto.name} networks, {method}, {where}): ours {t['ours_its']:.1f} it/s, "
               f"plain PyTorch loop {t['plain_its']:.1f} it/s, ratio {t['ratio']:.2f}x", flush=True)
 
     tasks = [(d, m, s) for m in methods for d in datasets for s in range(trials)]
     start = time.perf_counter()
     if proto is None:
-        results = map_forked(run_ours, tasks, args.jobs or available_cores())
+        results = map_forked(lambda t: run_ours(t, device, progress=not args.quiet), tasks, jobs)
     else:
         iterations = proto.budget(args.budget)
-        results = map_forked(lambda t: train_protocol_run(proto, *t, iterations), tasks,
-                             args.jobs or available_cores())
+        results = map_forked(lambda t: train_protocol_run(proto, *t, iterations, progress=not args.quiet,
+                                                          device=device, curve=args.curve), tasks, jobs)
     wall = time.perf_counter() - start
     name = proto.paper if proto else "deepprob gan's defaults on the data"
     print(f"{name}: {len(tasks)} runs in {wall:.0f} s; mean ± standard error over {trials} trials")
@@ -176,18 +224,22 @@ def main() -> None:
         full = per_it * proto.iterations
         full_text = f"{full / 3600:.1f} h" if full >= 3600 else f"{full / 60:.0f} min"
         print(f"budget: {iterations:,} of the published {proto.iterations:,} iterations ({100 * args.budget:g}%); "
-              f"{1000 * per_it:.1f} ms an iteration here, so the full budget is {full_text} a trial on one core")
+              f"{1000 * per_it:.1f} ms an iteration here, so the full budget is {full_text} a trial "
+              f"({'on one core' if device.type == 'cpu' else f'on {device}'})")
     print(f"{'data':<12}{'method':<11}{'iterations':>11}{'modes':>16}{'high quality %':>17}{'reverse KL':>15}"
           f"   published (modes / HQ % / KL)")
     for dataset in datasets:
         for method in methods:
             rows = [r for r in results if r["dataset"] == dataset and r["method"] == method]
-            kls = [r["reverse_kl"] for r in rows if r["reverse_kl"] is not None]
             published = proto.published.get((dataset, method)) if proto else None
-            print(f"{dataset:<12}{method:<11}{rows[0]['iterations']:>11,}"
-                  f"{cell([r['modes'] for r in rows]) + ' /' + str(rows[0]['num_modes']):>16}"
-                  f"{cell([r['high_quality'] for r in rows], 100):>17}"
-                  f"{cell(kls, digits=2) if kls else '-':>15}   {published_text(published)}")
+            print(f"{dataset:<12}{method:<11}{table_cells(rows)}   {published_text(published)}")
+    if args.curve and proto is not None:
+        print("learning curve (the same trials, scored along the way):")
+        for dataset in datasets:
+            for method in methods:
+                rows = [r for r in results if r["dataset"] == dataset and r["method"] == method]
+                for points in zip(*(r["curve"] for r in rows)):
+                    print(f"{dataset:<12}{method:<11}{table_cells(list(points))}")
     print(json.dumps({"protocol": args.protocol, "budget": args.budget, "runs": results}))
 
 

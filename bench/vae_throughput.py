@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from deepprob.datasets.images import binarize, load_mnist_splits, subset
+from deepprob.devices import synchronize
 from deepprob.inference.generative.vae_eval import evaluate_vae
 from deepprob.inference.generative.vae_fit import VAETrainer
 from deepprob.models.vae import VAE
@@ -107,8 +108,7 @@ def main() -> None:
         x = binarize(x_train)
         order = torch.randperm(len(x)).to(device)
         for name in (list(vaes) if epoch % 2 == 0 else list(vaes)[::-1]):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             tick = time.perf_counter()
             if name == "plain":
                 elbo[name] = plain_epoch(vaes[name], optimizer, x, order, args.batch_size, args.elbo == "meanfield")

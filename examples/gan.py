@@ -110,7 +110,10 @@ def resolve_config(args: argparse.Namespace, cloud=None):
     iterations = settings.pop("iterations")
     overrides = {k: getattr(args, k) for k in ("d_steps", "batch_size", "lr_g", "lr_d", "final_lr_fraction")
                  if getattr(args, k) is not None}
-    config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, **{**settings, **overrides})
+    if args.simultaneous:
+        settings["d_steps"] = 1  # the simultaneous update has one discriminator step; an explicit --d-steps is checked
+    config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, simultaneous=args.simultaneous,
+                       **{**settings, **overrides})
     config.validate()
     return config, args.iterations or iterations, args.latent_dim or LATENT_DIM
 
@@ -191,9 +194,10 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     from deepprob.examples.image_data import QUALITY_SAMPLES, quality_text, sample_quality
     from deepprob.files import atomic_torch_save
 
-    if any(getattr(args, k) is not None for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
-        raise InputError("--iterations/--d-steps/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; the DCGAN uses "
-                         "--epochs (Adam lr 2e-4)")
+    if args.simultaneous or any(getattr(args, k) is not None
+                                for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
+        raise InputError("--iterations/--d-steps/--simultaneous/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; "
+                         "the DCGAN uses --epochs (Adam lr 2e-4)")
     data, test, note = load_images(args, dataset)
     latent_dim = args.latent_dim or 32
     width = args.width or (32 if dataset == "digits" else 64)

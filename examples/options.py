@@ -587,6 +587,9 @@ def gan_arguments(parser: argparse.ArgumentParser) -> None:
                        help="epochs (images; default 100 digits, 10 mnist)")
     train.add_argument("--batch-size", type=positive_int, default=None, help="discriminator inputs per step")
     train.add_argument("--d-steps", type=positive_int, default=None, help="discriminator steps per generator step")
+    train.add_argument("--simultaneous", action="store_true",
+                       help="2-D: step both networks at once from one batch, each gradient taken before either step "
+                       "(PacGAN's and ALI's code; needs --d-steps 1 and no --unrolled)")
     train.add_argument("--lr-g", type=positive_float, default=None, help="generator Adam learning rate")
     train.add_argument("--lr-d", type=positive_float, default=None, help="discriminator Adam learning rate")
     train.add_argument("--final-lr-fraction", type=positive_float, default=None,

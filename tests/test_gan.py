@@ -193,8 +193,9 @@ def test_a_failed_compile_runs_eagerly(monkeypatch):
 
 @pytest.mark.parametrize(
     "config",
-    [GANConfig(), GANConfig(pack=3), GANConfig(unrolled=2, d_steps=1), GANConfig(loss="wgan-gp", d_steps=2)],
-    ids=["standard", "pack", "unrolled", "wgan-gp"],
+    [GANConfig(), GANConfig(pack=3), GANConfig(unrolled=2, d_steps=1), GANConfig(loss="wgan-gp", d_steps=2),
+     GANConfig(simultaneous=True, pack=2), GANConfig(simultaneous=True, loss="wgan-gp")],
+    ids=["standard", "pack", "unrolled", "wgan-gp", "simultaneous", "simultaneous-wgan-gp"],
 )
 def test_trainer_runs_every_variant(config):
     torch.manual_seed(0)
@@ -215,6 +216,58 @@ def test_config_rejects_bad_values():
         GANConfig(pack=0).validate()
     with pytest.raises(InputError, match="--loss 'hinge'"):
         GANConfig(loss="hinge").validate()
+    with pytest.raises(InputError, match="--simultaneous with --d-steps 2 --unrolled 0: expected one discriminator"):
+        GANConfig(simultaneous=True, d_steps=2).validate()
+
+
+@pytest.mark.parametrize("pack_size", [1, 3])
+def test_simultaneous_update_takes_both_gradients_before_either_step(pack_size):
+    """PacGAN's (ALI's) update, against the textbook written out: both losses' gradients at the present
+    parameters from one batch, then one torch.optim.Adam step each. Taking the generator's gradient after
+    the discriminator's step (the alternating update) moves the generator elsewhere, and the test says so."""
+    torch.manual_seed(0)
+    generator = nn.Sequential(mlp(3, [16], 2, batch_norm=True))
+    discriminator = mlp(2 * pack_size, [16], 1, "tanh")
+    real = torch.randn(8 * pack_size, 2)
+    config = GANConfig(simultaneous=True, pack=pack_size, batch_size=8, lr_g=1e-2, lr_d=1e-2, betas=(0.8, 0.999))
+    G, D = copy.deepcopy(generator), copy.deepcopy(discriminator)
+    trainer = GANTrainer(generator, discriminator, lambda n: real[:n], 3, config)
+    torch.manual_seed(1)
+    trainer.step()
+
+    torch.manual_seed(1)
+    noise = torch.randn(8 * pack_size, 3)
+    out_real, out_fake = D(pack(real, pack_size)), D(pack(G(noise), pack_size))
+    d_loss = nn.functional.softplus(-out_real).mean() + nn.functional.softplus(out_fake).mean()
+    g_loss = nn.functional.softplus(-out_fake).mean()
+    grads_d = torch.autograd.grad(d_loss, list(D.parameters()), retain_graph=True)
+    grads_g = torch.autograd.grad(g_loss, list(G.parameters()))
+    for net, grads, lr in ((D, grads_d, config.lr_d), (G, grads_g, config.lr_g)):
+        opt = torch.optim.Adam(net.parameters(), lr=lr, betas=config.betas)
+        for p, g in zip(net.parameters(), grads):
+            p.grad = g
+        opt.step()
+    for ours, textbook in ((generator, G), (discriminator, D)):
+        for a, b in zip(ours.parameters(), textbook.parameters()):
+            torch.testing.assert_close(a, b)
+
+    # the alternating update from the same start differs: the check can fail
+    torch.manual_seed(0)
+    alternating = GANTrainer(nn.Sequential(mlp(3, [16], 2, batch_norm=True)), mlp(2 * pack_size, [16], 1, "tanh"),
+                             lambda n: real[:n], 3, GANConfig(**{**config.to_dict(), "simultaneous": False}))
+    torch.manual_seed(1)
+    alternating.step()
+    assert not all(torch.allclose(a, b) for a, b in zip(alternating.generator.parameters(), G.parameters()))
+
+
+def test_generated_points_do_not_depend_on_the_batch_drawn_with_them():
+    """A generator with batch norm samples in eval mode (running statistics), then trains on."""
+    torch.manual_seed(0)
+    trainer = GANTrainer(mlp(3, [16], 2, batch_norm=True), mlp(2, [16], 1), ring().sample, 3, GANConfig())
+    trainer.train(5, progress=False)
+    noise = torch.randn(50, 3)
+    torch.testing.assert_close(trainer.generate(50, noise)[:4], trainer.generate(4, noise[:4]))
+    assert trainer.generator.training
 
 
 def test_dcgan_shapes():
@@ -305,6 +358,16 @@ def test_cli_settings_follow_the_modes_of_the_users_csv(tmp_path, capsys):
     assert m["config"]["final_lr_fraction"] == 0.1 and m["config"]["batch_size"] == 200
     code, m, _ = _run(capsys, *argv, "--batch-size", "50")
     assert code == 0 and m["config"]["batch_size"] == 50
+
+
+def test_cli_simultaneous_update_takes_one_discriminator_step(tmp_path, capsys):
+    code, m, _ = _run(capsys, "gan", "--dataset", "ring", "--simultaneous", "--pack", "2", "--iterations", "20",
+                      "--snapshots", "1", "--no-baseline", "--json", "--quiet", "--out", str(tmp_path))
+    assert code == 0 and m["config"]["simultaneous"] and m["config"]["d_steps"] == 1  # the ring's preset has 5
+    code, _, err = _run(capsys, "gan", "--dataset", "ring", "--simultaneous", "--unrolled", "2", "--out", str(tmp_path))
+    assert code == 2 and "--simultaneous with --d-steps 1 --unrolled 2: expected one discriminator step" in err
+    code, _, err = _run(capsys, "gan", "--dataset", "digits", "--simultaneous", "--out", str(tmp_path))
+    assert code == 2 and "--simultaneous" in err and "for 2-D data" in err
 
 
 @pytest.mark.parametrize("option", [["--unrolled", "-1"], ["--pack", "0"]])

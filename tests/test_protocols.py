@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deepprob.adversarial.metrics import mode_metrics, mode_reverse_kl
-from deepprob.adversarial.nets import Maxout, maxout_mlp, mlp
+from deepprob.adversarial.nets import Maxout, init_linear_, maxout_mlp, mlp
 from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run
 from deepprob.datasets.points import grid, ring16
 from deepprob.errors import InputError
@@ -50,8 +50,26 @@ def test_pacgan_networks_are_the_papers():
     assert discriminator(torch.randn(3, 8)).shape == (3, 1)
     assert proto.iterations == 400_000 and proto.config["betas"] == (0.8, 0.999) and proto.trials == 10
     assert proto.budget(0.01) == 4000
-    assert [type(m).__name__ for m in mlp(2, [4], 1, batch_norm=True)] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    with_bn = mlp(2, [4], 1, batch_norm=True)
+    assert [type(m).__name__ for m in with_bn] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert with_bn[0].bias is None and with_bn[3].bias is not None  # batch norm subtracts a bias before it
     assert isinstance(maxout_mlp(2, [3], 1)[0], Maxout)
+    # PacGAN's code: weights N(0, 0.02²), zero biases, in both networks (maxout layers among them)
+    weights = torch.cat([m.weight.flatten() for m in [*linears, *(m.linear for m in maxouts)]])
+    assert abs(weights.std().item() - 0.02) < 0.0005 and abs(weights.mean().item()) < 0.0005
+    assert all(not m.linear.bias.any() for m in maxouts) and proto.config["simultaneous"] and proto.min_count == 1
+
+
+def test_initialisers_give_the_stated_weights():
+    torch.manual_seed(0)
+    layer = init_linear_(torch.nn.Sequential(torch.nn.Linear(256, 128)), "orthogonal", 1.4)[0]
+    # an orthogonal (128, 256) matrix has orthonormal rows: W Wᵀ = gain² I
+    torch.testing.assert_close(layer.weight @ layer.weight.T, 1.4**2 * torch.eye(128), atol=1e-4, rtol=0)
+    assert not layer.bias.any()
+    with pytest.raises(InputError, match="initialiser 'xavier': expected one of normal, orthogonal"):
+        init_linear_(layer, "xavier", 1.0)
+    generator, critic = PROTOCOLS["gdpp"].networks.build()
+    assert generator[0].in_features == 256 and isinstance(critic[1], torch.nn.Tanh)
 
 
 def test_mean_se_is_the_standard_error():
@@ -88,10 +106,14 @@ def test_the_bench_prints_each_protocol_row_beside_the_published_one():
     bench = Path(__file__).resolve().parents[1] / "bench" / "mode_coverage.py"
     out = subprocess.run(
         [sys.executable, str(bench), "--protocol", "pacgan", "--budget", "0.00001", "--trials", "2",
-         "--methods", "pack4", "--datasets", "grid", "--throughput-blocks", "1", "--jobs", "1"],
+         "--methods", "pack4", "--datasets", "grid", "--throughput-blocks", "1", "--jobs", "1", "--curve", "2"],
         capture_output=True, text=True, timeout=300, check=True).stdout
     assert "plain PyTorch loop" in out and "budget: 4 of the published 400,000 iterations" in out
     row = next(line for line in out.splitlines() if line.startswith("grid") and "pack4" in line)
     assert "24.8 ± 0.2 / 93.6% / 0.04" in row and "/25" in row
     runs = json.loads(out.splitlines()[-1])["runs"]
     assert [(r["method"], r["seed"], r["iterations"]) for r in runs] == [("pack4", 0, 4), ("pack4", 1, 4)]
+    # the learning curve: each trial scored at 2 and 4 iterations, one line a point, the last the end
+    assert [c["iterations"] for c in runs[0]["curve"]] == [2, 4]
+    curve = out[out.index("learning curve"):].splitlines()[1:-1]
+    assert [line.split()[:3] for line in curve] == [["grid", "pack4", "2"], ["grid", "pack4", "4"]]
