@@ -145,8 +145,8 @@ class GANTrainer:
         self._compile_pending = config.compile and self._by_hand  # compiled at the first step
         if config.compile and not self._by_hand:
             warnings.warn(
-                "GANConfig(compile=True): the compiled iteration is for the standard loss on ReLU MLPs "
-                "without unrolled steps; running eagerly", stacklevel=2,
+                "GANConfig(compile=True): the compiled iteration is for the standard loss on ReLU MLPs, "
+                "alternating updates without unrolled steps; running eagerly", stacklevel=2,
             )  # fmt: skip
         self._compiled: CompiledIteration | None = None
         self.compile_seconds = 0.0  # time spent tracing and compiling the iteration
