@@ -70,6 +70,9 @@ class PlainLoop:
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=config.betas)
 
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, device=self.device)
+
     def step(self) -> None:
         cfg = self.config
         n = cfg.pack * cfg.batch_size
@@ -77,7 +80,7 @@ class PlainLoop:
             self.simultaneous_step(n)
             return
         for _ in range(cfg.d_steps):
-            fake = self.G(torch.randn(n, self.latent_dim, device=self.device))
+            fake = self.G(self.noise(n))
             real_logits = self.D(pack(self.sample_real(n), cfg.pack))
             fake_logits = self.D(pack(fake.detach(), cfg.pack))
             loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
@@ -85,7 +88,7 @@ class PlainLoop:
             self.opt_d.zero_grad()
             loss_d.backward()
             self.opt_d.step()
-        logits = self.D(pack(self.G(torch.randn(n, self.latent_dim, device=self.device)), cfg.pack))
+        logits = self.D(pack(self.G(self.noise(n)), cfg.pack))
         loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         self.opt_g.zero_grad()
         loss_g.backward()
@@ -94,7 +97,7 @@ class PlainLoop:
     def simultaneous_step(self, n: int) -> None:
         cfg = self.config
         real_logits = self.D(pack(self.sample_real(n), cfg.pack))
-        fake_logits = self.D(pack(self.G(torch.randn(n, self.latent_dim, device=self.device)), cfg.pack))
+        fake_logits = self.D(pack(self.G(self.noise(n)), cfg.pack))
         loss_d = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                   + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
         loss_g = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
