@@ -3,7 +3,9 @@ metrics, and the rows its table reports, so that a run can stand beside them (``
 
 - ``pacgan``: PacGAN (Lin et al. 2018), Table 1, as its released code runs it. Generator: a 2-d z, four
   400-unit ReLU layers with batch norm; discriminator: three 200-unit maxout layers of 5 pieces; weights
-  N(0, 0.02²), zero biases; Adam lr 1e-4, β1 0.8; batch 100; both networks stepped at once from one batch
+  N(0, 0.02²), zero biases; Adam lr 1e-4 with betas (0.2, 0.999) (its config's "beta1 0.8" is in Blocks'
+  convention, where beta1 weighs the new gradient: m_t = 0.8 g_t + 0.2 m_{t-1}, torch's β1 0.2, and Blocks'
+  default beta2 0.001 is torch's 0.999); batch 100; both networks stepped at once from one batch
   (ALI's update: ``GANConfig.simultaneous``); 400 epochs over 100,000 samples (400,000 iterations of batch
   100); 10 trials; 2D-grid (σ 0.05 on {-4, -2, 0, 2, 4}²) and 2D-ring (8 modes, radius 1, σ 0.01). Its
   metric code counts a mode as covered by any high-quality point (``min_count`` 1). One difference stays:
@@ -108,7 +110,7 @@ PROTOCOLS = {
         "pacgan", "PacGAN (Lin et al. 2018), Table 1",
         Networks(latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3, g_batch_norm=True, d_maxout=5,
                  init=("normal", 0.02)),
-        {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.8, 0.999), "batch_size": 100, "d_steps": 1, "simultaneous": True},
+        {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.2, 0.999), "batch_size": 100, "d_steps": 1, "simultaneous": True},
         iterations=400 * 100_000 // 100, trials=10, datasets=("grid", "ring-pacgan"),
         methods={"standard": {}, "pack2": {"pack": 2}, "pack4": {"pack": 4}},
         published={

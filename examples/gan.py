@@ -3,10 +3,11 @@
 2-D data (--dataset gaussian | ring | ring-metz | ring-pacgan | ring16 | grid, or --data FILE.csv [--modes
 CENTRES.csv --mode-sigma S]; ring-pacgan and grid are PacGAN's 2D-ring, 8 modes on the unit circle with sigma
 0.01, and 2D-grid, 25 modes on {-4, -2, 0, 2, 4}^2 with sigma 0.05; ring16 is 16 modes on a circle of radius 4,
-sigma 0.05): MLP generator and discriminator (2 hidden layers of 128, ReLU) in the data's standardised
-coordinates, so that the settings below suit any scale of points. Metrics on 2,500 generated points:
-modes covered (a mode counts when at least --min-count samples lie within 3 sigma of it), the fraction of
-high-quality samples (within 3 sigma of some mode), and the errors of the generated mean and covariance.
+sigma 0.05): MLP generator and discriminator (2 hidden layers of 128, ReLU; --hidden, --d-hidden) in the
+data's standardised coordinates, so that the settings below suit any scale of points. Metrics on 2,500
+generated points: modes covered (a mode counts when at least --min-count samples lie within 3 sigma of it),
+the fraction of high-quality samples (within 3 sigma of some mode), and the errors of the generated mean and
+covariance.
 Remedies for mode dropping, each a flag, trained side by side with the standard GAN (same seed, same
 settings, same iterations; --no-baseline skips it): --unrolled K (Metz et al. 2017), --pack M (PacGAN,
 Lin et al. 2018), --loss wgan-gp (Gulrajani et al. 2017). Defaults follow each method's paper:
@@ -15,8 +16,9 @@ Lin et al. 2018), --loss wgan-gp (Gulrajani et al. 2017). Defaults follow each m
   --unrolled: 1 discriminator step, batch 256, Adam lr 1e-3 (generator) and 1e-4 (discriminator),
       betas (0.5, 0.999), 3,000 iterations, as in the unrolled-GAN paper;
   many known modes (12 or more: grid, ring16, or a --modes file with as many), standard and --pack: 1
-      discriminator step of batch 200, 40,000 iterations, both learning rates decaying to a tenth (the
-      ring's settings cover a fraction of the modes and spread samples between them);
+      discriminator step of batch 200, a discriminator three times as wide as the generator (--d-hidden),
+      40,000 iterations, both learning rates decaying to a tenth (the ring's settings cover a fraction of
+      the modes and spread samples between them);
       --unrolled: 10,000 iterations.
 Figure: snapshots.png (the generated cloud during training, one row per run).
 
@@ -118,13 +120,20 @@ def resolve_config(args: argparse.Namespace, cloud=None):
     return config, args.iterations or iterations, args.latent_dim or LATENT_DIM
 
 
+def resolve_d_hidden(args: argparse.Namespace, cloud) -> list[int]:
+    """The discriminator's hidden layers: --d-hidden, or the preset's beside --hidden (wider for many modes)."""
+    from deepprob.adversarial.point_gan import discriminator_hidden
+
+    return list(args.d_hidden or discriminator_hidden(cloud, args.hidden))
+
+
 def run_point_gan(args, cloud, config, iterations: int, latent_dim: int, name: str) -> tuple[dict, list]:
     """Train one GAN from ``args.seed``; returns its metrics and its snapshots [(iteration, points)]."""
     from deepprob.adversarial.point_gan import evaluate_points, train_point_gan
 
     run = train_point_gan(cloud, config, iterations, latent_dim=latent_dim, hidden=args.hidden,
-                          seed=args.seed, device=args.device, snapshots=args.snapshots, progress=not args.quiet,
-                          desc=name)
+                          d_hidden=resolve_d_hidden(args, cloud), seed=args.seed, device=args.device,
+                          snapshots=args.snapshots, progress=not args.quiet, desc=name)
     history = run["history"]
     metrics = evaluate_points(cloud, run["trainer"].generate(args.eval_samples).cpu(), args.min_count)
     metrics.update(variant=name, iterations=iterations, train_seconds=round(run["seconds"], 3),
@@ -151,7 +160,8 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
     metrics = {
         "dataset": cloud.name,
         **runs[name],
-        "config": {**config.to_dict(), "latent_dim": latent_dim, "hidden": args.hidden},
+        "config": {**config.to_dict(), "latent_dim": latent_dim, "hidden": args.hidden,
+                   "d_hidden": resolve_d_hidden(args, cloud)},
         "settings_basis": preset_basis(cloud),
         "figure": str(figure),
     }
@@ -195,9 +205,9 @@ def train_images(args: argparse.Namespace, dataset: str) -> dict:
     from deepprob.files import atomic_torch_save
 
     if args.simultaneous or any(getattr(args, k) is not None
-                                for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction")):
-        raise InputError("--iterations/--d-steps/--simultaneous/--lr-g/--lr-d/--final-lr-fraction: for 2-D data; "
-                         "the DCGAN uses --epochs (Adam lr 2e-4)")
+                                for k in ("iterations", "d_steps", "lr_g", "lr_d", "final_lr_fraction", "d_hidden")):
+        raise InputError("--iterations/--d-steps/--simultaneous/--lr-g/--lr-d/--final-lr-fraction/--d-hidden: for 2-D "
+                         "data; the DCGAN uses --epochs (Adam lr 2e-4) and --width")
     data, test, note = load_images(args, dataset)
     latent_dim = args.latent_dim or 32
     width = args.width or (32 if dataset == "digits" else 64)

@@ -597,7 +597,10 @@ def gan_arguments(parser: argparse.ArgumentParser) -> None:
                        "last iteration (default 1: constant)")
     train.add_argument("--latent-dim", type=positive_int, default=None, help="noise dimension (default 8; images 32)")
     train.add_argument("--hidden", type=layer_sizes, default=[128, 128],
-                       help="2-D: hidden layer sizes of both MLPs (default: 128,128)")
+                       help="2-D: hidden layer sizes of the generator (default: 128,128)")
+    train.add_argument("--d-hidden", type=layer_sizes, default=None,
+                       help="2-D: hidden layer sizes of the discriminator (default: --hidden; three times as wide for "
+                       "12 or more known modes)")
     train.add_argument("--width", type=positive_int, default=None, help="images: DCGAN channels (default 32; mnist 64)")
     evaluate = parser.add_argument_group("evaluation and figures")
     evaluate.add_argument("--eval-samples", type=positive_int, default=2500,
@@ -630,8 +633,8 @@ def unify_arguments(parser: argparse.ArgumentParser) -> None:
                        help="comma-separated 2-D mixtures: ring, ring-metz, ring-pacgan, grid (default: %(default)s)")
     group.add_argument("--latent-dim", type=positive_int, default=8, help="latent size of both (default: %(default)s)")
     group.add_argument("--hidden", type=layer_sizes, default=[128, 128],
-                       help="hidden layers of the generator = the VAE's decoder (and of the discriminator and the "
-                       "encoder) (default: 128,128)")
+                       help="hidden layers of the generator = the VAE's decoder (and of the encoder and the "
+                       "discriminator, three times as wide on the grid as `deepprob gan` makes it) (default: 128,128)")
     train = parser.add_argument_group("training")
     train.add_argument("--iterations", type=positive_int, default=None,
                        help="GAN generator iterations (default: `deepprob gan`'s standard GAN on the data set: 8,000 "

@@ -124,8 +124,9 @@ STEPS = [
          ["modes_covered", "num_modes", "high_quality_fraction"], 2, 37),
     Step("gan-grid-pack", ["gan", "--dataset", "grid", "--pack", "4", "--no-baseline"], [],
          "PacGAN on the 5x5 grid's 25 narrow modes, with the settings that follow from that many modes (one "
-         "discriminator step of batch 200, 40,000 iterations, the learning rates decaying to a tenth).",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 2, 110),
+         "discriminator step of batch 200, a discriminator three times the generator's width, 40,000 iterations, the "
+         "learning rates decaying to a tenth).",
+         ["modes_covered", "num_modes", "high_quality_fraction"], 4, 240),
     Step("gan-ring-unrolled", ["gan", "--dataset", "ring", "--unrolled", "5", "--no-baseline"],
          ["--iterations", "1500"],
          "Unrolled GAN: the generator's loss looks 5 discriminator steps ahead.",

@@ -13,7 +13,7 @@ from deepprob.adversarial.dcgan import DCDiscriminator, DCGenerator
 from deepprob.adversarial.fast_gan import ReluMLP, bce_targets, gan_iteration
 from deepprob.adversarial.losses import discriminator_loss, generator_loss, gradient_penalty, pack
 from deepprob.adversarial.nets import Affine, mlp
-from deepprob.adversarial.point_gan import preset
+from deepprob.adversarial.point_gan import build_point_gan, discriminator_hidden, preset, train_point_gan
 from deepprob.adversarial.trainer import GANConfig, GANTrainer
 from deepprob.adversarial.unrolled import adam_lookahead
 from deepprob.cli import main as cli_main
@@ -340,6 +340,7 @@ def test_cli_csv_points_and_modes(tmp_path, capsys):
     )
     assert code == 0 and m["num_modes"] == 8
     assert m["config"]["d_steps"] == 5 and "8 known modes" in m["settings_basis"]  # the ring's settings
+    assert m["config"]["d_hidden"] == m["config"]["hidden"] == [128, 128]
 
 
 def test_cli_settings_follow_the_modes_of_the_users_csv(tmp_path, capsys):
@@ -356,8 +357,34 @@ def test_cli_settings_follow_the_modes_of_the_users_csv(tmp_path, capsys):
     expected = {k: v for k, v in preset("gan", cloud).items() if k not in ("iterations", "latent_dim")}
     assert {k: m["config"][k] for k in expected} == {**expected, "betas": list(expected["betas"])}
     assert m["config"]["final_lr_fraction"] == 0.1 and m["config"]["batch_size"] == 200
-    code, m, _ = _run(capsys, *argv, "--batch-size", "50")
-    assert code == 0 and m["config"]["batch_size"] == 50
+    assert m["config"]["d_hidden"] == [384, 384]  # a discriminator three times the generator's width
+    code, m, _ = _run(capsys, *argv, "--batch-size", "50", "--hidden", "32", "--d-hidden", "48,16")
+    assert code == 0 and m["config"]["batch_size"] == 50 and m["config"]["d_hidden"] == [48, 16]
+    code, m, _ = _run(capsys, *argv, "--hidden", "32")
+    assert code == 0 and m["config"]["d_hidden"] == [96]  # the width follows --hidden
+
+
+def test_snapshots_do_not_change_the_run():
+    cloud = ring(n=200)
+    config = GANConfig(batch_size=16, d_steps=1)
+    plain = train_point_gan(cloud, config, 12, hidden=(8,), seed=3, progress=False)
+    watched = train_point_gan(cloud, config, 12, hidden=(8,), seed=3, progress=False, snapshots=4)
+    assert len(watched["snapshots"]) == 4
+    for a, b in zip(plain["trainer"].generator.parameters(), watched["trainer"].generator.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _widths(net: nn.Module) -> list[int]:
+    return [m.out_features for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def test_point_gan_discriminator_has_its_own_hidden_layers():
+    cloud = grid(n=100)
+    generator, discriminator = build_point_gan(cloud, 3, (16, 8), pack=2, d_hidden=(40,))
+    assert _widths(generator) == [16, 8, 2] and _widths(discriminator) == [40, 1]
+    assert _widths(build_point_gan(cloud, 3, (16, 8), pack=2)[1]) == [16, 8, 1]
+    assert discriminator_hidden(grid(n=100), (16, 8)) == (48, 24) and discriminator_hidden(ring(), (16, 8)) == (16, 8)
+    assert discriminator_hidden(None, (16,)) == (16,)
 
 
 def test_cli_simultaneous_update_takes_one_discriminator_step(tmp_path, capsys):
@@ -368,6 +395,8 @@ def test_cli_simultaneous_update_takes_one_discriminator_step(tmp_path, capsys):
     assert code == 2 and "--simultaneous with --d-steps 1 --unrolled 2: expected one discriminator step" in err
     code, _, err = _run(capsys, "gan", "--dataset", "digits", "--simultaneous", "--out", str(tmp_path))
     assert code == 2 and "--simultaneous" in err and "for 2-D data" in err
+    code, _, err = _run(capsys, "gan", "--dataset", "digits", "--d-hidden", "64", "--out", str(tmp_path))
+    assert code == 2 and "--d-hidden" in err and "for 2-D data" in err
 
 
 @pytest.mark.parametrize("option", [["--unrolled", "-1"], ["--pack", "0"]])

@@ -37,6 +37,42 @@ def test_maxout_is_the_max_over_its_pieces():
         Maxout(3, 4, pieces=0)
 
 
+def blocks_adam(grads: list[torch.Tensor], lr: float, beta1: float, beta2: float, eps: float = 1e-8):
+    """The parameter path of Blocks' Adam (the Theano library PacGAN's code trains with), from its documented
+    update, in which ``beta1`` and ``beta2`` weigh the new gradient: m_t = beta1 g_t + (1 - beta1) m_{t-1},
+    v_t = beta2 g_t² + (1 - beta2) v_{t-1}, step lr √(1 - (1 - beta2)^t) / (1 - (1 - beta1)^t) m_t / (√v_t + ε),
+    added to the parameter (here, the step's gradient is that of the loss, so it is subtracted)."""
+    p, m, v, path = torch.zeros_like(grads[0]), 0.0, 0.0, []
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * g + (1 - beta1) * m
+        v = beta2 * g**2 + (1 - beta2) * v
+        p = p - lr * math.sqrt(1 - (1 - beta2) ** t) / (1 - (1 - beta1) ** t) * m / (v.sqrt() + eps)
+        path.append(p)
+    return path
+
+
+def test_pacgan_adam_is_its_blocks_adam_in_torchs_convention():
+    # PacGAN's config says Adam(1e-4, beta1=0.8) with Blocks' default beta2 0.001: torch's betas (0.2, 0.999)
+    torch.manual_seed(0)
+    grads = [torch.randn(5) for _ in range(30)]
+    expected = blocks_adam(grads, 1e-4, beta1=0.8, beta2=0.001)
+
+    def torch_path(betas):
+        p = torch.zeros(5, requires_grad=True)
+        opt = torch.optim.Adam([p], lr=1e-4, betas=betas, eps=1e-8)
+        path = []
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+            path.append(p.detach().clone())
+        return path
+
+    for ours, theirs in zip(torch_path(PROTOCOLS["pacgan"].config["betas"]), expected):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-9)
+    # reading "0.8" as torch's β1 is another optimiser: the paths part
+    assert max((a - b).abs().max() for a, b in zip(torch_path((0.8, 0.999)), expected)) > 1e-5
+
+
 def test_pacgan_networks_are_the_papers():
     proto = PROTOCOLS["pacgan"]
     generator, discriminator = proto.networks.build(pack=4)
@@ -48,7 +84,7 @@ def test_pacgan_networks_are_the_papers():
     assert [(m.linear.in_features, m.out_dim, m.pieces) for m in maxouts] == [(8, 200, 5), (200, 200, 5),
                                                                                (200, 200, 5)]
     assert discriminator(torch.randn(3, 8)).shape == (3, 1)
-    assert proto.iterations == 400_000 and proto.config["betas"] == (0.8, 0.999) and proto.trials == 10
+    assert proto.iterations == 400_000 and proto.config["betas"] == (0.2, 0.999) and proto.trials == 10
     assert proto.budget(0.01) == 4000
     with_bn = mlp(2, [4], 1, batch_norm=True)
     assert [type(m).__name__ for m in with_bn] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
