@@ -31,8 +31,8 @@ LATENT_DIM = 8
 # 200 keeps the ring of 16 from smearing along its arcs (batch 100: 15/16 at 22% on one seed). A stronger
 # discriminator (two steps a generator step) helps the ring but drops whole rows of the grid (16-20/25); a wider one
 # (three times the generator's width, one step) sharpens the gaps between modes: on the ring of 16, twice the width
-# took its worst seed from 77% to 88% high quality but left another at 85%; three times gave 92% there, at 1.5x
-# the time of twice.
+# took its worst seed from 77% to 88% high quality but left another at 85%; three times gave 92% there, at about
+# 2.4x the time of the narrow one.
 MANY_MODES = 12
 MANY_MODES_DISCRIMINATOR_WIDTH = 3
 MANY_MODES_PRESETS = {

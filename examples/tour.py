@@ -9,7 +9,7 @@ section per step: what to look at, its figures, its key numbers and the command 
 ``summary.json`` (every metric and status). A failed step is reported in the page and in the exit
 status; the other steps still run.
 
-    deepprob tour --quick --out runs/tour      # about 4 minutes on 2 CPU cores (2 steps at a time)
+    deepprob tour --quick --out runs/tour      # about 7 minutes on 2 CPU cores (2 steps at a time)
     deepprob tour --out runs/tour-full          # longer fits; says how long before it starts
     deepprob tour --quick --only kl,linreg      # a subset of the steps
 """
@@ -126,7 +126,7 @@ STEPS = [
          "PacGAN on the 5x5 grid's 25 narrow modes, with the settings that follow from that many modes (one "
          "discriminator step of batch 200, a discriminator three times the generator's width, 40,000 iterations, the "
          "learning rates decaying to a tenth).",
-         ["modes_covered", "num_modes", "high_quality_fraction"], 4, 240),
+         ["modes_covered", "num_modes", "high_quality_fraction"], 5, 276),
     Step("gan-ring-unrolled", ["gan", "--dataset", "ring", "--unrolled", "5", "--no-baseline"],
          ["--iterations", "1500"],
          "Unrolled GAN: the generator's loss looks 5 discriminator steps ahead.",
@@ -150,7 +150,7 @@ STEPS = [
          "GAN against VAE on the same mixture, same latent size and networks: the GAN (mode seeking, like KL(Q||P)) "
          "drops modes and keeps its samples sharp; the VAE (maximum likelihood, KL(P||Q)) covers every mode and puts "
          "mass between them. Both KL directions to the true density say so.",
-         ["datasets"], 5, 73),
+         ["datasets"], 6, 280),
 ]
 
 
