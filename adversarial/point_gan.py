@@ -110,8 +110,10 @@ def train_point_gan(cloud, config: GANConfig, iterations: int, *, latent_dim: in
     "seconds": ...}``; ``snapshots`` evenly spaced clouds, the last the final state.
     """
     torch.manual_seed(seed)
-    d_hidden = discriminator_hidden(cloud, hidden) if d_hidden is None else d_hidden
-    generator, discriminator = networks or build_point_gan(cloud, latent_dim, hidden, config.pack, d_hidden)
+    if networks is None:
+        d_hidden = discriminator_hidden(cloud, hidden) if d_hidden is None else d_hidden
+        networks = build_point_gan(cloud, latent_dim, hidden, config.pack, d_hidden)
+    generator, discriminator = networks
     trainer = GANTrainer(generator, discriminator, lambda n: cloud.sample(n, device=device), latent_dim, config,
                          device)
     shots = []

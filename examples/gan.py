@@ -103,9 +103,9 @@ def variant_name(loss: str, unrolled: int, pack: int) -> str:
 
 
 def resolve_config(args: argparse.Namespace, cloud=None):
-    """The GANConfig, iteration count and noise dimension: the method's preset on ``cloud`` (it follows the
-    data's modes), overridden by any option given."""
-    from deepprob.adversarial.point_gan import LATENT_DIM, preset
+    """The GANConfig, iteration count and networks (``train_point_gan``'s latent_dim, hidden and d_hidden):
+    the method's preset on ``cloud`` (it follows the data's modes), overridden by any option given."""
+    from deepprob.adversarial.point_gan import LATENT_DIM, discriminator_hidden, preset
     from deepprob.adversarial.trainer import GANConfig
 
     settings = preset("unrolled" if args.unrolled else args.loss, cloud)
@@ -117,22 +117,17 @@ def resolve_config(args: argparse.Namespace, cloud=None):
     config = GANConfig(loss=args.loss, unrolled=args.unrolled, pack=args.pack, simultaneous=args.simultaneous,
                        **{**settings, **overrides})
     config.validate()
-    return config, args.iterations or iterations, args.latent_dim or LATENT_DIM
+    networks = {"latent_dim": args.latent_dim or LATENT_DIM, "hidden": list(args.hidden),
+                "d_hidden": list(args.d_hidden or discriminator_hidden(cloud, args.hidden))}
+    return config, args.iterations or iterations, networks
 
 
-def resolve_d_hidden(args: argparse.Namespace, cloud) -> list[int]:
-    """The discriminator's hidden layers: --d-hidden, or the preset's beside --hidden (wider for many modes)."""
-    from deepprob.adversarial.point_gan import discriminator_hidden
-
-    return list(args.d_hidden or discriminator_hidden(cloud, args.hidden))
-
-
-def run_point_gan(args, cloud, config, iterations: int, latent_dim: int, name: str) -> tuple[dict, list]:
-    """Train one GAN from ``args.seed``; returns its metrics and its snapshots [(iteration, points)]."""
+def run_point_gan(args, cloud, config, iterations: int, networks: dict, name: str) -> tuple[dict, list]:
+    """Train one GAN of ``networks`` from ``args.seed``; returns its metrics and its snapshots
+    [(iteration, points)]."""
     from deepprob.adversarial.point_gan import evaluate_points, train_point_gan
 
-    run = train_point_gan(cloud, config, iterations, latent_dim=latent_dim, hidden=args.hidden,
-                          d_hidden=resolve_d_hidden(args, cloud), seed=args.seed, device=args.device,
+    run = train_point_gan(cloud, config, iterations, **networks, seed=args.seed, device=args.device,
                           snapshots=args.snapshots, progress=not args.quiet, desc=name)
     history = run["history"]
     metrics = evaluate_points(cloud, run["trainer"].generate(args.eval_samples).cpu(), args.min_count)
@@ -148,20 +143,19 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
         raise InputError("--epochs/--width/--arithmetic: only used with --dataset digits or mnist")
     from deepprob.adversarial.point_gan import preset_basis
 
-    config, iterations, latent_dim = resolve_config(args, cloud)
+    config, iterations, networks = resolve_config(args, cloud)
     name = variant_name(args.loss, args.unrolled, args.pack)
     runs, snapshots = {}, {}
     if name != "standard" and not args.no_baseline:
         baseline = replace(config, loss="gan", unrolled=0, pack=1)
-        runs["standard"], snapshots["standard"] = run_point_gan(args, cloud, baseline, iterations, latent_dim,
+        runs["standard"], snapshots["standard"] = run_point_gan(args, cloud, baseline, iterations, networks,
                                                                  "standard")
-    runs[name], snapshots[name] = run_point_gan(args, cloud, config, iterations, latent_dim, name)
+    runs[name], snapshots[name] = run_point_gan(args, cloud, config, iterations, networks, name)
     figure = plot_snapshots(snapshots, cloud.points, cloud.centres, args.out / "snapshots.png", runs)
     metrics = {
         "dataset": cloud.name,
         **runs[name],
-        "config": {**config.to_dict(), "latent_dim": latent_dim, "hidden": args.hidden,
-                   "d_hidden": resolve_d_hidden(args, cloud)},
+        "config": {**config.to_dict(), **networks},
         "settings_basis": preset_basis(cloud),
         "figure": str(figure),
     }
@@ -170,8 +164,9 @@ def train_points(args: argparse.Namespace, cloud) -> dict:
     if not (args.json or args.quiet):
         print(
             f"{cloud.name}: {len(cloud.points)} data points; {iterations} iterations, "
-            f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}, noise of {latent_dim} "
-            f"dimensions ({preset_basis(cloud)})"
+            f"{config.d_steps} discriminator step(s) each, batch {config.batch_size}, noise of "
+            f"{networks['latent_dim']} dimensions, hidden layers {networks['hidden']} (generator) and "
+            f"{networks['d_hidden']} (discriminator) ({preset_basis(cloud)})"
         )
         for run, m in runs.items():
             modes = (
