@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from deepprob.errors import InputError
 
@@ -18,12 +19,14 @@ ACTIVATIONS = {
 
 
 def mlp(
-    in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu", batch_norm: bool = False
+    in_dim: int, hidden: Sequence[int], out_dim: int, activation: str = "relu",
+    batch_norm: bool | Callable[[int], nn.Module] = False,
 ) -> nn.Sequential:
     """``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim``: Linear layers with ``activation`` between
     them and none after the last (outputs are logits, critic values or unconstrained points); with
-    ``batch_norm``, a ``BatchNorm1d`` before each hidden activation (PacGAN's generator), and no bias in the
-    Linear layers it follows (the normalisation subtracts it again).
+    ``batch_norm``, a normalisation before each hidden activation (PacGAN's generator): ``True`` for
+    ``BatchNorm1d``, or a function of the width that makes the layer (:class:`DrawwiseBatchNorm1d`); the
+    Linear layers it follows have no bias (the normalisation subtracts it again).
 
     >>> mlp(2, [300, 300, 150], 1)  # the seed's discriminator: 2-300-300-150-1
     Sequential(
@@ -38,15 +41,60 @@ def mlp(
     """
     if activation not in ACTIVATIONS:
         raise InputError(f"activation {activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+    norm = nn.BatchNorm1d if batch_norm is True else batch_norm
     sizes = [in_dim, *hidden, out_dim]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         hidden_layer = i < len(sizes) - 2
-        layers.append(nn.Linear(a, b, bias=not (batch_norm and hidden_layer)))
+        layers.append(nn.Linear(a, b, bias=not (norm and hidden_layer)))
         if hidden_layer:
-            layers += [nn.BatchNorm1d(b)] if batch_norm else []
+            layers += [norm(b)] if norm else []
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+class DrawwiseBatchNorm1d(nn.Module):
+    r"""Batch norm taken over each of ``draws`` draws apart, as a generator run once per draw has it (PacGAN's
+    code runs its generator on each of the M noise batches it packs): (N * draws, C) -> (N * draws, C).
+
+    Row ``i`` belongs to draw ``i % draws``, the layout :func:`~deepprob.adversarial.losses.pack` reads
+    (a packed row holds ``draws`` consecutive rows, one from each draw). In training mode each draw ``d`` is
+    normalised on its own statistics, :math:`y = γ (x - μ_d) / σ_d + β` with :math:`σ_d = \sqrt{\mathrm{Var}_d
+    + ε}` (biased variance); the population statistics move towards the draws' average μ and σ by
+    ``momentum``, and eval mode uses them: :math:`y = γ (x - \bar μ) / \bar σ + β`. That is Blocks'
+    ``BatchNormalization`` as PacGAN trains it (a running σ, not a running variance: momentum 0.05, ε 1e-4).
+    """
+
+    def __init__(self, num_features: int, draws: int = 1, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        if draws < 1:
+            raise InputError(f"batch norm draws {draws}: expected an integer >= 1")
+        self.draws, self.momentum, self.eps = draws, momentum, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_std", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return torch.addcmul(self.bias, x - self.running_mean, self.weight / self.running_std)
+        if x.shape[0] % self.draws:
+            raise ValueError(f"DrawwiseBatchNorm1d: {x.shape[0]} rows are not {self.draws} draws of equal size")
+        # (N * draws, C) as (N, draws * C): each column one channel of one draw, which torch's fused batch norm
+        # normalises over its N rows; the affine parameters are shared by the draws
+        columns = x.reshape(-1, self.draws * x.shape[1])
+        n = columns.shape[0]
+        if n < 2:
+            raise ValueError("DrawwiseBatchNorm1d: a draw of one row has no spread to normalise by")
+        # momentum 1 makes torch's running statistics this batch's: its mean and unbiased variance
+        mean, var = columns.new_zeros(columns.shape[1]), columns.new_ones(columns.shape[1])
+        out = F.batch_norm(columns, mean, var, self.weight.repeat(self.draws), self.bias.repeat(self.draws),
+                           training=True, momentum=1.0, eps=self.eps)
+        with torch.no_grad():
+            std = (var * ((n - 1) / n) + self.eps).sqrt()
+            self.running_mean.lerp_(mean.view(self.draws, -1).mean(0), self.momentum)
+            self.running_std.lerp_(std.view(self.draws, -1).mean(0), self.momentum)
+        return out.view_as(x)
 
 
 class Maxout(nn.Module):

@@ -8,23 +8,25 @@ metrics, and the rows its table reports, so that a run can stand beside them (``
   default beta2 0.001 is torch's 0.999); batch 100; both networks stepped at once from one batch
   (ALI's update: ``GANConfig.simultaneous``); 400 epochs over 100,000 samples (400,000 iterations of batch
   100); 10 trials; 2D-grid (σ 0.05 on {-4, -2, 0, 2, 4}²) and 2D-ring (8 modes, radius 1, σ 0.01). Its
-  metric code counts a mode as covered by any high-quality point (``min_count`` 1). One difference stays:
-  with packing, our generator's batch norm normalises over all M × 100 samples of a step, PacGAN's code
-  over each of its M draws of 100 apart.
+  metric code counts a mode as covered by any high-quality point (``min_count`` 1). Its generator runs once
+  on each of the M noise batches it packs, so its batch norm (Blocks') normalises each draw of 100 apart and
+  moves a running mean and standard deviation towards the draws' average by 0.05, with ε 1e-4:
+  :class:`~deepprob.adversarial.nets.DrawwiseBatchNorm1d`.
 - ``veegan``: the unrolled GAN's row of VEEGAN's table (Srivastava et al. 2017), 5 runs, on the grid, with
   the settings of the unrolled GAN's public demonstration code (our reading of what VEEGAN ran, unconfirmed):
   a 256-d z, generator and discriminator of two 128-unit tanh layers, orthogonal weights of gain 1.4, Adam
   lr 1e-3 (generator) and 1e-4 (discriminator), β1 0.5, batch 512, 25,000 iterations, 5 unrolled steps.
+  VEEGAN's text counts a mode as captured when it is the nearest mode of "at least one high quality sample".
 - ``gdpp``: the WGAN-GP row of GDPP's table (Elfeki et al. 2019), on the grid, with the networks of GDPP's
   synthetic-data code (the same as ``veegan``'s: its code derives from that demonstration), batch 512 and
   25,000 iterations; 5 critic steps, Adam lr 1e-4, betas (0.5, 0.9) and λ 10 are WGAN-GP's own defaults
   (GDPP's code holds no WGAN-GP). GDPP's evaluation counts a mode as covered by any high-quality point.
 
 Every protocol measures as VEEGAN and PacGAN did: 2,500 generated points (batch norm in eval mode); high
-quality within 3σ of the nearest mode; a mode covered by at least ``min_count`` high-quality points (20
-unless the paper's code says otherwise); the reverse KL of the high-quality points' mode shares against the
-uniform (:func:`~deepprob.adversarial.metrics.mode_reverse_kl`). The published ± are
-standard errors over trials, and so are ours.
+quality within 3σ of the nearest mode; a mode covered by at least ``min_count`` high-quality points (one, in
+all three papers; ``deepprob gan`` asks for 20); the reverse KL of the high-quality points' mode shares
+against the uniform (:func:`~deepprob.adversarial.metrics.mode_reverse_kl`). The published ± are standard
+errors over trials, and so are ours.
 """
 
 from __future__ import annotations
@@ -32,32 +34,38 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
-from deepprob.adversarial.nets import init_linear_, maxout_mlp, mlp
+from deepprob.adversarial.nets import DrawwiseBatchNorm1d, init_linear_, maxout_mlp, mlp
 from deepprob.errors import InputError
 
 
 @dataclass(frozen=True)
 class Networks:
     """A paper's generator (``latent_dim`` -> ``g_hidden`` -> 2) and discriminator (``2 * pack`` -> ``d_hidden``
-    -> 1); ``d_maxout`` > 0 makes the discriminator's hidden layers maxout of that many pieces; ``init`` is the
-    paper's code's initialisation, (kind, scale) for :func:`~deepprob.adversarial.nets.init_linear_` (None:
-    torch's default)."""
+    -> 1); ``g_batch_norm`` = (momentum, ε) puts batch norm in the generator, taken over each packed draw
+    apart (:class:`~deepprob.adversarial.nets.DrawwiseBatchNorm1d`); ``d_maxout`` > 0 makes the
+    discriminator's hidden layers maxout of that many pieces; ``init`` is the paper's code's initialisation,
+    (kind, scale) for :func:`~deepprob.adversarial.nets.init_linear_` (None: torch's default)."""
 
     latent_dim: int
     g_hidden: tuple[int, ...]
     d_hidden: tuple[int, ...]
     activation: str = "relu"
-    g_batch_norm: bool = False
+    g_batch_norm: tuple[float, float] | None = None
     d_maxout: int = 0
     init: tuple[str, float] | None = None
 
     def build(self, pack: int = 1) -> tuple[nn.Module, nn.Module]:
         """(generator, discriminator), freshly initialised from torch's current seed."""
-        generator = mlp(self.latent_dim, self.g_hidden, 2, self.activation, batch_norm=self.g_batch_norm)
+        norm = False
+        if self.g_batch_norm is not None:
+            momentum, eps = self.g_batch_norm
+            norm = partial(DrawwiseBatchNorm1d, draws=pack, momentum=momentum, eps=eps)
+        generator = mlp(self.latent_dim, self.g_hidden, 2, self.activation, batch_norm=norm)
         if self.d_maxout:
             discriminator = maxout_mlp(2 * pack, self.d_hidden, 1, self.d_maxout)
         else:
@@ -94,7 +102,7 @@ class Protocol:
     methods: dict[str, dict]
     published: dict[tuple[str, str], Published] = field(default_factory=dict)
     samples: int = 2500
-    min_count: int = 20
+    min_count: int = 1
 
     def budget(self, fraction: float) -> int:
         """The iterations of a run at ``fraction`` of the published budget (at least 1)."""
@@ -108,7 +116,7 @@ DEMO_NETWORKS = Networks(latent_dim=256, g_hidden=(128, 128), d_hidden=(128, 128
 PROTOCOLS = {
     "pacgan": Protocol(
         "pacgan", "PacGAN (Lin et al. 2018), Table 1",
-        Networks(latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3, g_batch_norm=True, d_maxout=5,
+        Networks(latent_dim=2, g_hidden=(400,) * 4, d_hidden=(200,) * 3, g_batch_norm=(0.05, 1e-4), d_maxout=5,
                  init=("normal", 0.02)),
         {"lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.2, 0.999), "batch_size": 100, "d_steps": 1, "simultaneous": True},
         iterations=400 * 100_000 // 100, trials=10, datasets=("grid", "ring-pacgan"),
@@ -120,7 +128,6 @@ PROTOCOLS = {
             ("ring-pacgan", "standard"): Published(6.3, 0.5, 98.2),
             ("ring-pacgan", "pack4"): Published(7.8, 0.1, 95.9),
         },
-        min_count=1,
     ),
     "veegan": Protocol(
         "veegan", "VEEGAN (Srivastava et al. 2017), its table's unrolled GAN",
@@ -135,7 +142,6 @@ PROTOCOLS = {
         {"loss": "wgan-gp", "lr_g": 1e-4, "lr_d": 1e-4, "betas": (0.5, 0.9), "batch_size": 512, "d_steps": 5},
         iterations=25_000, trials=5, datasets=("grid",), methods={"wgan-gp": {}},
         published={("grid", "wgan-gp"): Published(24.2, None, 28.7)},
-        min_count=1,
     ),
 }
 

@@ -8,8 +8,8 @@
 the published iterations where the full budget does not fit (the table says what was run), and the step's
 throughput is measured first against a plain PyTorch loop of the same networks, side by side.
 
-Metrics as the papers' code computes them: 2,500 samples; high quality within 3σ of a mode; a mode covered
-by at least 20 high-quality samples, or by one where the paper's code counts so (PacGAN's, GDPP's); reverse
+Metrics as the papers compute them: 2,500 samples; high quality within 3σ of a mode; a mode covered by one
+high-quality sample (by 20 under ``--protocol ours``, as ``deepprob gan`` counts); reverse
 KL of the high-quality samples' mode shares against the uniform. ``--curve K`` also scores every trial at K
 evenly spaced iterations: how the numbers grow with the budget. ``--device cuda`` runs the trials there.
 Every ± is a standard error over trials, as in the papers' tables. Each (data set, method, trial) is one run,

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from deepprob.adversarial.losses import pack
 from deepprob.adversarial.metrics import mode_metrics, mode_reverse_kl
-from deepprob.adversarial.nets import Maxout, init_linear_, maxout_mlp, mlp
+from deepprob.adversarial.nets import DrawwiseBatchNorm1d, Maxout, init_linear_, maxout_mlp, mlp
 from deepprob.adversarial.protocols import PROTOCOLS, mean_se, protocol, train_protocol_run
 from deepprob.datasets.points import grid, ring16
 from deepprob.errors import InputError
@@ -79,7 +80,8 @@ def test_pacgan_networks_are_the_papers():
     linears = [m for m in generator if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(2, 400), (400, 400), (400, 400), (400, 400),
                                                                    (400, 2)]
-    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in generator) == 4
+    norms = [m for m in generator if isinstance(m, DrawwiseBatchNorm1d)]
+    assert len(norms) == 4 and all((m.draws, m.momentum, m.eps) == (4, 0.05, 1e-4) for m in norms)
     maxouts = [m for m in discriminator if isinstance(m, Maxout)]
     assert [(m.linear.in_features, m.out_dim, m.pieces) for m in maxouts] == [(8, 200, 5), (200, 200, 5),
                                                                                (200, 200, 5)]
@@ -93,7 +95,51 @@ def test_pacgan_networks_are_the_papers():
     # PacGAN's code: weights N(0, 0.02²), zero biases, in both networks (maxout layers among them)
     weights = torch.cat([m.weight.flatten() for m in [*linears, *(m.linear for m in maxouts)]])
     assert abs(weights.std().item() - 0.02) < 0.0005 and abs(weights.mean().item()) < 0.0005
-    assert all(not m.linear.bias.any() for m in maxouts) and proto.config["simultaneous"] and proto.min_count == 1
+    assert all(not m.linear.bias.any() for m in maxouts) and proto.config["simultaneous"]
+    # the three papers count a mode covered by one high-quality point (VEEGAN's text, PacGAN's and GDPP's code)
+    assert all(p.min_count == 1 for p in PROTOCOLS.values())
+
+
+def test_drawwise_batch_norm_normalises_each_packed_draw_on_its_own():
+    """PacGAN's generator runs once per packed draw: each draw of N is normalised on its own mean and spread,
+    its Blocks population statistics are the draws' average mean and σ = sqrt(Var + ε), moved by momentum."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    draws, n, width, eps = 4, 50, 6, 1e-4
+    norm = DrawwiseBatchNorm1d(width, draws=draws, momentum=0.05, eps=eps)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.normal_()
+    # draws of different location and scale, interleaved as pack() reads them: packed row i = rows i*M .. i*M+M-1
+    x = (torch.randn(n, draws, width) * torch.arange(1.0, draws + 1)[:, None] + torch.arange(draws)[:, None])
+    x = x.reshape(n * draws, width).requires_grad_(True)
+    assert torch.equal(pack(x, draws)[3].view(draws, width), x[3 * draws : 4 * draws])
+    y = norm(x)
+    by_draw = torch.stack([F.batch_norm(x[d::draws], None, None, norm.weight, norm.bias, True, 0.0, eps)
+                           for d in range(draws)], dim=1)  # (n, draws, width)
+    expected = by_draw.reshape(n * draws, width)
+    torch.testing.assert_close(y, expected)
+    # one batch norm over all the rows is another layer: the draws' locations differ by up to 3
+    assert (y - F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, eps)).abs().max() > 0.5
+    # gradients: the draws share γ and β
+    weights = torch.randn_like(y)
+    grads = torch.autograd.grad((y * weights).sum(), [x, norm.weight, norm.bias])
+    reference = torch.autograd.grad((expected * weights).sum(), [x, norm.weight, norm.bias])
+    for ours, theirs in zip(grads, reference):
+        torch.testing.assert_close(ours, theirs)
+    groups = x.detach().view(n, draws, width)
+    mean = groups.mean(0).mean(0)
+    std = (groups.var(0, unbiased=False) + eps).sqrt().mean(0)
+    torch.testing.assert_close(norm.running_mean, 0.05 * mean)
+    torch.testing.assert_close(norm.running_std, 0.95 + 0.05 * std)
+    # eval mode: the population statistics, row by row
+    norm.eval()
+    row = torch.randn(3, width)
+    torch.testing.assert_close(norm(row), norm.weight * (row - norm.running_mean) / norm.running_std + norm.bias)
+    norm.train()
+    with pytest.raises(ValueError, match="10 rows are not 4 draws"):
+        norm(torch.randn(10, width))
 
 
 def test_initialisers_give_the_stated_weights():
