@@ -12,7 +12,8 @@ Where a bar is drawn is settled per process:
 - in a worker of :func:`deepprob.pool.map_forked` whose parent listens (:func:`listening`), its events go to
   the parent, which draws them with bars of its own (and, itself a worker, passes them on);
 - on a terminal (stderr is a tty): a tqdm bar per running piece, and a line as each one finishes;
-- elsewhere (a log file, a pipe, CI): only the line as each piece finishes.
+- elsewhere (a log file, a pipe, CI): a line every :data:`LOG_SECONDS` while a piece runs (how far, how
+  long, about how long left), and the line as it finishes.
 
 ``enabled=False`` (``--quiet``) gives a bar that draws nothing.
 """
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 
 UPDATE_SECONDS = 0.2  # a worker sends a bar's progress at most this often
+LOG_SECONDS = 60.0  # off a terminal, a running piece's line at most this often
 
 _channel = None  # in a worker of map_forked whose parent listens: the queue to it
 _ids = itertools.count()
@@ -54,7 +56,7 @@ class _Drawn(Bar):
 
     def __init__(self, desc: str, total: int, unit: str):
         self.desc, self.total, self.unit, self.done, self.start = desc, total, unit, 0, time.perf_counter()
-        self.postfix, self.tqdm = None, None
+        self.postfix, self.tqdm, self.logged = None, None, self.start
         if sys.stderr.isatty():
             from tqdm.auto import tqdm
 
@@ -72,6 +74,14 @@ class _Drawn(Bar):
             if postfix is not None:
                 self.tqdm.set_postfix_str(postfix, refresh=False)
             self.tqdm.update(n)
+            return
+        now = time.perf_counter()
+        if 0 < self.done < self.total and now - self.logged >= LOG_SECONDS:
+            self.logged, elapsed = now, now - self.start
+            left = elapsed * (self.total - self.done) / self.done
+            line = (f"{self.desc}: {self.done}/{self.total} {self.unit}s ({100 * self.done / self.total:.0f}%) in "
+                    f"{elapsed:.0f} s, about {left:.0f} s left")
+            print(line + (f", {self.postfix}" if self.postfix else ""), file=sys.stderr, flush=True)
 
     def describe(self, desc: str) -> None:
         self.desc = desc

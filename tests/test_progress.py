@@ -75,6 +75,27 @@ def test_off_a_terminal_a_line_per_finished_piece_or_nothing(quiet, tmp_path):
 
 
 
+def test_off_a_terminal_a_long_piece_says_how_far_it_is(capsys, monkeypatch):
+    """A run of an hour in a log file is not silent for an hour: a line at most every LOG_SECONDS."""
+    from deepprob import progress
+
+    monkeypatch.setattr(progress, "LOG_SECONDS", 0.0)
+    bar = progress.bar("gan grid", total=400, unit="iteration")
+    bar.update(100, postfix="d 1.38")
+    bar.update(100)
+    bar.update(200)  # done: only the finished line
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("gan grid: 100/400 iterations (25%) in ") and lines[0].endswith(" s left, d 1.38")
+    assert lines[1].startswith("gan grid: 200/400 iterations (50%) in ")
+    assert lines[2].startswith("gan grid: 400 iterations in ")
+    monkeypatch.setattr(progress, "LOG_SECONDS", 3600.0)
+    quiet = progress.bar("gan grid", total=400, unit="iteration")
+    quiet.update(100)
+    assert capsys.readouterr().err == ""
+
+
 def test_a_workers_piece_is_timed_where_it_ran(capsys):
     """The parent may read a worker's events late (busy with a piece of its own): the line gives the seconds the
     worker measured, not the gap between the events' arrival."""
